@@ -1,0 +1,34 @@
+// dense_backward_bias: db += Σ_r dy
+//
+//   forward:  y[r, c] = b[c] + Σ_k x[r, k] · w[k, c]
+//   backward: db[c] += Σ_r dy[r, c]                       dy: [rows, cols], db: [cols]
+//
+// Thread mapping: one invocation per output feature c, looping over the batch
+// (coalesced: neighbouring invocations read neighbouring columns).
+// Bounds: invocations with c ≥ cols return. Gradients accumulate (+=).
+
+alias real = f32;
+
+struct DenseParams {
+    rows: u32,
+    k: u32,
+    cols: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: DenseParams;
+@group(0) @binding(1) var<storage, read> dy: array<real>;
+@group(0) @binding(2) var<storage, read_write> db: array<real>;
+
+@compute @workgroup_size(64)
+fn dense_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= params.cols) {
+        return;
+    }
+    var acc = real(0.0);
+    for (var r = 0u; r < params.rows; r = r + 1u) {
+        acc = acc + dy[r * params.cols + c];
+    }
+    db[c] = db[c] + acc;
+}

@@ -1,0 +1,32 @@
+// relu_backward: dx += dy · [y > 0]
+//
+//   forward:  y = max(x, 0)
+//   backward: dx += dy where y > 0, else nothing.
+// Uses the saved *output* y (y > 0 ⇔ x > 0), so the input need not be kept.
+// At the kink x = 0 the gradient is 0 (as in PyTorch and TensorFlow).
+//
+// Thread mapping: one invocation per element, i = gid.x + gid.y · num_workgroups.x · 256.
+// Bounds: invocations with i ≥ n return. Gradients accumulate (+=).
+
+alias real = f32;
+
+struct ElementwiseParams {
+    n: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: ElementwiseParams;
+@group(0) @binding(1) var<storage, read> y: array<real>;
+@group(0) @binding(2) var<storage, read> dy: array<real>;
+@group(0) @binding(3) var<storage, read_write> dx: array<real>;
+
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= params.n) {
+        return;
+    }
+    dx[i] = dx[i] + select(real(0.0), dy[i], y[i] > real(0.0));
+}

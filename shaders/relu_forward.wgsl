@@ -1,0 +1,28 @@
+// relu_forward: y = max(x, 0)
+//
+// Thread mapping: one invocation per element; the 1-D index is folded into
+// (x, y) workgroups when it would pass 65,535 workgroups:
+//   i = gid.x + gid.y · num_workgroups.x · 256.
+// Bounds: invocations with i ≥ n return.
+
+alias real = f32;
+
+struct ElementwiseParams {
+    n: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: ElementwiseParams;
+@group(0) @binding(1) var<storage, read> x: array<real>;
+@group(0) @binding(2) var<storage, read_write> y: array<real>;
+
+@compute @workgroup_size(256)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= params.n) {
+        return;
+    }
+    y[i] = max(x[i], real(0.0));
+}

@@ -1,0 +1,97 @@
+//! The library's one error type. Messages are lowercase and name the op, the
+//! shapes, the file or the limit involved, and say what to do about it.
+
+use crate::tensor::Shape;
+
+/// Every failure the library can report.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// wgpu found no adapter on any enabled backend.
+    #[error(
+        "no GPU adapter found (backends tried: {backends}{filter}). Install a GPU driver; on a \
+         machine without a GPU install Mesa's CPU driver with `apt-get install -y \
+         mesa-vulkan-drivers` (Vulkan lavapipe), or try `WGPU_BACKEND=gl` (OpenGL llvmpipe)"
+    )]
+    NoAdapter { backends: String, filter: String },
+
+    /// The adapter refused to open a device.
+    #[error("the adapter '{adapter}' refused to open a device: {message}")]
+    RequestDevice { adapter: String, message: String },
+
+    /// Two shapes that must agree do not.
+    #[error("{op}: shape mismatch: {what} — got {got}, expected {expected}")]
+    Shape {
+        op: &'static str,
+        what: String,
+        got: Shape,
+        expected: String,
+    },
+
+    /// A host slice does not match the tensor it is meant to fill.
+    #[error("{op}: {len} values given for a tensor of shape {shape} ({numel} elements)")]
+    DataLength {
+        op: &'static str,
+        len: usize,
+        shape: Shape,
+        numel: usize,
+    },
+
+    /// A tensor with no elements (a zero dimension) was asked for.
+    #[error("{op}: tensors must have at least one element, got shape {shape}")]
+    EmptyTensor { op: &'static str, shape: Shape },
+
+    /// A buffer larger than the adapter's limit was asked for.
+    #[error(
+        "{op}: needs a {bytes}-byte buffer but the adapter allows at most {limit} bytes per \
+         {what}; use a smaller batch or input size"
+    )]
+    TooLarge {
+        op: &'static str,
+        bytes: u64,
+        limit: u64,
+        what: &'static str,
+    },
+
+    /// A dispatch exceeds the workgroup-count limit even after splitting.
+    #[error("{kernel}: dispatch of {groups:?} workgroups exceeds the adapter's limit of {limit} per dimension")]
+    DispatchTooLarge {
+        kernel: &'static str,
+        groups: [u32; 3],
+        limit: u32,
+    },
+
+    /// A shader failed to compile or a pipeline failed to build.
+    #[error("{shader} failed to compile: {message}")]
+    Shader { shader: String, message: String },
+
+    /// No shader of that name is compiled into the binary.
+    #[error("no shader named '{0}' (the shaders are the files in shaders/*.wgsl)")]
+    UnknownShader(String),
+
+    /// wgpu reported a validation or out-of-memory error, or lost the device.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    /// A caller passed a value that makes no sense (a negative learning rate, ...).
+    #[error("{what}: {message}")]
+    Config { what: String, message: String },
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A gradient-check suite found kernels whose results are wrong.
+    #[error("gradient check failed: {failed} of {total} checks out of tolerance ({names})")]
+    GradcheckFailed {
+        failed: usize,
+        total: usize,
+        names: String,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

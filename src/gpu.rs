@@ -1,0 +1,650 @@
+//! The one module that touches wgpu descriptors.
+//!
+//! Everything an op needs from the GPU goes through [`Gpu`]:
+//! - **adapter and device**: [`Gpu::new`] picks the best adapter (discrete >
+//!   integrated > virtual > CPU), honouring `WGPU_BACKEND` and
+//!   `WGPU_ADAPTER_NAME`, and opens a device with the adapter's own limits;
+//! - **pipelines**: [`Gpu::dispatch`] compiles each `shaders/*.wgsl` entry point
+//!   once per process and caches it;
+//! - **buffers**: tensors take their storage from a pool keyed by byte size, so
+//!   a training step that repeats the previous step's shapes allocates nothing;
+//! - **commands**: kernels are recorded into one command encoder and submitted
+//!   together only when the caller reads something back ([`Gpu::read`]) or
+//!   calls [`Gpu::flush`]. Kernel parameters (uniforms) go into one staging
+//!   arena that is written to the GPU just before that submission.
+//!
+//! Like wgpu's `hello_compute` example, each step is commented as a short lesson.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::shaders;
+use crate::tensor::Tensor;
+
+/// One compute kernel, named once: `shaders/<name>.wgsl` holds the entry
+/// point `<name>`, which is also the pipeline label, the bench id and the doc
+/// heading (`dense_backward_weight`, ...).
+pub type Kernel = &'static str;
+
+/// What the chosen adapter is, for reports.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    /// True for software adapters (lavapipe, llvmpipe, WARP).
+    pub is_cpu: bool,
+    pub timestamps: bool,
+    pub shader_f64: bool,
+    pub max_binding_bytes: u64,
+    pub max_buffer_bytes: u64,
+    pub max_workgroups_per_dim: u32,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}{})",
+            self.name,
+            self.backend,
+            self.device_type,
+            if self.driver.is_empty() {
+                String::new()
+            } else {
+                format!(", driver {}", self.driver)
+            }
+        )
+    }
+}
+
+/// Counters for tests and reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuStats {
+    /// GPU buffers created since start (pool misses, staging, uniforms).
+    pub buffers_created: u64,
+    /// Command submissions since start.
+    pub submissions: u64,
+    /// Kernel dispatches since start.
+    pub dispatches: u64,
+}
+
+/// Free buffers by byte size, shared by the [`Gpu`] and every live tensor.
+#[derive(Default)]
+pub(crate) struct Pool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+}
+
+/// A storage buffer on loan from the pool; it goes back when dropped.
+pub struct PooledBuffer {
+    buffer: Option<wgpu::Buffer>,
+    size: u64,
+    pool: Rc<RefCell<Pool>>,
+}
+
+impl PooledBuffer {
+    pub(crate) fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("buffer present until drop")
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            self.pool.borrow_mut().free.entry(self.size).or_default().push(b);
+        }
+    }
+}
+
+/// Kernel parameters recorded since the last submission, 256-byte aligned.
+struct UniformArena {
+    buffer: wgpu::Buffer,
+    staged: Vec<u8>,
+    align: usize,
+}
+
+const UNIFORM_ARENA_BYTES: u64 = 1 << 18;
+
+struct CachedPipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// The GPU context: device, queue, pipeline cache, buffer pool, pending commands.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    summary: AdapterSummary,
+    limits: wgpu::Limits,
+    pipelines: RefCell<HashMap<Kernel, Rc<CachedPipeline>>>,
+    overrides: RefCell<HashMap<String, String>>,
+    pool: Rc<RefCell<Pool>>,
+    staging: RefCell<HashMap<u64, Vec<wgpu::Buffer>>>,
+    encoder: RefCell<Option<wgpu::CommandEncoder>>,
+    uniforms: RefCell<UniformArena>,
+    stats: Cell<GpuStats>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+fn rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    }
+}
+
+impl Gpu {
+    /// Opens the best adapter. `WGPU_BACKEND` (`vulkan`, `gl`, `metal`, `dx12`)
+    /// restricts the backends, `WGPU_ADAPTER_NAME` keeps only adapters whose
+    /// name contains it (case-insensitive). Among the rest: discrete GPU first,
+    /// then integrated, virtual, CPU; Vulkan before GL on a tie.
+    pub fn new() -> Result<Gpu> {
+        pollster::block_on(Self::new_async())
+    }
+
+    async fn new_async() -> Result<Gpu> {
+        // 1. The instance: which backends to look at (from the environment).
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+
+        // 2. The adapter: a physical device (or a software one) on a backend.
+        let name_filter = std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let mut adapters = instance.enumerate_adapters(backends).await;
+        if let Some(f) = &name_filter {
+            let f = f.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&f));
+        }
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            let backend = match i.backend {
+                wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 1,
+                _ => 0,
+            };
+            std::cmp::Reverse((rank(i.device_type), backend))
+        });
+        let Some(adapter) = adapters.into_iter().next() else {
+            return Err(Error::NoAdapter {
+                backends: format!("{backends:?}"),
+                filter: name_filter
+                    .map(|f| format!(", WGPU_ADAPTER_NAME={f}"))
+                    .unwrap_or_default(),
+            });
+        };
+        let info = adapter.get_info();
+
+        // 3. The device: ask for the adapter's own limits (wgpu's defaults are
+        //    far lower: 128 MiB bindings, 256 invocations) and the optional
+        //    features we use when they exist.
+        let limits = adapter.limits();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F64;
+        let features = adapter.features() & wanted;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("postergrad"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: Default::default(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: Default::default(),
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            })?;
+
+        // 4. Errors: wgpu reports validation errors through a callback (the
+        //    default panics). Keep them and return them at the next sync point.
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            lost.lock()
+                .unwrap()
+                .push(format!("device lost ({reason:?}): {msg}"));
+        });
+
+        let name_lc = info.name.to_lowercase();
+        let summary = AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: [info.driver.as_str(), info.driver_info.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+            is_cpu: info.device_type == wgpu::DeviceType::Cpu
+                || name_lc.contains("llvmpipe")
+                || name_lc.contains("lavapipe"),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            shader_f64: features.contains(wgpu::Features::SHADER_F64),
+            max_binding_bytes: limits.max_storage_buffer_binding_size,
+            max_buffer_bytes: limits.max_buffer_size,
+            max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
+        };
+
+        // 5. One uniform buffer that holds every kernel's parameters for one
+        //    submission, each at an aligned offset.
+        let uniforms = UniformArena {
+            buffer: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("uniform arena"),
+                size: UNIFORM_ARENA_BYTES,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            staged: Vec::new(),
+            align: limits.min_uniform_buffer_offset_alignment.max(16) as usize,
+        };
+
+        Ok(Gpu {
+            device,
+            queue,
+            summary,
+            limits,
+            pipelines: RefCell::new(HashMap::new()),
+            overrides: RefCell::new(HashMap::new()),
+            pool: Rc::new(RefCell::new(Pool::default())),
+            staging: RefCell::new(HashMap::new()),
+            encoder: RefCell::new(None),
+            uniforms: RefCell::new(uniforms),
+            stats: Cell::new(GpuStats {
+                buffers_created: 1,
+                ..Default::default()
+            }),
+            errors,
+        })
+    }
+
+    /// The chosen adapter.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// The device's limits (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Allocation, submission and dispatch counters.
+    pub fn stats(&self) -> GpuStats {
+        self.stats.get()
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut GpuStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// Replaces a shader's source for the rest of the process (to study or
+    /// test a modified kernel without recompiling). Cached pipelines built
+    /// from it are dropped.
+    pub fn override_shader(&self, shader: &str, source: String) -> Result<()> {
+        shaders::source(shader)?;
+        self.flush()?;
+        self.overrides.borrow_mut().insert(shader.to_string(), source);
+        self.pipelines.borrow_mut().retain(|k, _| *k != shader);
+        Ok(())
+    }
+
+    /// Loads every `*.wgsl` in `dir` as an override of the shader of the same name.
+    pub fn override_shaders_from_dir(&self, dir: &std::path::Path) -> Result<Vec<String>> {
+        let io = |e| Error::Io {
+            path: dir.display().to_string(),
+            source: e,
+        };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
+                continue;
+            }
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            let src = std::fs::read_to_string(&path).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            self.override_shader(&name, src)?;
+            names.push(name);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    // ---------------------------------------------------------------- pipelines
+
+    fn pipeline(&self, kernel: Kernel) -> Result<Rc<CachedPipeline>> {
+        if let Some(p) = self.pipelines.borrow().get(&kernel) {
+            return Ok(p.clone());
+        }
+        let source = match self.overrides.borrow().get(kernel) {
+            Some(s) => s.clone(),
+            None => shaders::source(kernel)?.to_string(),
+        };
+        // A shader module is the parsed WGSL; a compute pipeline is one entry
+        // point of it, compiled for this device. `layout: None` lets wgpu derive
+        // the bind-group layout from the bindings the entry point uses.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel),
+                layout: None,
+                module: &module,
+                entry_point: Some(kernel),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader {
+                shader: format!("shaders/{kernel}.wgsl"),
+                message: e.to_string(),
+            });
+        }
+        let layout = pipeline.get_bind_group_layout(0);
+        let cached = Rc::new(CachedPipeline { pipeline, layout });
+        self.pipelines.borrow_mut().insert(kernel, cached.clone());
+        Ok(cached)
+    }
+
+    // ------------------------------------------------------------------ buffers
+
+    pub(crate) fn take_buffer(&self, bytes: u64, op: &'static str) -> Result<PooledBuffer> {
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::TooLarge {
+                op,
+                bytes,
+                limit: self.limits.max_buffer_size,
+                what: "buffer",
+            });
+        }
+        let reused = self
+            .pool
+            .borrow_mut()
+            .free
+            .get_mut(&bytes)
+            .and_then(|v| v.pop());
+        let buffer = match reused {
+            Some(b) => b,
+            None => {
+                self.bump(|s| s.buffers_created += 1);
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(op),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
+        };
+        Ok(PooledBuffer {
+            buffer: Some(buffer),
+            size: bytes,
+            pool: self.pool.clone(),
+        })
+    }
+
+    /// Frees every pooled buffer not in use (e.g. after changing batch size).
+    pub fn trim_pool(&self) {
+        self.pool.borrow_mut().free.clear();
+        self.staging.borrow_mut().clear();
+    }
+
+    fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut slot = self.encoder.borrow_mut();
+        let enc = slot.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") })
+        });
+        f(enc)
+    }
+
+    /// Records a zero fill of the tensor, in order with the recorded kernels.
+    pub fn clear(&self, t: &Tensor) {
+        self.with_encoder(|e| e.clear_buffer(t.buf.raw(), 0, None));
+    }
+
+    /// Records a copy `src → dst` (same element count).
+    pub fn copy(&self, src: &Tensor, dst: &Tensor) -> Result<()> {
+        if src.numel() != dst.numel() {
+            return Err(Error::Shape {
+                op: "copy",
+                what: "source and destination element counts differ".into(),
+                got: src.shape().clone(),
+                expected: dst.shape().to_string(),
+            });
+        }
+        let bytes = src.numel() as u64 * 4;
+        self.with_encoder(|e| e.copy_buffer_to_buffer(src.buf.raw(), 0, dst.buf.raw(), 0, bytes));
+        Ok(())
+    }
+
+    /// Uploads host data into a tensor. `queue.write_buffer` takes effect at
+    /// the *start* of the next submission, before any kernel recorded now, so
+    /// pending kernels are submitted first to keep program order.
+    pub(crate) fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
+        if self.encoder.borrow().is_some() {
+            self.flush()?;
+        }
+        self.queue
+            .write_buffer(t.buf.raw(), 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Downloads a tensor: submits pending work, copies into a mappable
+    /// staging buffer and waits for it.
+    pub(crate) fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
+        let bytes = t.numel() as u64 * 4;
+        let staging = self
+            .staging
+            .borrow_mut()
+            .get_mut(&bytes)
+            .and_then(|v| v.pop());
+        let staging = match staging {
+            Some(s) => s,
+            None => {
+                self.bump(|s| s.buffers_created += 1);
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
+        };
+        self.with_encoder(|e| e.copy_buffer_to_buffer(t.buf.raw(), 0, &staging, 0, bytes));
+        self.flush()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        self.check_errors()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("buffer mapping never completed".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping the readback buffer failed: {e}")))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Gpu(format!("reading the readback buffer failed: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        self.staging
+            .borrow_mut()
+            .entry(bytes)
+            .or_default()
+            .push(staging);
+        Ok(out)
+    }
+
+    /// Submits everything recorded so far as one command buffer.
+    pub fn flush(&self) -> Result<()> {
+        let Some(encoder) = self.encoder.borrow_mut().take() else {
+            return self.check_errors();
+        };
+        let mut u = self.uniforms.borrow_mut();
+        if !u.staged.is_empty() {
+            self.queue.write_buffer(&u.buffer, 0, &u.staged);
+            u.staged.clear();
+        }
+        self.queue.submit([encoder.finish()]);
+        self.bump(|s| s.submissions += 1);
+        self.check_errors()
+    }
+
+    /// Submits pending work and waits until the GPU has finished it.
+    pub fn sync(&self) -> Result<()> {
+        self.flush()?;
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        self.check_errors()
+    }
+
+    fn check_errors(&self) -> Result<()> {
+        let mut errs = self.errors.lock().unwrap();
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let msg = errs.join("\n");
+        errs.clear();
+        Err(Error::Gpu(msg))
+    }
+
+    // ----------------------------------------------------------------- dispatch
+
+    /// Records one kernel launch.
+    ///
+    /// Binding convention, shared by every shader: `@binding(0)` is the
+    /// kernel's uniform parameter struct (`params`, mirrored by a `#[repr(C)]`
+    /// struct on the host), `@binding(1..)` are the storage buffers in the
+    /// order given.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        params: &P,
+        buffers: &[&Tensor],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let limit = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > limit) {
+            return Err(Error::DispatchTooLarge {
+                kernel,
+                groups,
+                limit,
+            });
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        for t in buffers {
+            let bytes = t.numel() as u64 * 4;
+            if bytes > self.limits.max_storage_buffer_binding_size {
+                return Err(Error::TooLarge {
+                    op: kernel,
+                    bytes,
+                    limit: self.limits.max_storage_buffer_binding_size,
+                    what: "storage binding",
+                });
+            }
+        }
+        let cached = self.pipeline(kernel)?;
+        let offset = self.push_uniform(bytemuck::bytes_of(params))?;
+
+        // A bind group ties concrete buffers to the shader's @binding slots.
+        let arena = self.uniforms.borrow();
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &arena.buffer,
+                offset: offset as u64,
+                size: wgpu::BufferSize::new(std::mem::size_of::<P>() as u64),
+            }),
+        }];
+        for (i, t) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: t.buf.raw().as_entire_binding(),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel),
+            layout: &cached.layout,
+            entries: &entries,
+        });
+        drop(arena);
+
+        // A compute pass holds the dispatch; wgpu inserts the barriers that
+        // order it after the kernels that wrote its inputs.
+        self.with_encoder(|enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&cached.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        });
+        self.bump(|s| s.dispatches += 1);
+        Ok(())
+    }
+
+    fn push_uniform(&self, bytes: &[u8]) -> Result<usize> {
+        debug_assert!(
+            bytes.len() % 16 == 0,
+            "uniform structs are padded to 16 bytes"
+        );
+        let full = {
+            let u = self.uniforms.borrow();
+            let start = u.staged.len().div_ceil(u.align) * u.align;
+            start + bytes.len() > UNIFORM_ARENA_BYTES as usize
+        };
+        if full {
+            self.flush()?;
+        }
+        let mut u = self.uniforms.borrow_mut();
+        let start = u.staged.len().div_ceil(u.align) * u.align;
+        u.staged.resize(start, 0);
+        u.staged.extend_from_slice(bytes);
+        Ok(start)
+    }
+
+    /// Workgroup counts for `n` independent items with `wg` invocations per
+    /// workgroup, folded into y when x would pass the per-dimension limit.
+    /// Shaders recover the item as `gid.x + gid.y * num_workgroups.x * wg`.
+    pub fn grid_1d(&self, n: usize, wg: u32) -> [u32; 3] {
+        let groups = (n as u64).div_ceil(wg as u64);
+        let limit = self.limits.max_compute_workgroups_per_dimension as u64;
+        if groups <= limit {
+            [groups as u32, 1, 1]
+        } else {
+            let y = groups.div_ceil(limit);
+            [groups.div_ceil(y) as u32, y as u32, 1]
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The gradient-check suite: usable as a library, from tests, and as
+//! `postergrad gradcheck`.
+//!
+//! For every op and every shape in its [`Case`] list, four checks:
+//! 1. **forward vs f64 reference** — the GPU forward against the plain-loop CPU
+//!    reference in f64;
+//! 2. **d<input> vs f64 reference** — the GPU backward (vᵀJ for a random v)
+//!    against the reference backward;
+//! 3. **d<input> vs f32 central differences** — the GPU backward against
+//!    central differences of the *GPU forward*: element by element for small
+//!    tensors, along directions u for large ones (vᵀJu, as PyTorch's fast
+//!    mode and JAX do): the analytic gradient's own direction plus random
+//!    ±1/√n directions;
+//! 4. **d<input> ref vs f64 central differences** — the reference backward
+//!    against central differences of the reference forward (eps 1e-6).
+//!
+//! Inputs keep a margin from kinks (relu at 0, bce at 0/1) so that finite
+//! differences tell the truth there; the behaviour *at* the kinks is pinned
+//! by separate tests. `docs/gradcheck.md` explains the tolerances.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::{self, AdamConfig};
+use crate::rng::Rng;
+use crate::tape::{Mode, Tape, Var};
+use crate::tensor::Tensor;
+
+/// Every op the suite knows, in report order.
+pub const OPS: &[&str] = &["dense", "relu", "sigmoid", "bce", "adam"];
+
+/// |a − b| ≤ atol + rtol·|b| (numpy's allclose, b the trusted value).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+impl fmt::Display for Tolerance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "atol {:.0e} rtol {:.0e}", self.atol, self.rtol)
+    }
+}
+
+/// One line of the report.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub op: String,
+    pub shape: String,
+    pub check: String,
+    pub max_abs: f64,
+    pub max_rel: f64,
+    pub tol: Tolerance,
+    pub passed: bool,
+    /// The worst element: (index, tested value, trusted value).
+    pub worst: Option<(usize, f64, f64)>,
+}
+
+/// Compares `got` against the trusted `want`.
+pub fn compare(got: &[f64], want: &[f64], tol: Tolerance) -> (f64, f64, bool, Option<(usize, f64, f64)>) {
+    let (mut max_abs, mut max_rel, mut passed) = (0.0f64, 0.0f64, got.len() == want.len());
+    let mut worst: Option<(usize, f64, f64)> = None;
+    let mut worst_excess = f64::NEG_INFINITY;
+    for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+        let d = (a - b).abs();
+        let d = if d.is_nan() { f64::INFINITY } else { d };
+        max_abs = max_abs.max(d);
+        if b.abs() > tol.atol {
+            max_rel = max_rel.max(d / b.abs());
+        }
+        let excess = d - (tol.atol + tol.rtol * b.abs());
+        if excess > 0.0 {
+            passed = false;
+        }
+        if excess > worst_excess {
+            worst_excess = excess;
+            worst = Some((i, a, b));
+        }
+    }
+    (max_abs, max_rel, passed, worst)
+}
+
+/// One input of a case.
+pub struct Input {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+    /// Whether the op's gradient with respect to it is checked.
+    pub grad: bool,
+}
+
+type GpuForward = Box<dyn Fn(&Tape, &[Var]) -> Result<Var>>;
+type CpuForward = Box<dyn Fn(&[Vec<f64>]) -> Vec<f64>>;
+type CpuBackward = Box<dyn Fn(&[Vec<f64>], &[f64]) -> Vec<Option<Vec<f64>>>>;
+
+/// One op at one shape, with everything needed to check it.
+pub struct Case {
+    pub op: &'static str,
+    pub shape: String,
+    pub inputs: Vec<Input>,
+    pub gpu: GpuForward,
+    pub cpu_forward: CpuForward,
+    /// Gradient per input (None where not differentiable) for upstream dy.
+    pub cpu_backward: CpuBackward,
+    /// GPU vs f64 reference (forward and backward); atol is raised to the
+    /// f32 rounding floor of the case (see [`rounding_floor`]).
+    pub ref_tol: Tolerance,
+    /// Finite-difference step for the f32 check.
+    pub fd_eps: f64,
+    /// Tolerance of the f32 central-difference check; atol is raised to the
+    /// rounding noise of the differenced forward (see [`fd_noise`]).
+    pub fd_tol: Tolerance,
+    /// The longest sum any of the op's kernels accumulates in f32 (dense: max
+    /// of in, out and batch; bce: every element; elementwise ops: 1).
+    pub reduction: usize,
+}
+
+/// Unit roundoff of f32 and f64.
+const U32: f64 = 5.960_464_477_539_063e-8; // 2^-24
+const U64: f64 = 1.110_223_024_625_156_5e-16; // 2^-53
+
+/// The absolute error f32 arithmetic alone can leave in a value of magnitude
+/// `scale` produced by sums of `reduction` terms: 4·u·√reduction·scale
+/// (rounding errors of a sum grow like a random walk).
+pub fn rounding_floor(reduction: usize, scale: f64) -> f64 {
+    4.0 * U32 * (reduction as f64).sqrt() * scale
+}
+
+/// The noise of a central difference (f(x+εu)·v − f(x−εu)·v)/2ε that
+/// rounding alone causes: each output y_i carries a rounding error of about
+/// u·√reduction·|y_i|, so the probed sum carries √2·‖v∘y‖₂ times that,
+/// divided by 2ε; four times this is the floor of the check's atol.
+pub fn fd_noise(unit: f64, reduction: usize, v: &[f64], y: &[f64], eps: f64) -> f64 {
+    let vy: f64 = v.iter().zip(y).map(|(a, b)| (a * b).powi(2)).sum::<f64>().sqrt();
+    4.0 * unit * (reduction as f64).sqrt() * std::f64::consts::SQRT_2 * vy / (2.0 * eps)
+}
+
+/// Options of a suite run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub seed: u64,
+    /// Only these ops (all when None).
+    pub ops: Option<Vec<String>>,
+}
+
+/// The suite's result.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn failures(&self) -> Vec<&Row> {
+        self.rows.iter().filter(|r| !r.passed).collect()
+    }
+    pub fn passed(&self) -> bool {
+        self.rows.iter().all(|r| r.passed)
+    }
+    /// Ok when every row passed, else the typed failure.
+    pub fn into_result(self) -> Result<Report> {
+        let failed = self.failures();
+        if failed.is_empty() {
+            return Ok(self);
+        }
+        let mut names: Vec<String> = failed.iter().map(|r| format!("{} {}", r.op, r.check)).collect();
+        names.dedup();
+        Err(Error::GradcheckFailed {
+            failed: failed.len(),
+            total: self.rows.len(),
+            names: names.join(", "),
+        })
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<8} {:<22} {:<34} {:>10} {:>10}  {:<20} {}",
+            "op", "shape", "check", "max abs", "max rel", "tolerance", "result"
+        )?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "{:<8} {:<22} {:<34} {:>10.2e} {:>10.2e}  {:<20} {}",
+                r.op,
+                r.shape,
+                r.check,
+                r.max_abs,
+                r.max_rel,
+                r.tol.to_string(),
+                if r.passed { "pass" } else { "FAIL" }
+            )?;
+        }
+        let failed = self.failures().len();
+        write!(
+            f,
+            "{} checks: {} passed, {} failed",
+            self.rows.len(),
+            self.rows.len() - failed,
+            failed
+        )
+    }
+}
+
+/// Runs the suite. Errors only on GPU failures; check results are in the report.
+pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
+    let selected: Vec<&str> = match &options.ops {
+        None => OPS.to_vec(),
+        Some(names) => {
+            for n in names {
+                if !OPS.contains(&n.as_str()) {
+                    return Err(Error::Config {
+                        what: format!("gradcheck --op {n}"),
+                        message: format!("unknown op; known ops: {}", OPS.join(", ")),
+                    });
+                }
+            }
+            OPS.iter().copied().filter(|o| names.iter().any(|n| n == o)).collect()
+        }
+    };
+    let mut report = Report::default();
+    for op in selected {
+        if op == "adam" {
+            report.rows.extend(check_adam(gpu, options.seed)?);
+            continue;
+        }
+        for case in cases(op, options.seed) {
+            report.rows.extend(check_case(gpu, &case, options.seed)?);
+        }
+    }
+    Ok(report)
+}
+
+/// Elementwise checks up to this many elements; random directions beyond.
+const ELEMENTWISE_MAX: usize = 64;
+/// Random directions for large tensors (besides the gradient's own).
+const DIRECTIONS: usize = 3;
+/// f64 finite differences of the reference.
+const REF_FD_EPS: f64 = 1e-6;
+const REF_FD_TOL: Tolerance = Tolerance {
+    atol: 1e-10,
+    rtol: 1e-6,
+};
+
+fn to64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Runs the case's GPU forward on the given input values (nothing recorded).
+fn gpu_eval(gpu: &Gpu, case: &Case, values: &[Vec<f32>]) -> Result<Vec<f64>> {
+    let tape = Tape::new(gpu, Mode::Training);
+    let vars = case
+        .inputs
+        .iter()
+        .zip(values)
+        .map(|(i, v)| Ok(tape.constant(Tensor::from_slice(gpu, i.shape.clone(), v)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(to64(&(case.gpu)(&tape, &vars)?.value.to_vec(gpu)?))
+}
+
+/// The probing directions for an input of `n` elements: unit vectors, or the
+/// gradient's direction plus random ±1/√n.
+fn directions(n: usize, grad: &[f64], rng: &mut Rng) -> Vec<Vec<f64>> {
+    if n <= ELEMENTWISE_MAX {
+        return (0..n)
+            .map(|i| {
+                let mut u = vec![0.0; n];
+                u[i] = 1.0;
+                u
+            })
+            .collect();
+    }
+    let mut out = Vec::new();
+    let norm = dot(grad, grad).sqrt();
+    if norm > 0.0 {
+        out.push(grad.iter().map(|g| g / norm).collect());
+    }
+    let s = 1.0 / (n as f64).sqrt();
+    for _ in 0..DIRECTIONS {
+        out.push((0..n).map(|_| if rng.uniform() < 0.5 { -s } else { s }).collect());
+    }
+    out
+}
+
+/// The four checks of one case.
+pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
+    let mut rng = Rng::new(seed ^ 0xD1CE);
+    let mut rows = Vec::new();
+    let row = |check: String, got: &[f64], want: &[f64], tol: Tolerance| {
+        let (max_abs, max_rel, passed, worst) = compare(got, want, tol);
+        Row {
+            op: case.op.to_string(),
+            shape: case.shape.clone(),
+            check,
+            max_abs,
+            max_rel,
+            tol,
+            passed,
+            worst,
+        }
+    };
+    let x32: Vec<Vec<f32>> = case.inputs.iter().map(|i| i.data.clone()).collect();
+    let x64: Vec<Vec<f64>> = x32.iter().map(|v| to64(v)).collect();
+
+    // 1. forward against the f64 reference.
+    let tape = Tape::new(gpu, Mode::Training);
+    let vars = case
+        .inputs
+        .iter()
+        .map(|i| {
+            let t = Tensor::from_slice(gpu, i.shape.clone(), &i.data)?;
+            Ok(if i.grad { tape.leaf(t) } else { tape.constant(t) })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let out = (case.gpu)(&tape, &vars)?;
+    let y32 = to64(&out.value.to_vec(gpu)?);
+    let y64 = (case.cpu_forward)(&x64);
+    let ref_tol = |want: &[f64]| Tolerance {
+        atol: case
+            .ref_tol
+            .atol
+            .max(rounding_floor(case.reduction, want.iter().fold(0.0f64, |m, x| m.max(x.abs())))),
+        rtol: case.ref_tol.rtol,
+    };
+    rows.push(row("forward vs f64 reference".into(), &y32, &y64, ref_tol(&y64)));
+
+    // 2. backward (vᵀJ) against the f64 reference.
+    let v32 = rng.vec_f32(y32.len(), -1.0, 1.0);
+    let v64 = to64(&v32);
+    let seed_t = Tensor::from_slice(gpu, out.shape().clone(), &v32)?;
+    let grads = tape.backward_with(&out, seed_t)?;
+    let ref_grads = (case.cpu_backward)(&x64, &v64);
+    for (k, input) in case.inputs.iter().enumerate() {
+        if !input.grad {
+            continue;
+        }
+        let g32 = to64(
+            &grads
+                .get(&vars[k])
+                .ok_or_else(|| Error::Gpu(format!("{}: no gradient reached {}", case.op, input.name)))?
+                .to_vec(gpu)?,
+        );
+        let g_ref = ref_grads[k]
+            .clone()
+            .expect("reference backward covers every checked input");
+        rows.push(row(
+            format!("d{} vs f64 reference", input.name),
+            &g32,
+            &g_ref,
+            ref_tol(&g_ref),
+        ));
+
+        // 3. GPU backward vs f32 central differences of the GPU forward;
+        // 4. reference backward vs f64 central differences of the reference.
+        let dirs = directions(input.data.len(), &g32, &mut rng);
+        let (mut ana, mut num, mut ana_ref, mut num_ref) = (vec![], vec![], vec![], vec![]);
+        for u in &dirs {
+            let mut plus = x32.clone();
+            let mut minus = x32.clone();
+            for (j, &uj) in u.iter().enumerate() {
+                plus[k][j] = (x64[k][j] + case.fd_eps * uj) as f32;
+                minus[k][j] = (x64[k][j] - case.fd_eps * uj) as f32;
+            }
+            let fp = dot(&gpu_eval(gpu, case, &plus)?, &v64);
+            let fm = dot(&gpu_eval(gpu, case, &minus)?, &v64);
+            num.push((fp - fm) / (2.0 * case.fd_eps));
+            ana.push(dot(&g32, u));
+
+            let mut plus = x64.clone();
+            let mut minus = x64.clone();
+            for (j, &uj) in u.iter().enumerate() {
+                plus[k][j] += REF_FD_EPS * uj;
+                minus[k][j] -= REF_FD_EPS * uj;
+            }
+            let fp = dot(&(case.cpu_forward)(&plus), &v64);
+            let fm = dot(&(case.cpu_forward)(&minus), &v64);
+            num_ref.push((fp - fm) / (2.0 * REF_FD_EPS));
+            ana_ref.push(dot(&g_ref, u));
+        }
+        let how = if dirs.len() == input.data.len() && input.data.len() <= ELEMENTWISE_MAX {
+            "elementwise"
+        } else {
+            "directions"
+        };
+        let fd_tol = Tolerance {
+            atol: case
+                .fd_tol
+                .atol
+                .max(fd_noise(U32, case.reduction, &v64, &y32, case.fd_eps)),
+            rtol: case.fd_tol.rtol,
+        };
+        rows.push(row(
+            format!("d{} vs f32 central diff ({how})", input.name),
+            &ana,
+            &num,
+            fd_tol,
+        ));
+        // The f64 reference computes each output exactly enough; its noise is
+        // the rounding of the probed dot product over all outputs.
+        let ref_fd_tol = Tolerance {
+            atol: REF_FD_TOL
+                .atol
+                .max(fd_noise(U64, case.reduction.max(y64.len()), &v64, &y64, REF_FD_EPS)),
+            rtol: REF_FD_TOL.rtol,
+        };
+        rows.push(row(
+            format!("d{} ref vs f64 central diff", input.name),
+            &ana_ref,
+            &num_ref,
+            ref_fd_tol,
+        ));
+    }
+    Ok(rows)
+}
+
+/// Adam has no backward: three GPU steps against three f64 reference steps.
+pub fn check_adam(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut rng = Rng::new(seed ^ 0xADA3);
+    let config = AdamConfig::default();
+    for n in [1usize, 1000, 40_000] {
+        let p0 = rng.vec_f32(n, -1.0, 1.0);
+        let p = Tensor::from_slice(gpu, [n], &p0)?;
+        let m = Tensor::zeros(gpu, [n], "adam m")?;
+        let v = Tensor::zeros(gpu, [n], "adam v")?;
+        let (mut p64, mut m64, mut v64) = (to64(&p0), vec![0.0; n], vec![0.0; n]);
+        for t in 1..=3u64 {
+            let g = rng.vec_f32(n, -1.0, 1.0);
+            let gt = Tensor::from_slice(gpu, [n], &g)?;
+            ops::adam::adam_step(gpu, &config, t, &gt, &p, &m, &v)?;
+            ops::adam::cpu::adam_step(&config, t, &to64(&g), &mut p64, &mut m64, &mut v64);
+        }
+        let tol = Tolerance {
+            atol: 1e-6,
+            rtol: 1e-5,
+        };
+        for (name, gpu_t, want) in [("p", &p, &p64), ("m", &m, &m64), ("v", &v, &v64)] {
+            let got = to64(&gpu_t.to_vec(gpu)?);
+            let (max_abs, max_rel, passed, worst) = compare(&got, want, tol);
+            rows.push(Row {
+                op: "adam".into(),
+                shape: format!("[{n}]"),
+                check: format!("{name} after 3 steps vs f64 reference"),
+                max_abs,
+                max_rel,
+                tol,
+                passed,
+                worst,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The shapes each op is checked at: batch 1, sizes that are not multiples of
+/// the workgroup or tile size, and tensors with tens of thousands of elements.
+pub fn cases(op: &str, seed: u64) -> Vec<Case> {
+    let mut rng = Rng::new(seed);
+    match op {
+        "dense" => [(1, 7, 5), (3, 33, 17), (32, 128, 25), (32, 2048, 25)]
+            .into_iter()
+            .map(|(r, k, c)| dense_case(&mut rng, r, k, c))
+            .collect(),
+        "relu" => [vec![1, 1], vec![3, 37], vec![64, 1000]]
+            .into_iter()
+            .map(|s| {
+                let n = s.iter().product();
+                unary_case(
+                    "relu",
+                    s,
+                    rng.vec_away_from_zero(n, 0.1, 2.0),
+                    ops::relu::relu,
+                    ops::relu::cpu::relu_forward,
+                    ops::relu::cpu::relu_backward,
+                )
+            })
+            .collect(),
+        "sigmoid" => [vec![1, 1], vec![3, 37], vec![64, 1000]]
+            .into_iter()
+            .map(|s| {
+                let n = s.iter().product();
+                unary_case(
+                    "sigmoid",
+                    s,
+                    rng.vec_f32(n, -6.0, 6.0),
+                    ops::sigmoid::sigmoid,
+                    ops::sigmoid::cpu::sigmoid_forward,
+                    ops::sigmoid::cpu::sigmoid_backward,
+                )
+            })
+            .collect(),
+        "bce" => [vec![1, 1], vec![3, 25], vec![1000, 25]]
+            .into_iter()
+            .map(|s| bce_case(&mut rng, s))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn shape_str(s: &[usize]) -> String {
+    crate::tensor::Shape(s.to_vec()).to_string()
+}
+
+fn dense_case(rng: &mut Rng, rows: usize, k: usize, cols: usize) -> Case {
+    let limit = (6.0 / (k + cols) as f64).sqrt();
+    let x = rng.vec_f32(rows * k, -1.0, 1.0);
+    let w = rng.vec_f32(k * cols, -limit, limit);
+    let b = rng.vec_f32(cols, -0.5, 0.5);
+    Case {
+        op: "dense",
+        shape: format!("{rows}x{k}->{cols}"),
+        inputs: vec![
+            Input { name: "x", shape: vec![rows, k], data: x, grad: true },
+            Input { name: "w", shape: vec![k, cols], data: w, grad: true },
+            Input { name: "b", shape: vec![cols], data: b, grad: true },
+        ],
+        gpu: Box::new(|tape, v| ops::dense(tape, &v[0], &v[1], &v[2])),
+        cpu_forward: Box::new(move |x| ops::dense::cpu::dense_forward(&x[0], &x[1], &x[2], rows, k)),
+        cpu_backward: Box::new(move |x, dy| {
+            let (dx, dw, db) = ops::dense::cpu::dense_backward(&x[0], &x[1], dy, rows, k, cols);
+            vec![Some(dx), Some(dw), Some(db)]
+        }),
+        ref_tol: Tolerance { atol: 1e-6, rtol: 1e-4 },
+        fd_eps: 1e-2,
+        fd_tol: Tolerance { atol: 1e-5, rtol: 1e-2 },
+        reduction: k.max(rows).max(cols),
+    }
+}
+
+fn unary_case(
+    op: &'static str,
+    shape: Vec<usize>,
+    x: Vec<f32>,
+    gpu: fn(&Tape, &Var) -> Result<Var>,
+    fwd: fn(&[f64]) -> Vec<f64>,
+    bwd: fn(&[f64], &[f64]) -> Vec<f64>,
+) -> Case {
+    Case {
+        op,
+        shape: shape_str(&shape),
+        inputs: vec![Input { name: "x", shape, data: x, grad: true }],
+        gpu: Box::new(move |tape, v| gpu(tape, &v[0])),
+        cpu_forward: Box::new(move |x| fwd(&x[0])),
+        cpu_backward: Box::new(move |x, dy| vec![Some(bwd(&x[0], dy))]),
+        ref_tol: Tolerance { atol: 1e-6, rtol: 1e-5 },
+        fd_eps: 1e-2,
+        fd_tol: Tolerance { atol: 1e-5, rtol: 1e-2 },
+        reduction: 1,
+    }
+}
+
+fn bce_case(rng: &mut Rng, shape: Vec<usize>) -> Case {
+    let n: usize = shape.iter().product();
+    // Predictions keep a margin from 0 and 1; labels are exact 0/1.
+    let p = rng.vec_f32(n, 0.2, 0.8);
+    let t: Vec<f32> = (0..n).map(|_| (rng.uniform() < 0.3) as u8 as f32).collect();
+    Case {
+        op: "bce",
+        shape: shape_str(&shape),
+        inputs: vec![
+            Input { name: "p", shape: shape.clone(), data: p, grad: true },
+            Input { name: "t", shape, data: t, grad: false },
+        ],
+        gpu: Box::new(|tape, v| ops::binary_cross_entropy(tape, &v[0], &v[1])),
+        cpu_forward: Box::new(|x| vec![ops::bce::cpu::bce_forward(&x[0], &x[1])]),
+        cpu_backward: Box::new(|x, dy| vec![Some(ops::bce::cpu::bce_backward(&x[0], &x[1], dy[0])), None]),
+        ref_tol: Tolerance { atol: 1e-6, rtol: 1e-5 },
+        fd_eps: 1e-2,
+        fd_tol: Tolerance { atol: 1e-5, rtol: 1e-2 },
+        reduction: n,
+    }
+}

@@ -1,0 +1,171 @@
+//! dense: y = x · w + b, with x: [batch, in], w: [in, out] (Keras's kernel
+//! layout), b: [out]. Shaders `dense_forward`, `dense_backward_input`,
+//! `dense_backward_weight`, `dense_backward_bias`; page `docs/kernels/dense.md`.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+/// Uniforms of the four dense kernels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DenseParams {
+    /// Batch size.
+    pub rows: u32,
+    /// Input features.
+    pub k: u32,
+    /// Output features.
+    pub cols: u32,
+    pub _pad: u32,
+}
+
+/// Each invocation of the matmul kernels owns a 4×4 tile; workgroups are 8×8.
+const TILE: usize = 4;
+const WG: usize = 8;
+
+fn tiles(n: usize) -> u32 {
+    n.div_ceil(TILE * WG) as u32
+}
+
+/// Checks x: [rows, k], w: [k, cols], b: [cols]; returns the params.
+fn check(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<DenseParams> {
+    x.expect_rank("dense", "input x must be [batch, features]", 2)?;
+    w.expect_rank("dense", "weight w must be [in, out]", 2)?;
+    let (rows, k) = (x.dims()[0], x.dims()[1]);
+    if w.dims()[0] != k {
+        return Err(Error::Shape {
+            op: "dense",
+            what: format!("weight rows must equal the input's {k} features"),
+            got: w.shape().clone(),
+            expected: format!("[{k}, out]"),
+        });
+    }
+    let cols = w.dims()[1];
+    b.expect_shape("dense", "bias must be [out]", &[cols])?;
+    Ok(DenseParams {
+        rows: rows as u32,
+        k: k as u32,
+        cols: cols as u32,
+        _pad: 0,
+    })
+}
+
+/// y = x · w + b.
+pub fn dense_forward(gpu: &Gpu, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let p = check(x, w, b)?;
+    let y = Tensor::uninit(gpu, [p.rows as usize, p.cols as usize], "dense_forward")?;
+    let groups = [tiles(p.cols as usize), tiles(p.rows as usize), 1];
+    gpu.dispatch("dense_forward", &p, &[x, w, b, &y], groups)?;
+    Ok(y)
+}
+
+/// dx += dy · wᵀ.
+pub fn dense_backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Result<()> {
+    let (k, cols) = (w.dims()[0], w.dims()[1]);
+    let rows = dx.dims()[0];
+    dy.expect_shape("dense_backward_input", "dy must be [batch, out]", &[rows, cols])?;
+    dx.expect_shape("dense_backward_input", "dx must be [batch, in]", &[rows, k])?;
+    let p = DenseParams {
+        rows: rows as u32,
+        k: k as u32,
+        cols: cols as u32,
+        _pad: 0,
+    };
+    let groups = [tiles(k), tiles(rows), 1];
+    gpu.dispatch("dense_backward_input", &p, &[dy, w, dx], groups)
+}
+
+/// dw += xᵀ · dy.
+pub fn dense_backward_weight(gpu: &Gpu, x: &Tensor, dy: &Tensor, dw: &Tensor) -> Result<()> {
+    let (rows, k) = (x.dims()[0], x.dims()[1]);
+    let cols = dw.dims()[1];
+    dy.expect_shape("dense_backward_weight", "dy must be [batch, out]", &[rows, cols])?;
+    dw.expect_shape("dense_backward_weight", "dw must be [in, out]", &[k, cols])?;
+    let p = DenseParams {
+        rows: rows as u32,
+        k: k as u32,
+        cols: cols as u32,
+        _pad: 0,
+    };
+    let groups = [tiles(cols), tiles(k), 1];
+    gpu.dispatch("dense_backward_weight", &p, &[x, dy, dw], groups)
+}
+
+/// db += Σ_batch dy.
+pub fn dense_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
+    dy.expect_rank("dense_backward_bias", "dy must be [batch, out]", 2)?;
+    let (rows, cols) = (dy.dims()[0], dy.dims()[1]);
+    db.expect_shape("dense_backward_bias", "db must be [out]", &[cols])?;
+    let p = DenseParams {
+        rows: rows as u32,
+        k: 0,
+        cols: cols as u32,
+        _pad: 0,
+    };
+    gpu.dispatch(
+        "dense_backward_bias",
+        &p,
+        &[dy, db],
+        [cols.div_ceil(64) as u32, 1, 1],
+    )
+}
+
+/// dense on the tape; saves x and w for the backward pass.
+pub fn dense(tape: &Tape, x: &Var, w: &Var, b: &Var) -> Result<Var> {
+    let y = dense_forward(tape.gpu(), &x.value, &w.value, &b.value)?;
+    let (xs, ws) = (x.value.clone(), w.value.clone());
+    Ok(tape.record(y, &[x, w, b], move |gpu, dy, grads| {
+        if let Some(dx) = &grads[0] {
+            dense_backward_input(gpu, dy, &ws, dx)?;
+        }
+        if let Some(dw) = &grads[1] {
+            dense_backward_weight(gpu, &xs, dy, dw)?;
+        }
+        if let Some(db) = &grads[2] {
+            dense_backward_bias(gpu, dy, db)?;
+        }
+        Ok(())
+    }))
+}
+
+/// Plain-loop f64 reference. Shapes: x [rows, k], w [k, cols], b [cols].
+pub mod cpu {
+    pub fn dense_forward(x: &[f64], w: &[f64], b: &[f64], rows: usize, k: usize) -> Vec<f64> {
+        let cols = b.len();
+        let mut y = vec![0.0; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                let mut acc = b[c];
+                for i in 0..k {
+                    acc += x[r * k + i] * w[i * cols + c];
+                }
+                y[r * cols + c] = acc;
+            }
+        }
+        y
+    }
+
+    /// Returns (dx, dw, db) for upstream dy.
+    pub fn dense_backward(
+        x: &[f64],
+        w: &[f64],
+        dy: &[f64],
+        rows: usize,
+        k: usize,
+        cols: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (mut dx, mut dw, mut db) = (vec![0.0; rows * k], vec![0.0; k * cols], vec![0.0; cols]);
+        for r in 0..rows {
+            for c in 0..cols {
+                let g = dy[r * cols + c]; // y[r,c] = b[c] + Σ_i x[r,i] w[i,c]
+                db[c] += g;
+                for i in 0..k {
+                    dx[r * k + i] += g * w[i * cols + c];
+                    dw[i * cols + c] += g * x[r * k + i];
+                }
+            }
+        }
+        (dx, dw, db)
+    }
+}

@@ -1,0 +1,29 @@
+//! Every WGSL shader, compiled into the binary. `shaders/<name>.wgsl` holds
+//! the entry point `<name>`; a test checks this table lists every file.
+
+use crate::error::{Error, Result};
+
+/// (name, source) of every shader in `shaders/`.
+pub const SHADERS: &[(&str, &str)] = &[
+    ("adam_step", include_str!("../shaders/adam_step.wgsl")),
+    ("bce_backward", include_str!("../shaders/bce_backward.wgsl")),
+    ("bce_forward", include_str!("../shaders/bce_forward.wgsl")),
+    ("dense_backward_bias", include_str!("../shaders/dense_backward_bias.wgsl")),
+    ("dense_backward_input", include_str!("../shaders/dense_backward_input.wgsl")),
+    ("dense_backward_weight", include_str!("../shaders/dense_backward_weight.wgsl")),
+    ("dense_forward", include_str!("../shaders/dense_forward.wgsl")),
+    ("fill", include_str!("../shaders/fill.wgsl")),
+    ("relu_backward", include_str!("../shaders/relu_backward.wgsl")),
+    ("relu_forward", include_str!("../shaders/relu_forward.wgsl")),
+    ("sigmoid_backward", include_str!("../shaders/sigmoid_backward.wgsl")),
+    ("sigmoid_forward", include_str!("../shaders/sigmoid_forward.wgsl")),
+];
+
+/// The embedded source of a shader.
+pub fn source(name: &str) -> Result<&'static str> {
+    SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| Error::UnknownShader(name.to_string()))
+}

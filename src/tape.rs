@@ -1,0 +1,279 @@
+//! Tape-based reverse-mode autograd, small enough to read in one sitting.
+//!
+//! During the forward pass every op computes its output on the GPU and, in
+//! training mode, appends a [`Node`] to the tape: which inputs it read, and a
+//! closure that turns the gradient of its output into gradients of its inputs.
+//! Nodes are appended in execution order, so walking the tape backwards is a
+//! valid reverse topological order (micrograd's `reversed(topo)` for free).
+//!
+//! Gradients always **accumulate**: a backward kernel adds (`+=`) into the
+//! input's gradient buffer, which is zeroed once when it is first needed, so a
+//! tensor used twice receives both contributions.
+//!
+//! Parameters are leaves whose gradient buffer belongs to the [`Param`]; other
+//! leaves (created with [`Tape::leaf`]) get theirs returned in [`Gradients`].
+//! In inference mode nothing is recorded and saved activations are freed as
+//! soon as the next op has used them.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops;
+use crate::tensor::{Shape, Tensor};
+
+/// Whether the tape records (training) or not (inference).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Training,
+    Inference,
+}
+
+/// A trainable tensor: its value and the buffer its gradient accumulates into.
+pub struct Param {
+    pub name: String,
+    pub value: Tensor,
+    pub grad: Tensor,
+}
+
+impl Param {
+    /// A parameter with an initial value; its gradient starts at zero.
+    pub fn new(gpu: &Gpu, name: impl Into<String>, value: Tensor) -> Result<Param> {
+        let grad = Tensor::zeros(gpu, value.shape().clone(), "param grad")?;
+        Ok(Param {
+            name: name.into(),
+            value,
+            grad,
+        })
+    }
+}
+
+/// A value flowing through the graph: the tensor, and its node on the tape
+/// (`None` for constants and everything computed in inference mode).
+#[derive(Clone, Debug)]
+pub struct Var {
+    pub value: Tensor,
+    node: Option<usize>,
+}
+
+impl Var {
+    /// Whether gradients flow back through this value.
+    pub fn requires_grad(&self) -> bool {
+        self.node.is_some()
+    }
+    /// The shape of the value.
+    pub fn shape(&self) -> &Shape {
+        self.value.shape()
+    }
+}
+
+/// Turns the gradient of an op's output into gradients of its inputs. It gets
+/// the output gradient and, per input in the order the op was recorded with,
+/// the buffer to accumulate into (`None` where no gradient is needed).
+pub type BackwardFn = Box<dyn FnOnce(&Gpu, &Tensor, &[Option<Tensor>]) -> Result<()>>;
+
+struct Node {
+    shape: Shape,
+    inputs: Vec<Option<usize>>,
+    backward: Option<BackwardFn>,
+    /// For parameter leaves: where their gradient accumulates.
+    param_grad: Option<Tensor>,
+}
+
+/// The tape.
+pub struct Tape<'g> {
+    gpu: &'g Gpu,
+    mode: Mode,
+    nodes: RefCell<Vec<Node>>,
+}
+
+/// Gradients of the leaves created with [`Tape::leaf`].
+#[derive(Default)]
+pub struct Gradients {
+    leaves: HashMap<usize, Tensor>,
+}
+
+impl Gradients {
+    /// The gradient of a leaf, if any gradient reached it.
+    pub fn get(&self, v: &Var) -> Option<&Tensor> {
+        v.node.and_then(|i| self.leaves.get(&i))
+    }
+}
+
+impl<'g> Tape<'g> {
+    pub fn new(gpu: &'g Gpu, mode: Mode) -> Tape<'g> {
+        Tape {
+            gpu,
+            mode,
+            nodes: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Number of recorded nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&self, node: Node) -> usize {
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(node);
+        nodes.len() - 1
+    }
+
+    /// A value that needs no gradient (inputs, labels).
+    pub fn constant(&self, value: Tensor) -> Var {
+        Var { value, node: None }
+    }
+
+    /// A leaf whose gradient is returned by [`Tape::backward`] (used by the
+    /// gradient checks; in inference mode it is a constant).
+    pub fn leaf(&self, value: Tensor) -> Var {
+        if self.mode == Mode::Inference {
+            return self.constant(value);
+        }
+        let node = self.push(Node {
+            shape: value.shape().clone(),
+            inputs: vec![],
+            backward: None,
+            param_grad: None,
+        });
+        Var {
+            value,
+            node: Some(node),
+        }
+    }
+
+    /// A parameter: its gradient accumulates into `param.grad`.
+    pub fn param(&self, param: &Param) -> Var {
+        if self.mode == Mode::Inference {
+            return self.constant(param.value.clone());
+        }
+        let node = self.push(Node {
+            shape: param.value.shape().clone(),
+            inputs: vec![],
+            backward: None,
+            param_grad: Some(param.grad.clone()),
+        });
+        Var {
+            value: param.value.clone(),
+            node: Some(node),
+        }
+    }
+
+    /// Records an op's output. `backward` is kept only if some input needs a
+    /// gradient and the tape is in training mode; otherwise it is dropped at
+    /// once, freeing whatever it saved.
+    pub fn record(
+        &self,
+        output: Tensor,
+        inputs: &[&Var],
+        backward: impl FnOnce(&Gpu, &Tensor, &[Option<Tensor>]) -> Result<()> + 'static,
+    ) -> Var {
+        if self.mode == Mode::Inference || inputs.iter().all(|v| v.node.is_none()) {
+            return self.constant(output);
+        }
+        let node = self.push(Node {
+            shape: output.shape().clone(),
+            inputs: inputs.iter().map(|v| v.node).collect(),
+            backward: Some(Box::new(backward)),
+            param_grad: None,
+        });
+        Var {
+            value: output,
+            node: Some(node),
+        }
+    }
+
+    /// Backward from a scalar (e.g. the loss): seeds its gradient with 1.
+    pub fn backward(&self, output: &Var) -> Result<Gradients> {
+        if output.value.numel() != 1 {
+            return Err(Error::Shape {
+                op: "backward",
+                what: "backward() needs a scalar; use backward_with() and a seed gradient".into(),
+                got: output.shape().clone(),
+                expected: "[1]".into(),
+            });
+        }
+        let seed = Tensor::uninit(self.gpu, output.shape().clone(), "backward seed")?;
+        ops::fill(self.gpu, &seed, 1.0)?;
+        self.backward_with(output, seed)
+    }
+
+    /// Backward from any output with a given seed gradient (vᵀJ products).
+    /// Consumes the tape's nodes: each saved activation is freed as soon as
+    /// its node has run.
+    pub fn backward_with(&self, output: &Var, seed: Tensor) -> Result<Gradients> {
+        let Some(start) = output.node else {
+            return Err(Error::Config {
+                what: "backward".into(),
+                message: "the output does not depend on any parameter or leaf (was the tape in \
+                          inference mode?)"
+                    .into(),
+            });
+        };
+        if seed.shape() != output.shape() {
+            return Err(Error::Shape {
+                op: "backward",
+                what: "seed gradient must match the output".into(),
+                got: seed.shape().clone(),
+                expected: output.shape().to_string(),
+            });
+        }
+        let mut nodes = std::mem::take(&mut *self.nodes.borrow_mut());
+        let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
+        grads[start] = Some(seed);
+        let mut out = Gradients::default();
+
+        for i in (0..=start).rev() {
+            let Some(g) = grads[i].take() else { continue };
+            let Some(backward) = nodes[i].backward.take() else {
+                // A leaf. Parameter gradients already sit in the Param.
+                if nodes[i].param_grad.is_none() {
+                    out.leaves.insert(i, g);
+                }
+                continue;
+            };
+            let mut input_grads = Vec::with_capacity(nodes[i].inputs.len());
+            for input in nodes[i].inputs.clone() {
+                input_grads.push(match input {
+                    None => None,
+                    Some(j) => Some(self.grad_buffer(&nodes[j], &mut grads[j])?),
+                });
+            }
+            backward(self.gpu, &g, &input_grads)?;
+            // `g`, `input_grads` and the closure (with its saved tensors) drop
+            // here, returning their buffers to the pool.
+        }
+        nodes.clear();
+        Ok(out)
+    }
+
+    /// The buffer node `j`'s gradient accumulates into, zeroed when first used.
+    fn grad_buffer(&self, node: &Node, slot: &mut Option<Tensor>) -> Result<Tensor> {
+        if let Some(g) = slot {
+            return Ok(g.clone());
+        }
+        let g = match &node.param_grad {
+            Some(p) => {
+                self.gpu.clear(p);
+                p.clone()
+            }
+            None => Tensor::zeros(self.gpu, node.shape.clone(), "gradient")?,
+        };
+        *slot = Some(g.clone());
+        Ok(g)
+    }
+}

@@ -1,0 +1,196 @@
+//! `Tensor`: f32 data living in a GPU buffer, plus a row-major shape.
+//!
+//! A tensor owns a reference-counted handle to a pooled buffer: cloning a
+//! tensor is cheap and shares the data, and when the last handle goes the
+//! buffer returns to the [`Gpu`](crate::gpu::Gpu)'s pool for the next tensor of
+//! the same size. Reshaping is a view (same buffer, new shape), never a copy.
+
+use std::fmt;
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PooledBuffer};
+
+/// A row-major shape, e.g. `[batch, features]`.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Shape(pub Vec<usize>);
+
+impl Shape {
+    /// Number of elements (product of the dimensions).
+    pub fn numel(&self) -> usize {
+        self.0.iter().product()
+    }
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl From<&[usize]> for Shape {
+    fn from(d: &[usize]) -> Self {
+        Shape(d.to_vec())
+    }
+}
+impl From<Vec<usize>> for Shape {
+    fn from(d: Vec<usize>) -> Self {
+        Shape(d)
+    }
+}
+impl<const N: usize> From<[usize; N]> for Shape {
+    fn from(d: [usize; N]) -> Self {
+        Shape(d.to_vec())
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        write!(f, "]")
+    }
+}
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// f32 values in a GPU buffer with a shape.
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) buf: Rc<PooledBuffer>,
+    shape: Shape,
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor{}", self.shape)
+    }
+}
+
+impl Tensor {
+    /// A tensor with unspecified contents (taken from the pool).
+    pub fn uninit(gpu: &Gpu, shape: impl Into<Shape>, op: &'static str) -> Result<Tensor> {
+        let shape = shape.into();
+        if shape.numel() == 0 {
+            return Err(Error::EmptyTensor { op, shape });
+        }
+        let buf = gpu.take_buffer(shape.numel() as u64 * 4, op)?;
+        Ok(Tensor {
+            buf: Rc::new(buf),
+            shape,
+        })
+    }
+
+    /// A tensor filled with zeros (cleared on the GPU, in order with the
+    /// kernels already recorded).
+    pub fn zeros(gpu: &Gpu, shape: impl Into<Shape>, op: &'static str) -> Result<Tensor> {
+        let t = Tensor::uninit(gpu, shape, op)?;
+        gpu.clear(&t);
+        Ok(t)
+    }
+
+    /// Uploads host data. `data.len()` must equal the shape's element count.
+    pub fn from_slice(gpu: &Gpu, shape: impl Into<Shape>, data: &[f32]) -> Result<Tensor> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::DataLength {
+                op: "upload",
+                len: data.len(),
+                numel: shape.numel(),
+                shape,
+            });
+        }
+        let t = Tensor::uninit(gpu, shape, "upload")?;
+        gpu.write(&t, data)?;
+        Ok(t)
+    }
+
+    /// Overwrites the contents with host data of the same length.
+    pub fn write(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
+        if data.len() != self.numel() {
+            return Err(Error::DataLength {
+                op: "upload",
+                len: data.len(),
+                numel: self.numel(),
+                shape: self.shape.clone(),
+            });
+        }
+        gpu.write(self, data)
+    }
+
+    /// Downloads the data (submits pending work and waits for it).
+    pub fn to_vec(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        gpu.read(self)
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.numel()
+    }
+
+    /// The same data under another shape with the same element count (no copy).
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            return Err(Error::Shape {
+                op: "reshape",
+                what: format!("cannot view {} elements as {}", self.numel(), shape),
+                got: self.shape.clone(),
+                expected: format!("{} elements", shape.numel()),
+            });
+        }
+        Ok(Tensor {
+            buf: self.buf.clone(),
+            shape,
+        })
+    }
+
+    /// True when both tensors share one buffer.
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
+        Rc::ptr_eq(&self.buf, &other.buf)
+    }
+
+    /// Fails with a typed error unless the shape is exactly `expected`.
+    pub fn expect_shape(&self, op: &'static str, what: &str, expected: &[usize]) -> Result<()> {
+        if self.dims() != expected {
+            return Err(Error::Shape {
+                op,
+                what: what.to_string(),
+                got: self.shape.clone(),
+                expected: Shape(expected.to_vec()).to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails unless the tensor has `rank` dimensions.
+    pub fn expect_rank(&self, op: &'static str, what: &str, rank: usize) -> Result<()> {
+        if self.shape.rank() != rank {
+            return Err(Error::Shape {
+                op,
+                what: what.to_string(),
+                got: self.shape.clone(),
+                expected: format!("a rank-{rank} tensor"),
+            });
+        }
+        Ok(())
+    }
+}
