@@ -6,6 +6,7 @@
 // Thread mapping: a single workgroup of 256 invocations. Invocation l sums the
 // elements l, l + 256, l + 512, … ; the 256 partial sums are then halved in
 // workgroup memory (8 barriers) and invocation 0 writes loss[0].
+// Bounds: the strided loop stops at n; any n ≥ 1 works in one dispatch.
 // Numerics: partial sums in f32; log is taken only of values ≥ ε.
 
 alias real = f32;

@@ -95,7 +95,12 @@ impl PooledBuffer {
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
         if let Some(b) = self.buffer.take() {
-            self.pool.borrow_mut().free.entry(self.size).or_default().push(b);
+            self.pool
+                .borrow_mut()
+                .free
+                .entry(self.size)
+                .or_default()
+                .push(b);
         }
     }
 }
@@ -297,7 +302,9 @@ impl Gpu {
     pub fn override_shader(&self, shader: &str, source: String) -> Result<()> {
         shaders::source(shader)?;
         self.flush()?;
-        self.overrides.borrow_mut().insert(shader.to_string(), source);
+        self.overrides
+            .borrow_mut()
+            .insert(shader.to_string(), source);
         self.pipelines.borrow_mut().retain(|k, _| *k != shader);
         Ok(())
     }
@@ -327,6 +334,11 @@ impl Gpu {
     }
 
     // ---------------------------------------------------------------- pipelines
+
+    /// Compiles a kernel now (it is otherwise compiled at its first dispatch).
+    pub fn compile(&self, kernel: Kernel) -> Result<()> {
+        self.pipeline(kernel).map(|_| ())
+    }
 
     fn pipeline(&self, kernel: Kernel) -> Result<Rc<CachedPipeline>> {
         if let Some(p) = self.pipelines.borrow().get(&kernel) {
@@ -416,7 +428,9 @@ impl Gpu {
         let mut slot = self.encoder.borrow_mut();
         let enc = slot.get_or_insert_with(|| {
             self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") })
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("step"),
+                })
         });
         f(enc)
     }

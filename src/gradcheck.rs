@@ -58,7 +58,11 @@ pub struct Row {
 }
 
 /// Compares `got` against the trusted `want`.
-pub fn compare(got: &[f64], want: &[f64], tol: Tolerance) -> (f64, f64, bool, Option<(usize, f64, f64)>) {
+pub fn compare(
+    got: &[f64],
+    want: &[f64],
+    tol: Tolerance,
+) -> (f64, f64, bool, Option<(usize, f64, f64)>) {
     let (mut max_abs, mut max_rel, mut passed) = (0.0f64, 0.0f64, got.len() == want.len());
     let mut worst: Option<(usize, f64, f64)> = None;
     let mut worst_excess = f64::NEG_INFINITY;
@@ -132,7 +136,12 @@ pub fn rounding_floor(reduction: usize, scale: f64) -> f64 {
 /// u·√reduction·|y_i|, so the probed sum carries √2·‖v∘y‖₂ times that,
 /// divided by 2ε; four times this is the floor of the check's atol.
 pub fn fd_noise(unit: f64, reduction: usize, v: &[f64], y: &[f64], eps: f64) -> f64 {
-    let vy: f64 = v.iter().zip(y).map(|(a, b)| (a * b).powi(2)).sum::<f64>().sqrt();
+    let vy: f64 = v
+        .iter()
+        .zip(y)
+        .map(|(a, b)| (a * b).powi(2))
+        .sum::<f64>()
+        .sqrt();
     4.0 * unit * (reduction as f64).sqrt() * std::f64::consts::SQRT_2 * vy / (2.0 * eps)
 }
 
@@ -163,7 +172,10 @@ impl Report {
         if failed.is_empty() {
             return Ok(self);
         }
-        let mut names: Vec<String> = failed.iter().map(|r| format!("{} {}", r.op, r.check)).collect();
+        let mut names: Vec<String> = failed
+            .iter()
+            .map(|r| format!("{} {}", r.op, r.check))
+            .collect();
         names.dedup();
         Err(Error::GradcheckFailed {
             failed: failed.len(),
@@ -217,7 +229,10 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
                     });
                 }
             }
-            OPS.iter().copied().filter(|o| names.iter().any(|n| n == o)).collect()
+            OPS.iter()
+                .copied()
+                .filter(|o| names.iter().any(|n| n == o))
+                .collect()
         }
     };
     let mut report = Report::default();
@@ -283,7 +298,11 @@ fn directions(n: usize, grad: &[f64], rng: &mut Rng) -> Vec<Vec<f64>> {
     }
     let s = 1.0 / (n as f64).sqrt();
     for _ in 0..DIRECTIONS {
-        out.push((0..n).map(|_| if rng.uniform() < 0.5 { -s } else { s }).collect());
+        out.push(
+            (0..n)
+                .map(|_| if rng.uniform() < 0.5 { -s } else { s })
+                .collect(),
+        );
     }
     out
 }
@@ -315,20 +334,29 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
         .iter()
         .map(|i| {
             let t = Tensor::from_slice(gpu, i.shape.clone(), &i.data)?;
-            Ok(if i.grad { tape.leaf(t) } else { tape.constant(t) })
+            Ok(if i.grad {
+                tape.leaf(t)
+            } else {
+                tape.constant(t)
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let out = (case.gpu)(&tape, &vars)?;
     let y32 = to64(&out.value.to_vec(gpu)?);
     let y64 = (case.cpu_forward)(&x64);
     let ref_tol = |want: &[f64]| Tolerance {
-        atol: case
-            .ref_tol
-            .atol
-            .max(rounding_floor(case.reduction, want.iter().fold(0.0f64, |m, x| m.max(x.abs())))),
+        atol: case.ref_tol.atol.max(rounding_floor(
+            case.reduction,
+            want.iter().fold(0.0f64, |m, x| m.max(x.abs())),
+        )),
         rtol: case.ref_tol.rtol,
     };
-    rows.push(row("forward vs f64 reference".into(), &y32, &y64, ref_tol(&y64)));
+    rows.push(row(
+        "forward vs f64 reference".into(),
+        &y32,
+        &y64,
+        ref_tol(&y64),
+    ));
 
     // 2. backward (vᵀJ) against the f64 reference.
     let v32 = rng.vec_f32(y32.len(), -1.0, 1.0);
@@ -343,7 +371,9 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
         let g32 = to64(
             &grads
                 .get(&vars[k])
-                .ok_or_else(|| Error::Gpu(format!("{}: no gradient reached {}", case.op, input.name)))?
+                .ok_or_else(|| {
+                    Error::Gpu(format!("{}: no gradient reached {}", case.op, input.name))
+                })?
                 .to_vec(gpu)?,
         );
         let g_ref = ref_grads[k]
@@ -404,9 +434,13 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
         // The f64 reference computes each output exactly enough; its noise is
         // the rounding of the probed dot product over all outputs.
         let ref_fd_tol = Tolerance {
-            atol: REF_FD_TOL
-                .atol
-                .max(fd_noise(U64, case.reduction.max(y64.len()), &v64, &y64, REF_FD_EPS)),
+            atol: REF_FD_TOL.atol.max(fd_noise(
+                U64,
+                case.reduction.max(y64.len()),
+                &v64,
+                &y64,
+                REF_FD_EPS,
+            )),
             rtol: REF_FD_TOL.rtol,
         };
         rows.push(row(
@@ -516,19 +550,42 @@ fn dense_case(rng: &mut Rng, rows: usize, k: usize, cols: usize) -> Case {
         op: "dense",
         shape: format!("{rows}x{k}->{cols}"),
         inputs: vec![
-            Input { name: "x", shape: vec![rows, k], data: x, grad: true },
-            Input { name: "w", shape: vec![k, cols], data: w, grad: true },
-            Input { name: "b", shape: vec![cols], data: b, grad: true },
+            Input {
+                name: "x",
+                shape: vec![rows, k],
+                data: x,
+                grad: true,
+            },
+            Input {
+                name: "w",
+                shape: vec![k, cols],
+                data: w,
+                grad: true,
+            },
+            Input {
+                name: "b",
+                shape: vec![cols],
+                data: b,
+                grad: true,
+            },
         ],
         gpu: Box::new(|tape, v| ops::dense(tape, &v[0], &v[1], &v[2])),
-        cpu_forward: Box::new(move |x| ops::dense::cpu::dense_forward(&x[0], &x[1], &x[2], rows, k)),
+        cpu_forward: Box::new(move |x| {
+            ops::dense::cpu::dense_forward(&x[0], &x[1], &x[2], rows, k)
+        }),
         cpu_backward: Box::new(move |x, dy| {
             let (dx, dw, db) = ops::dense::cpu::dense_backward(&x[0], &x[1], dy, rows, k, cols);
             vec![Some(dx), Some(dw), Some(db)]
         }),
-        ref_tol: Tolerance { atol: 1e-6, rtol: 1e-4 },
+        ref_tol: Tolerance {
+            atol: 1e-6,
+            rtol: 1e-4,
+        },
         fd_eps: 1e-2,
-        fd_tol: Tolerance { atol: 1e-5, rtol: 1e-2 },
+        fd_tol: Tolerance {
+            atol: 1e-5,
+            rtol: 1e-2,
+        },
         reduction: k.max(rows).max(cols),
     }
 }
@@ -544,13 +601,24 @@ fn unary_case(
     Case {
         op,
         shape: shape_str(&shape),
-        inputs: vec![Input { name: "x", shape, data: x, grad: true }],
+        inputs: vec![Input {
+            name: "x",
+            shape,
+            data: x,
+            grad: true,
+        }],
         gpu: Box::new(move |tape, v| gpu(tape, &v[0])),
         cpu_forward: Box::new(move |x| fwd(&x[0])),
         cpu_backward: Box::new(move |x, dy| vec![Some(bwd(&x[0], dy))]),
-        ref_tol: Tolerance { atol: 1e-6, rtol: 1e-5 },
+        ref_tol: Tolerance {
+            atol: 1e-6,
+            rtol: 1e-5,
+        },
         fd_eps: 1e-2,
-        fd_tol: Tolerance { atol: 1e-5, rtol: 1e-2 },
+        fd_tol: Tolerance {
+            atol: 1e-5,
+            rtol: 1e-2,
+        },
         reduction: 1,
     }
 }
@@ -564,15 +632,33 @@ fn bce_case(rng: &mut Rng, shape: Vec<usize>) -> Case {
         op: "bce",
         shape: shape_str(&shape),
         inputs: vec![
-            Input { name: "p", shape: shape.clone(), data: p, grad: true },
-            Input { name: "t", shape, data: t, grad: false },
+            Input {
+                name: "p",
+                shape: shape.clone(),
+                data: p,
+                grad: true,
+            },
+            Input {
+                name: "t",
+                shape,
+                data: t,
+                grad: false,
+            },
         ],
         gpu: Box::new(|tape, v| ops::binary_cross_entropy(tape, &v[0], &v[1])),
         cpu_forward: Box::new(|x| vec![ops::bce::cpu::bce_forward(&x[0], &x[1])]),
-        cpu_backward: Box::new(|x, dy| vec![Some(ops::bce::cpu::bce_backward(&x[0], &x[1], dy[0])), None]),
-        ref_tol: Tolerance { atol: 1e-6, rtol: 1e-5 },
+        cpu_backward: Box::new(|x, dy| {
+            vec![Some(ops::bce::cpu::bce_backward(&x[0], &x[1], dy[0])), None]
+        }),
+        ref_tol: Tolerance {
+            atol: 1e-6,
+            rtol: 1e-5,
+        },
         fd_eps: 1e-2,
-        fd_tol: Tolerance { atol: 1e-5, rtol: 1e-2 },
+        fd_tol: Tolerance {
+            atol: 1e-5,
+            rtol: 1e-2,
+        },
         reduction: n,
     }
 }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use postergrad::{gradcheck, train, Gpu};
 
 #[derive(Parser)]
-#[command(name = "postergrad", version, about = "A from-scratch GPU compute engine (WGSL through wgpu) that trains a movie-poster genre CNN")]
+#[command(
+    name = "postergrad",
+    version,
+    about = "A from-scratch GPU compute engine (WGSL through wgpu) that trains a movie-poster genre CNN"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,22 +82,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let a = gpu.adapter();
             println!("adapter:          {}", a.name);
             println!("backend:          {}", a.backend);
-            println!("type:             {}{}", a.device_type, if a.is_cpu { " (software)" } else { "" });
+            println!(
+                "type:             {}{}",
+                a.device_type,
+                if a.is_cpu { " (software)" } else { "" }
+            );
             println!("driver:           {}", a.driver);
             println!("max binding:      {} MiB", a.max_binding_bytes >> 20);
             println!("max buffer:       {} MiB", a.max_buffer_bytes >> 20);
-            println!("max workgroups:   {} per dimension", a.max_workgroups_per_dim);
-            println!("timestamp query:  {}", if a.timestamps { "yes" } else { "no" });
-            println!("shader f64:       {}", if a.shader_f64 { "yes" } else { "no" });
+            println!(
+                "max workgroups:   {} per dimension",
+                a.max_workgroups_per_dim
+            );
+            println!(
+                "timestamp query:  {}",
+                if a.timestamps { "yes" } else { "no" }
+            );
+            println!(
+                "shader f64:       {}",
+                if a.shader_f64 { "yes" } else { "no" }
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Gradcheck { op, seed, shader_dir } => {
+        Command::Gradcheck {
+            op,
+            seed,
+            shader_dir,
+        } => {
             let gpu = open_gpu()?;
             if let Some(dir) = shader_dir {
                 let names = gpu
                     .override_shaders_from_dir(&dir)
                     .with_context(|| format!("loading shader overrides from {}", dir.display()))?;
-                eprintln!("shader overrides from {}: {}", dir.display(), names.join(", "));
+                eprintln!(
+                    "shader overrides from {}: {}",
+                    dir.display(),
+                    names.join(", ")
+                );
             }
             let report = gradcheck::run(&gpu, &gradcheck::Options { seed, ops: op })?;
             println!("{report}");
@@ -103,7 +128,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Train { epochs, batch, lr, seed } => {
+        Command::Train {
+            epochs,
+            batch,
+            lr,
+            seed,
+        } => {
             let gpu = open_gpu()?;
             let config = train::MlpTrainConfig {
                 epochs,

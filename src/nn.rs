@@ -20,7 +20,13 @@ pub struct DenseLayer {
 }
 
 impl DenseLayer {
-    pub fn new(gpu: &Gpu, name: &str, inputs: usize, outputs: usize, rng: &mut Rng) -> Result<Self> {
+    pub fn new(
+        gpu: &Gpu,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         let w = Tensor::from_slice(
             gpu,
             [inputs, outputs],

@@ -6,17 +6,39 @@ use crate::error::{Error, Result};
 /// (name, source) of every shader in `shaders/`.
 pub const SHADERS: &[(&str, &str)] = &[
     ("adam_step", include_str!("../shaders/adam_step.wgsl")),
+    ("add_scaled", include_str!("../shaders/add_scaled.wgsl")),
     ("bce_backward", include_str!("../shaders/bce_backward.wgsl")),
     ("bce_forward", include_str!("../shaders/bce_forward.wgsl")),
-    ("dense_backward_bias", include_str!("../shaders/dense_backward_bias.wgsl")),
-    ("dense_backward_input", include_str!("../shaders/dense_backward_input.wgsl")),
-    ("dense_backward_weight", include_str!("../shaders/dense_backward_weight.wgsl")),
-    ("dense_forward", include_str!("../shaders/dense_forward.wgsl")),
+    (
+        "dense_backward_bias",
+        include_str!("../shaders/dense_backward_bias.wgsl"),
+    ),
+    (
+        "dense_backward_input",
+        include_str!("../shaders/dense_backward_input.wgsl"),
+    ),
+    (
+        "dense_backward_weight",
+        include_str!("../shaders/dense_backward_weight.wgsl"),
+    ),
+    (
+        "dense_forward",
+        include_str!("../shaders/dense_forward.wgsl"),
+    ),
     ("fill", include_str!("../shaders/fill.wgsl")),
-    ("relu_backward", include_str!("../shaders/relu_backward.wgsl")),
+    (
+        "relu_backward",
+        include_str!("../shaders/relu_backward.wgsl"),
+    ),
     ("relu_forward", include_str!("../shaders/relu_forward.wgsl")),
-    ("sigmoid_backward", include_str!("../shaders/sigmoid_backward.wgsl")),
-    ("sigmoid_forward", include_str!("../shaders/sigmoid_forward.wgsl")),
+    (
+        "sigmoid_backward",
+        include_str!("../shaders/sigmoid_backward.wgsl"),
+    ),
+    (
+        "sigmoid_forward",
+        include_str!("../shaders/sigmoid_forward.wgsl"),
+    ),
 ];
 
 /// The embedded source of a shader.

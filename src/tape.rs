@@ -89,7 +89,7 @@ pub struct Tape<'g> {
 }
 
 /// Gradients of the leaves created with [`Tape::leaf`].
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Gradients {
     leaves: HashMap<usize, Tensor>,
 }

@@ -4,7 +4,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::Mlp;
-use crate::ops::{Adam, AdamConfig};
+use crate::ops::{add_scaled, Adam, AdamConfig};
 use crate::rng::Rng;
 use crate::tape::{Mode, Tape};
 use crate::tensor::Tensor;
@@ -77,7 +77,8 @@ pub fn train_mlp_synthetic(
         });
     }
     config.adam.validate()?;
-    let data = Dataset::synthetic_multilabel(config.rows, config.features, config.labels, config.seed);
+    let data =
+        Dataset::synthetic_multilabel(config.rows, config.features, config.labels, config.seed);
     let (train, val) = data.split(config.val_split);
     let prior = train.label_prior();
     let val_prior_bce = val.prior_bce(&prior);
@@ -112,7 +113,7 @@ pub fn train_mlp_synthetic(
             order.swap(i, rng.below(i + 1));
         }
         // Losses stay on the GPU; the epoch's mean is read back once.
-        let mut losses = Vec::new();
+        let loss_sum = Tensor::zeros(gpu, [1], "loss sum")?;
         for chunk in order.chunks(config.batch) {
             let (x, y) = train.gather(chunk);
             let tape = Tape::new(gpu, Mode::Training);
@@ -121,13 +122,14 @@ pub fn train_mlp_synthetic(
             let loss = model.loss(&tape, &xv, &yv)?;
             tape.backward(&loss)?;
             adam.step(gpu, &params)?;
-            losses.push((loss.value.clone(), chunk.len()));
+            add_scaled(
+                gpu,
+                &loss.value,
+                chunk.len() as f32 / train.n as f32,
+                &loss_sum,
+            )?;
         }
-        let mut total = 0.0;
-        for (l, n) in &losses {
-            total += l.to_vec(gpu)?[0] as f64 * *n as f64;
-        }
-        let train_loss = total / train.n as f64;
+        let train_loss = loss_sum.to_vec(gpu)?[0] as f64;
         let val_loss = evaluate_bce(gpu, &model, &val, 256)?;
         report(format!(
             "epoch {epoch:>3}/{}: loss {train_loss:.4}  val_loss {val_loss:.4}",

@@ -86,7 +86,11 @@ pub fn adam_step(
     v: &Tensor,
 ) -> Result<()> {
     for (what, x) in [("gradient", g), ("first moment", m), ("second moment", v)] {
-        x.expect_shape("adam_step", &format!("{what} must match the parameter"), p.dims())?;
+        x.expect_shape(
+            "adam_step",
+            &format!("{what} must match the parameter"),
+            p.dims(),
+        )?;
     }
     let params = AdamParams {
         n: p.numel() as u32,
@@ -96,7 +100,12 @@ pub fn adam_step(
         epsilon: config.epsilon as f32,
         _pad: [0; 3],
     };
-    gpu.dispatch("adam_step", &params, &[g, p, m, v], gpu.grid_1d(p.numel(), 256))
+    gpu.dispatch(
+        "adam_step",
+        &params,
+        &[g, p, m, v],
+        gpu.grid_1d(p.numel(), 256),
+    )
 }
 
 /// Adam's state: the step count and two moment tensors per parameter.

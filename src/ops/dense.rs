@@ -64,7 +64,11 @@ pub fn dense_forward(gpu: &Gpu, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Te
 pub fn dense_backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Result<()> {
     let (k, cols) = (w.dims()[0], w.dims()[1]);
     let rows = dx.dims()[0];
-    dy.expect_shape("dense_backward_input", "dy must be [batch, out]", &[rows, cols])?;
+    dy.expect_shape(
+        "dense_backward_input",
+        "dy must be [batch, out]",
+        &[rows, cols],
+    )?;
     dx.expect_shape("dense_backward_input", "dx must be [batch, in]", &[rows, k])?;
     let p = DenseParams {
         rows: rows as u32,
@@ -80,7 +84,11 @@ pub fn dense_backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor) -> 
 pub fn dense_backward_weight(gpu: &Gpu, x: &Tensor, dy: &Tensor, dw: &Tensor) -> Result<()> {
     let (rows, k) = (x.dims()[0], x.dims()[1]);
     let cols = dw.dims()[1];
-    dy.expect_shape("dense_backward_weight", "dy must be [batch, out]", &[rows, cols])?;
+    dy.expect_shape(
+        "dense_backward_weight",
+        "dy must be [batch, out]",
+        &[rows, cols],
+    )?;
     dw.expect_shape("dense_backward_weight", "dw must be [in, out]", &[k, cols])?;
     let p = DenseParams {
         rows: rows as u32,

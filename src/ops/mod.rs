@@ -57,6 +57,26 @@ pub fn fill(gpu: &Gpu, x: &Tensor, value: f32) -> Result<()> {
     gpu.dispatch("fill", &params, &[x], gpu.grid_1d(x.numel(), 256))
 }
 
+/// Uniforms of `add_scaled`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AddScaledParams {
+    pub n: u32,
+    pub alpha: f32,
+    pub _pad: [u32; 2],
+}
+
+/// y += alpha · x (recorded, no host round trip).
+pub fn add_scaled(gpu: &Gpu, x: &Tensor, alpha: f32, y: &Tensor) -> Result<()> {
+    y.expect_shape("add_scaled", "y must match x", x.dims())?;
+    let params = AddScaledParams {
+        n: x.numel() as u32,
+        alpha,
+        _pad: [0; 2],
+    };
+    gpu.dispatch("add_scaled", &params, &[x, y], gpu.grid_1d(x.numel(), 256))
+}
+
 /// Runs a one-input elementwise kernel `x → y` into a new tensor.
 pub(crate) fn unary(gpu: &Gpu, kernel: &'static str, x: &Tensor) -> Result<Tensor> {
     let y = Tensor::uninit(gpu, x.shape().clone(), kernel)?;

@@ -1,0 +1,300 @@
+//! The gradient-check suite passes on the real kernels, fails on broken ones,
+//! and the documented behaviour at kinks holds.
+
+use postergrad::gradcheck::{self, Options};
+use postergrad::ops::{self, bce, relu, sigmoid};
+use postergrad::shaders;
+use postergrad::{Gpu, Mode, Tape, Tensor};
+
+fn suite(gpu: &Gpu, ops: &[&str], seed: u64) -> gradcheck::Report {
+    gradcheck::run(
+        gpu,
+        &Options {
+            seed,
+            ops: Some(ops.iter().map(|s| s.to_string()).collect()),
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_op_passes_with_two_seeds() {
+    let gpu = Gpu::new().unwrap();
+    for seed in [0, 7] {
+        let report = gradcheck::run(&gpu, &Options { seed, ops: None }).unwrap();
+        assert!(report.passed(), "seed {seed}:\n{report}");
+        for op in gradcheck::OPS {
+            assert!(
+                report.rows.iter().any(|r| r.op == *op),
+                "{op} missing from the report"
+            );
+        }
+        // every row carries real numbers
+        assert!(report
+            .rows
+            .iter()
+            .all(|r| r.max_abs.is_finite() && r.tol.rtol > 0.0));
+        assert!(report.rows.len() >= 80, "{} rows", report.rows.len());
+    }
+}
+
+#[test]
+fn unknown_op_is_an_error_listing_the_known_ones() {
+    let gpu = Gpu::new().unwrap();
+    let err = gradcheck::run(
+        &gpu,
+        &Options {
+            seed: 0,
+            ops: Some(vec!["conv9".into()]),
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("conv9") && err.contains("dense, relu"),
+        "{err}"
+    );
+}
+
+/// Replaces `from` by `to` in a shader (asserting the mutation applies),
+/// runs the op's checks, and returns the failing check names.
+fn failing_checks_with_mutation(shader: &str, from: &str, to: &str, op: &str) -> Vec<String> {
+    let src = shaders::source(shader).unwrap();
+    assert_eq!(
+        src.matches(from).count(),
+        1,
+        "mutation target not found once in {shader}"
+    );
+    let gpu = Gpu::new().unwrap();
+    gpu.override_shader(shader, src.replacen(from, to, 1))
+        .unwrap();
+    let report = suite(&gpu, &[op], 0);
+    let failed: Vec<String> = report.failures().iter().map(|r| r.check.clone()).collect();
+    assert!(!failed.is_empty(), "{shader} with '{to}' passed:\n{report}");
+    assert!(report.into_result().is_err());
+    failed
+}
+
+fn assert_caught(failed: &[String], grad: &str) {
+    for check in [
+        format!("{grad} vs f64 reference"),
+        format!("{grad} vs f32 central diff"),
+    ] {
+        assert!(
+            failed.iter().any(|f| f.starts_with(&check)),
+            "'{check}' should fail; failing: {failed:?}"
+        );
+    }
+}
+
+#[test]
+fn catches_a_flipped_sign_in_dense_backward_input() {
+    let f = failing_checks_with_mutation(
+        "dense_backward_input",
+        "dx[r * K + kk] + rows[i][j]",
+        "dx[r * K + kk] - rows[i][j]",
+        "dense",
+    );
+    assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_flipped_sign_in_dense_backward_weight() {
+    let f = failing_checks_with_mutation(
+        "dense_backward_weight",
+        "dw[kk * C + c] + rows[i][j]",
+        "dw[kk * C + c] - rows[i][j]",
+        "dense",
+    );
+    assert_caught(&f, "dw");
+}
+
+#[test]
+fn catches_a_dropped_bias_gradient() {
+    let f = failing_checks_with_mutation("dense_backward_bias", "db[c] + acc", "db[c]", "dense");
+    assert_caught(&f, "db");
+}
+
+#[test]
+fn catches_an_off_by_one_row_in_dense_backward_weight() {
+    // reads the next batch row's activations: a plausible indexing bug
+    let f = failing_checks_with_mutation(
+        "dense_backward_weight",
+        "let xo = r * K;",
+        "let xo = ((r + 1u) % R) * K;",
+        "dense",
+    );
+    assert_caught(&f, "dw");
+}
+
+#[test]
+fn catches_a_wrong_relu_backward() {
+    let f = failing_checks_with_mutation(
+        "relu_backward",
+        "y[i] > real(0.0)",
+        "y[i] >= real(0.0)",
+        "relu",
+    );
+    // y ≥ 0 is always true: the gradient leaks through negative inputs
+    assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_wrong_sigmoid_backward() {
+    let f = failing_checks_with_mutation(
+        "sigmoid_backward",
+        "s * (real(1.0) - s)",
+        "s * (real(1.0) + s)",
+        "sigmoid",
+    );
+    assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_flipped_sign_in_bce_backward() {
+    let f = failing_checks_with_mutation("bce_backward", "(q - t[i])", "(t[i] - q)", "bce");
+    assert_caught(&f, "dp");
+}
+
+#[test]
+fn catches_a_wrong_adam_update() {
+    let src = shaders::source("adam_step").unwrap();
+    let gpu = Gpu::new().unwrap();
+    gpu.override_shader("adam_step", src.replacen("(sqrt(vi) + ", "(vi + ", 1))
+        .unwrap();
+    assert!(!suite(&gpu, &["adam"], 0).passed());
+}
+
+#[test]
+fn cli_gradcheck_exits_non_zero_with_a_broken_shader_dir() {
+    let dir = std::env::temp_dir().join(format!("postergrad-broken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = shaders::source("sigmoid_backward").unwrap();
+    std::fs::write(
+        dir.join("sigmoid_backward.wgsl"),
+        src.replacen("dy[i] * s", "-dy[i] * s", 1),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_postergrad"))
+        .args(["gradcheck", "--op", "sigmoid", "--shader-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "exit status {:?}\n{stdout}",
+        out.status
+    );
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("dx vs f64 reference"),
+        "{stdout}"
+    );
+
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_postergrad"))
+        .args(["gradcheck", "--op", "sigmoid,relu"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("0 failed") && !stdout.contains("dense"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---------------------------------------------------------------- the kinks
+
+fn run_unary(
+    gpu: &Gpu,
+    x: &[f32],
+    f: fn(&Tape, &postergrad::Var) -> postergrad::Result<postergrad::Var>,
+) -> (Vec<f32>, Vec<f32>) {
+    let tape = Tape::new(gpu, Mode::Training);
+    let xv = tape.leaf(Tensor::from_slice(gpu, [x.len()], x).unwrap());
+    let y = f(&tape, &xv).unwrap();
+    let seed = Tensor::from_slice(gpu, [x.len()], &vec![1.0; x.len()]).unwrap();
+    let g = tape.backward_with(&y, seed).unwrap();
+    (
+        y.value.to_vec(gpu).unwrap(),
+        g.get(&xv).unwrap().to_vec(gpu).unwrap(),
+    )
+}
+
+#[test]
+fn relu_at_zero_has_gradient_zero() {
+    let gpu = Gpu::new().unwrap();
+    let (y, dx) = run_unary(&gpu, &[-1.0, -0.0, 0.0, 1e-30, 2.0], ops::relu);
+    assert_eq!(y, vec![0.0, 0.0, 0.0, 1e-30, 2.0]);
+    assert_eq!(dx, vec![0.0, 0.0, 0.0, 1.0, 1.0]);
+    assert_eq!(relu::cpu::relu_backward(&[0.0], &[1.0]), vec![0.0]);
+}
+
+#[test]
+fn sigmoid_saturates_without_nan_at_plus_minus_100() {
+    let gpu = Gpu::new().unwrap();
+    let (y, dx) = run_unary(&gpu, &[-100.0, -20.0, 0.0, 20.0, 100.0], ops::sigmoid);
+    assert_eq!(y[0], 0.0);
+    assert_eq!(y[4], 1.0);
+    assert_eq!(y[2], 0.5);
+    assert!((y[1] as f64 - sigmoid::cpu::sigmoid_forward(&[-20.0])[0]).abs() < 1e-12);
+    assert!(dx.iter().all(|g| g.is_finite()));
+    assert_eq!(dx[2], 0.25);
+}
+
+fn bce_at(gpu: &Gpu, p: &[f32], t: &[f32]) -> (f32, Vec<f32>) {
+    let tape = Tape::new(gpu, Mode::Training);
+    let pv = tape.leaf(Tensor::from_slice(gpu, [1, p.len()], p).unwrap());
+    let tv = tape.constant(Tensor::from_slice(gpu, [1, t.len()], t).unwrap());
+    let loss = ops::binary_cross_entropy(&tape, &pv, &tv).unwrap();
+    let g = tape.backward(&loss).unwrap();
+    (
+        loss.value.to_vec(gpu).unwrap()[0],
+        g.get(&pv).unwrap().to_vec(gpu).unwrap(),
+    )
+}
+
+#[test]
+fn bce_clips_at_exactly_zero_and_one() {
+    let gpu = Gpu::new().unwrap();
+    // confident and right: loss ≈ −log(1 − 1e-7), gradient blocked by the clip
+    let (loss, dp) = bce_at(&gpu, &[0.0, 1.0], &[0.0, 1.0]);
+    assert!(loss.is_finite() && loss < 1e-6, "{loss}");
+    assert_eq!(dp, vec![0.0, 0.0]);
+    // confident and wrong: finite, not inf. In f32 (as in Keras with float32)
+    // the clip bounds are 1e-7 and 1 − 1e-7 rounded to f32 = 1 − 2⁻²³:
+    // loss = (−ln 1e-7 − ln 2⁻²³) / 2 = (16.118 + 15.942) / 2.
+    let (loss, dp) = bce_at(&gpu, &[0.0, 1.0], &[1.0, 0.0]);
+    let want = (-(1e-7f32 as f64).ln() - (1.0 - (1.0f32 - 1e-7f32) as f64).ln()) / 2.0;
+    assert!(
+        (loss as f64 - want).abs() < 1e-4 && (want - 16.030).abs() < 1e-3,
+        "{loss} vs {want}"
+    );
+    assert!((bce::cpu::bce_forward(&[0.0], &[1.0]) - 16.118).abs() < 1e-3);
+    assert_eq!(dp, vec![0.0, 0.0]);
+    // just inside the clip the gradient flows and is finite
+    let (_, dp) = bce_at(&gpu, &[0.5, 1e-3], &[1.0, 1.0]);
+    assert!((dp[0] - (-1.0)).abs() < 1e-6, "{dp:?}"); // (0.5 − 1)/(0.25)/2
+    assert!(dp[1].is_finite() && dp[1] < -400.0, "{dp:?}");
+}
+
+#[test]
+fn bce_on_sigmoid_of_extreme_logits_stays_finite() {
+    let gpu = Gpu::new().unwrap();
+    let tape = Tape::new(&gpu, Mode::Training);
+    let z = tape.leaf(Tensor::from_slice(&gpu, [1, 4], &[-100.0, 100.0, -100.0, 100.0]).unwrap());
+    let t = tape.constant(Tensor::from_slice(&gpu, [1, 4], &[0.0, 1.0, 1.0, 0.0]).unwrap());
+    let p = ops::sigmoid(&tape, &z).unwrap();
+    let loss = ops::binary_cross_entropy(&tape, &p, &t).unwrap();
+    let g = tape.backward(&loss).unwrap();
+    let l = loss.value.to_vec(&gpu).unwrap()[0];
+    assert!(l.is_finite() && (l - 8.015).abs() < 1e-3, "{l}"); // half the labels at the clip: 16.03 / 2
+    assert!(g
+        .get(&z)
+        .unwrap()
+        .to_vec(&gpu)
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite()));
+}
