@@ -189,8 +189,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<8} {:<22} {:<34} {:>10} {:>10}  {:<20} {}",
-            "op", "shape", "check", "max abs", "max rel", "tolerance", "result"
+            "{:<8} {:<22} {:<34} {:>10} {:>10}  {:<20} result",
+            "op", "shape", "check", "max abs", "max rel", "tolerance"
         )?;
         for r in &self.rows {
             writeln!(

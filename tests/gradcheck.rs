@@ -91,8 +91,8 @@ fn assert_caught(failed: &[String], grad: &str) {
 fn catches_a_flipped_sign_in_dense_backward_input() {
     let f = failing_checks_with_mutation(
         "dense_backward_input",
-        "dx[r * K + kk] + rows[i][j]",
-        "dx[r * K + kk] - rows[i][j]",
+        "dx[idx] = dx[idx] + acc;",
+        "dx[idx] = dx[idx] - acc;",
         "dense",
     );
     assert_caught(&f, "dx");
@@ -102,8 +102,8 @@ fn catches_a_flipped_sign_in_dense_backward_input() {
 fn catches_a_flipped_sign_in_dense_backward_weight() {
     let f = failing_checks_with_mutation(
         "dense_backward_weight",
-        "dw[kk * C + c] + rows[i][j]",
-        "dw[kk * C + c] - rows[i][j]",
+        "dw[idx] = dw[idx] + acc;",
+        "dw[idx] = dw[idx] - acc;",
         "dense",
     );
     assert_caught(&f, "dw");
@@ -116,12 +116,12 @@ fn catches_a_dropped_bias_gradient() {
 }
 
 #[test]
-fn catches_an_off_by_one_row_in_dense_backward_weight() {
-    // reads the next batch row's activations: a plausible indexing bug
+fn catches_an_off_by_one_index_in_dense_backward_weight() {
+    // tile row 3 reads input feature m0 + 2: a plausible indexing bug
     let f = failing_checks_with_mutation(
         "dense_backward_weight",
-        "let xo = r * K;",
-        "let xo = ((r + 1u) % R) * K;",
+        "let ar3 = min(m0 + 3u, M - 1u);",
+        "let ar3 = min(m0 + 2u, M - 1u);",
         "dense",
     );
     assert_caught(&f, "dw");

@@ -20,8 +20,8 @@ pub struct DenseParams {
     pub _pad: u32,
 }
 
-/// Each invocation of the matmul kernels owns a 4×4 tile; workgroups are 8×8.
-const TILE: usize = 4;
+/// Each invocation of the matmul kernels owns an 8×8 tile; workgroups are 8×8.
+const TILE: usize = 8;
 const WG: usize = 8;
 
 fn tiles(n: usize) -> u32 {
