@@ -27,7 +27,8 @@ fn bench(c: &mut Criterion) {
         let x = Tensor::from_slice(&gpu, [rows, k], &rng.vec_f32(rows * k, -1.0, 1.0)).unwrap();
         let w = Tensor::from_slice(&gpu, [k, cols], &rng.vec_f32(k * cols, -0.1, 0.1)).unwrap();
         let b = Tensor::zeros(&gpu, [cols], "b").unwrap();
-        let dy = Tensor::from_slice(&gpu, [rows, cols], &rng.vec_f32(rows * cols, -1.0, 1.0)).unwrap();
+        let dy =
+            Tensor::from_slice(&gpu, [rows, cols], &rng.vec_f32(rows * cols, -1.0, 1.0)).unwrap();
         let dx = Tensor::zeros(&gpu, [rows, k], "dx").unwrap();
         let dw = Tensor::zeros(&gpu, [k, cols], "dw").unwrap();
         let db = Tensor::zeros(&gpu, [cols], "db").unwrap();
