@@ -73,6 +73,24 @@ pub struct GpuStats {
     pub dispatches: u64,
 }
 
+/// One storage binding: a tensor's whole buffer or an aligned window of it.
+pub struct Bind<'t> {
+    tensor: &'t Tensor,
+    offset: u64,
+    size: u64,
+}
+
+impl<'t> Bind<'t> {
+    /// The whole tensor.
+    pub fn whole(tensor: &'t Tensor) -> Bind<'t> {
+        Bind {
+            tensor,
+            offset: 0,
+            size: tensor.numel() as u64 * 4,
+        }
+    }
+}
+
 /// Free buffers by byte size, shared by the [`Gpu`] and every live tensor.
 #[derive(Default)]
 pub(crate) struct Pool {
@@ -565,6 +583,19 @@ impl Gpu {
         buffers: &[&Tensor],
         groups: [u32; 3],
     ) -> Result<()> {
+        let binds: Vec<Bind> = buffers.iter().map(|t| Bind::whole(t)).collect();
+        self.dispatch_bound(kernel, params, &binds, groups)
+    }
+
+    /// Like [`Gpu::dispatch`], with each storage buffer bound as a [`Bind`]:
+    /// a whole tensor or a window of it (for tensors larger than one binding).
+    pub fn dispatch_bound<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        params: &P,
+        buffers: &[Bind],
+        groups: [u32; 3],
+    ) -> Result<()> {
         let limit = self.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > limit) {
             return Err(Error::DispatchTooLarge {
@@ -576,8 +607,8 @@ impl Gpu {
         if groups.contains(&0) {
             return Ok(());
         }
-        for t in buffers {
-            let bytes = t.numel() as u64 * 4;
+        for b in buffers {
+            let bytes = b.size;
             if bytes > self.limits.max_storage_buffer_binding_size {
                 return Err(Error::TooLarge {
                     op: kernel,
@@ -600,10 +631,14 @@ impl Gpu {
                 size: wgpu::BufferSize::new(std::mem::size_of::<P>() as u64),
             }),
         }];
-        for (i, t) in buffers.iter().enumerate() {
+        for (i, b) in buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: t.buf.raw().as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.tensor.buf.raw(),
+                    offset: b.offset,
+                    size: wgpu::BufferSize::new(b.size),
+                }),
             });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -630,7 +665,7 @@ impl Gpu {
 
     fn push_uniform(&self, bytes: &[u8]) -> Result<usize> {
         debug_assert!(
-            bytes.len() % 16 == 0,
+            bytes.len().is_multiple_of(16),
             "uniform structs are padded to 16 bytes"
         );
         let full = {
@@ -646,6 +681,36 @@ impl Gpu {
         u.staged.resize(start, 0);
         u.staged.extend_from_slice(bytes);
         Ok(start)
+    }
+
+    /// A window of `len` elements of `t` starting at element `start`, bound
+    /// at the nearest aligned offset below; returns the binding and `base`,
+    /// the window's first element counted from the bound offset (kernels add
+    /// it to their indices).
+    pub fn window<'t>(&self, t: &'t Tensor, start: usize, len: usize) -> (Bind<'t>, u32) {
+        let align = self.limits.min_storage_buffer_offset_alignment.max(4) as u64;
+        let start_bytes = start as u64 * 4;
+        let offset = start_bytes / align * align;
+        let end = ((start + len) as u64 * 4).min(t.numel() as u64 * 4);
+        let bind = Bind {
+            tensor: t,
+            offset,
+            size: end - offset,
+        };
+        (bind, ((start_bytes - offset) / 4) as u32)
+    }
+
+    /// Splits `n` samples into consecutive ranges whose windows fit one
+    /// binding, given the bytes one sample occupies in each bound tensor.
+    pub fn batch_chunks(&self, n: usize, bytes_per_sample: &[u64]) -> Vec<std::ops::Range<usize>> {
+        let align = self.limits.min_storage_buffer_offset_alignment.max(4) as u64;
+        let room = self
+            .limits
+            .max_storage_buffer_binding_size
+            .saturating_sub(align);
+        let widest = bytes_per_sample.iter().copied().max().unwrap_or(1).max(1);
+        let per = ((room / widest) as usize).clamp(1, n.max(1));
+        (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect()
     }
 
     /// Workgroup counts for `n` independent items with `wg` invocations per

@@ -43,7 +43,7 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch: usize,
         /// Adam learning rate.
-        #[arg(long, default_value_t = 1e-3)]
+        #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
         lr: f64,
         /// Seed for data, initialisation and shuffling.
         #[arg(long, default_value_t = 0)]
