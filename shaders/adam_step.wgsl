@@ -6,6 +6,9 @@
 //
 // Thread mapping: one invocation per parameter, i = gid.x + gid.y · num_workgroups.x · 256.
 // Bounds: invocations with i ≥ n return.
+// Windows: tensors larger than one binding are processed in element ranges; every
+// tensor is bound at the same aligned offset and `base` is the range's first element
+// counted from it.
 
 alias real = f32;
 
@@ -15,7 +18,7 @@ struct AdamParams {
     beta1: f32,
     beta2: f32,
     epsilon: f32,
-    _pad0: u32,
+    base: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -28,10 +31,11 @@ struct AdamParams {
 
 @compute @workgroup_size(256)
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= params.n) {
+    let r = gid.x + gid.y * nwg.x * 256u;
+    if (r >= params.n) {
         return;
     }
+    let i = params.base + r;
     let gi = g[i];
     let mi = m[i] + (gi - m[i]) * (real(1.0) - real(params.beta1));
     let vi = v[i] + (gi * gi - v[i]) * (real(1.0) - real(params.beta2));

@@ -2,14 +2,17 @@
 //
 // Thread mapping: one invocation per element, i = gid.x + gid.y · num_workgroups.x · 256.
 // Bounds: invocations with i ≥ n return.
+// Windows: tensors larger than one binding are processed in element ranges; every
+// tensor is bound at the same aligned offset and `base` is the range's first element
+// counted from it.
 
 alias real = f32;
 
 struct AddScaledParams {
     n: u32,
     alpha: f32,
+    base: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: AddScaledParams;
@@ -22,5 +25,6 @@ fn add_scaled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     if (i >= params.n) {
         return;
     }
-    y[i] = y[i] + real(params.alpha) * x[i];
+    let k = params.base + i;
+    y[k] = y[k] + real(params.alpha) * x[k];
 }

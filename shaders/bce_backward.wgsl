@@ -10,14 +10,17 @@
 //
 // Thread mapping: one invocation per element, i = gid.x + gid.y · num_workgroups.x · 256.
 // Bounds: invocations with i ≥ n return. Gradients accumulate (+=).
+// Windows: tensors larger than one binding are processed in element ranges; every
+// tensor is bound at the same aligned offset and `base` is the range's first element
+// counted from it. dloss is bound whole.
 
 alias real = f32;
 
 struct BceParams {
-    n: u32,
+    n: u32,      // elements in this range
     epsilon: f32,
-    _pad0: u32,
-    _pad1: u32,
+    base: u32,   // first element of the range in the bound window
+    count: u32,  // all elements: the mean divides by this
 }
 
 @group(0) @binding(0) var<uniform> params: BceParams;
@@ -28,14 +31,15 @@ struct BceParams {
 
 @compute @workgroup_size(256)
 fn bce_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= params.n) {
+    let r = gid.x + gid.y * nwg.x * 256u;
+    if (r >= params.n) {
         return;
     }
+    let i = params.base + r;
     let eps = real(params.epsilon);
     let one = real(1.0);
     let q = p[i];
     let inside = q >= eps && q <= one - eps;
-    let g = (q - t[i]) / (q * (one - q)) / real(params.n);
+    let g = (q - t[i]) / (q * (one - q)) / real(params.count);
     dp[i] = dp[i] + select(real(0.0), dloss[0] * g, inside);
 }

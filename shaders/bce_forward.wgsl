@@ -12,10 +12,10 @@
 alias real = f32;
 
 struct BceParams {
-    n: u32,
+    n: u32,      // elements
     epsilon: f32,
-    _pad0: u32,
-    _pad1: u32,
+    base: u32,   // unused here: the forward binds whole tensors
+    count: u32,  // = n: the mean divides by this
 }
 
 @group(0) @binding(0) var<uniform> params: BceParams;
@@ -43,6 +43,6 @@ fn bce_forward(@builtin(local_invocation_index) l: u32) {
         workgroupBarrier();
     }
     if (l == 0u) {
-        loss[0] = -partial[0] / real(params.n);
+        loss[0] = -partial[0] / real(params.count);
     }
 }

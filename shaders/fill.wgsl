@@ -2,14 +2,17 @@
 //
 // Thread mapping: one invocation per element, i = gid.x + gid.y · num_workgroups.x · 256.
 // Bounds: invocations with i ≥ n return.
+// Windows: tensors larger than one binding are processed in element ranges; every
+// tensor is bound at the same aligned offset and `base` is the range's first element
+// counted from it.
 
 alias real = f32;
 
 struct FillParams {
     n: u32,
     value: f32,
+    base: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: FillParams;
@@ -21,5 +24,5 @@ fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= params.n) {
         return;
     }
-    x[i] = real(params.value);
+    x[params.base + i] = real(params.value);
 }

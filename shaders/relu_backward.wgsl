@@ -6,15 +6,18 @@
 // At the kink x = 0 the gradient is 0 (as in PyTorch and TensorFlow).
 //
 // Thread mapping: one invocation per element, i = gid.x + gid.y · num_workgroups.x · 256.
-// Bounds: invocations with i ≥ n return. Gradients accumulate (+=).
+// Bounds: invocations with i ≥ n return.
+// Windows: tensors larger than one binding are processed in element ranges; every
+// tensor is bound at the same aligned offset and `base` is the range's first element
+// counted from it. Gradients accumulate (+=).
 
 alias real = f32;
 
 struct ElementwiseParams {
-    n: u32,
+    n: u32,     // elements in this range
+    base: u32,  // first element of the range in the bound window
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
@@ -28,5 +31,6 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if (i >= params.n) {
         return;
     }
-    dx[i] = dx[i] + select(real(0.0), dy[i], y[i] > real(0.0));
+    let k = params.base + i;
+    dx[k] = dx[k] + select(real(0.0), dy[k], y[k] > real(0.0));
 }

@@ -4,14 +4,17 @@
 // (x, y) workgroups when it would pass 65,535 workgroups:
 //   i = gid.x + gid.y · num_workgroups.x · 256.
 // Bounds: invocations with i ≥ n return.
+// Windows: tensors larger than one binding are processed in element ranges; every
+// tensor is bound at the same aligned offset and `base` is the range's first element
+// counted from it.
 
 alias real = f32;
 
 struct ElementwiseParams {
-    n: u32,
+    n: u32,     // elements in this range
+    base: u32,  // first element of the range in the bound window
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
@@ -24,5 +27,6 @@ fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= params.n) {
         return;
     }
-    y[i] = max(x[i], real(0.0));
+    let k = params.base + i;
+    y[k] = max(x[k], real(0.0));
 }

@@ -4,15 +4,18 @@
 //   backward: dσ/dx = σ(x)(1 − σ(x)), so dx += dy · y · (1 − y), from the saved output y.
 //
 // Thread mapping: one invocation per element, i = gid.x + gid.y · num_workgroups.x · 256.
-// Bounds: invocations with i ≥ n return. Gradients accumulate (+=).
+// Bounds: invocations with i ≥ n return.
+// Windows: tensors larger than one binding are processed in element ranges; every
+// tensor is bound at the same aligned offset and `base` is the range's first element
+// counted from it. Gradients accumulate (+=).
 
 alias real = f32;
 
 struct ElementwiseParams {
-    n: u32,
+    n: u32,     // elements in this range
+    base: u32,  // first element of the range in the bound window
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
@@ -26,6 +29,7 @@ fn sigmoid_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     if (i >= params.n) {
         return;
     }
-    let s = y[i];
-    dx[i] = dx[i] + dy[i] * s * (real(1.0) - s);
+    let k = params.base + i;
+    let s = y[k];
+    dx[k] = dx[k] + dy[k] * s * (real(1.0) - s);
 }

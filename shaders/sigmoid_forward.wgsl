@@ -6,14 +6,17 @@
 //
 // Thread mapping: one invocation per element, i = gid.x + gid.y · num_workgroups.x · 256.
 // Bounds: invocations with i ≥ n return.
+// Windows: tensors larger than one binding are processed in element ranges; every
+// tensor is bound at the same aligned offset and `base` is the range's first element
+// counted from it.
 
 alias real = f32;
 
 struct ElementwiseParams {
-    n: u32,
+    n: u32,     // elements in this range
+    base: u32,  // first element of the range in the bound window
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
@@ -26,8 +29,9 @@ fn sigmoid_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     if (i >= params.n) {
         return;
     }
-    let v = x[i];
+    let k = params.base + i;
+    let v = x[k];
     let e = exp(-abs(v));
     let one = real(1.0);
-    y[i] = select(e / (one + e), one / (one + e), v >= real(0.0));
+    y[k] = select(e / (one + e), one / (one + e), v >= real(0.0));
 }

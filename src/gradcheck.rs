@@ -28,7 +28,7 @@ use crate::tape::{Mode, Tape, Var};
 use crate::tensor::Tensor;
 
 /// Every op the suite knows, in report order.
-pub const OPS: &[&str] = &["dense", "relu", "sigmoid", "bce", "adam"];
+pub const OPS: &[&str] = &["dense", "relu", "sigmoid", "bce", "conv2d", "adam"];
 
 /// |a − b| ≤ atol + rtol·|b| (numpy's allclose, b the trusted value).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -118,6 +118,10 @@ pub struct Case {
     /// The longest sum any of the op's kernels accumulates in f32 (dense: max
     /// of in, out and batch; bce: every element; elementwise ops: 1).
     pub reduction: usize,
+    /// The length of the sum behind one forward output (dense: in; conv2d:
+    /// Cin·KH·KW; bce: every element; elementwise ops: 1): the rounding
+    /// noise of the finite differences comes from these sums.
+    pub forward_reduction: usize,
 }
 
 /// Unit roundoff of f32 and f64.
@@ -419,10 +423,13 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
             "directions"
         };
         let fd_tol = Tolerance {
-            atol: case
-                .fd_tol
-                .atol
-                .max(fd_noise(U32, case.reduction, &v64, &y32, case.fd_eps)),
+            atol: case.fd_tol.atol.max(fd_noise(
+                U32,
+                case.forward_reduction,
+                &v64,
+                &y32,
+                case.fd_eps,
+            )),
             rtol: case.fd_tol.rtol,
         };
         rows.push(row(
@@ -529,6 +536,28 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
                 )
             })
             .collect(),
+        "conv2d" => {
+            use ops::conv2d::Padding::{Same, Valid};
+            // (n, cin, h, w, cout, k, stride, padding)
+            [
+                (1, 1, 5, 5, 2, 3, 1, Valid),
+                (2, 3, 9, 7, 5, 3, 1, Valid),
+                (2, 3, 11, 9, 4, 5, 1, Valid),
+                (1, 3, 9, 9, 3, 3, 2, Valid),
+                (2, 2, 8, 7, 3, 3, 2, Same),
+                (1, 3, 7, 7, 2, 5, 1, Same),
+                (2, 16, 20, 20, 9, 3, 1, Valid),
+                // 4,624 output pixels: the split weight/bias sums use 2 chunks
+                (1, 3, 70, 70, 2, 3, 1, Valid),
+                // the poster model's first layer on one 350×350 poster
+                (1, 3, 350, 350, 16, 3, 1, Valid),
+            ]
+            .into_iter()
+            .map(|(n, cin, h, w, cout, k, s, pad)| {
+                conv_case(&mut rng, [n, cin, h, w], [cout, cin, k, k], s, pad)
+            })
+            .collect()
+        }
         "bce" => [vec![1, 1], vec![3, 25], vec![1000, 25]]
             .into_iter()
             .map(|s| bce_case(&mut rng, s))
@@ -587,6 +616,76 @@ fn dense_case(rng: &mut Rng, rows: usize, k: usize, cols: usize) -> Case {
             rtol: 1e-2,
         },
         reduction: k.max(rows).max(cols),
+        forward_reduction: k,
+    }
+}
+
+fn conv_case(
+    rng: &mut Rng,
+    xs: [usize; 4],
+    ws: [usize; 4],
+    stride: usize,
+    padding: ops::conv2d::Padding,
+) -> Case {
+    let config = ops::Conv2dConfig { stride, padding };
+    let g = ops::conv2d::ConvGeometry::new(&xs, &ws, config).expect("valid case");
+    let fan_in = ws[1] * ws[2] * ws[3];
+    let limit = (6.0 / (fan_in + ws[0] * ws[2] * ws[3]) as f64).sqrt();
+    let x = rng.vec_f32(xs.iter().product(), -1.0, 1.0);
+    let w = rng.vec_f32(ws.iter().product(), -limit, limit);
+    let b = rng.vec_f32(ws[0], -0.5, 0.5);
+    Case {
+        op: "conv2d",
+        shape: format!(
+            "{}x{}x{}x{} k{} s{} {}",
+            xs[0],
+            xs[1],
+            xs[2],
+            xs[3],
+            ws[2],
+            stride,
+            match padding {
+                ops::conv2d::Padding::Valid => "valid",
+                ops::conv2d::Padding::Same => "same",
+            }
+        ),
+        inputs: vec![
+            Input {
+                name: "x",
+                shape: xs.to_vec(),
+                data: x,
+                grad: true,
+            },
+            Input {
+                name: "w",
+                shape: ws.to_vec(),
+                data: w,
+                grad: true,
+            },
+            Input {
+                name: "b",
+                shape: vec![ws[0]],
+                data: b,
+                grad: true,
+            },
+        ],
+        gpu: Box::new(move |tape, v| ops::conv2d(tape, &v[0], &v[1], &v[2], config)),
+        cpu_forward: Box::new(move |x| ops::conv2d::cpu::conv2d_forward(&g, &x[0], &x[1], &x[2])),
+        cpu_backward: Box::new(move |x, dy| {
+            let (dx, dw, db) = ops::conv2d::cpu::conv2d_backward(&g, &x[0], &x[1], dy);
+            vec![Some(dx), Some(dw), Some(db)]
+        }),
+        ref_tol: Tolerance {
+            atol: 1e-6,
+            rtol: 1e-4,
+        },
+        fd_eps: 1e-2,
+        fd_tol: Tolerance {
+            atol: 1e-5,
+            rtol: 1e-2,
+        },
+        reduction: fan_in.max(ws[0] * ws[2] * ws[3]).max(g.n * g.oh * g.ow),
+        forward_reduction: fan_in,
     }
 }
 
@@ -620,6 +719,7 @@ fn unary_case(
             rtol: 1e-2,
         },
         reduction: 1,
+        forward_reduction: 1,
     }
 }
 
@@ -660,5 +760,6 @@ fn bce_case(rng: &mut Rng, shape: Vec<usize>) -> Case {
             rtol: 1e-2,
         },
         reduction: n,
+        forward_reduction: n,
     }
 }

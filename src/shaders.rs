@@ -10,6 +10,22 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("bce_backward", include_str!("../shaders/bce_backward.wgsl")),
     ("bce_forward", include_str!("../shaders/bce_forward.wgsl")),
     (
+        "conv2d_backward_bias",
+        include_str!("../shaders/conv2d_backward_bias.wgsl"),
+    ),
+    (
+        "conv2d_backward_input",
+        include_str!("../shaders/conv2d_backward_input.wgsl"),
+    ),
+    (
+        "conv2d_backward_weight",
+        include_str!("../shaders/conv2d_backward_weight.wgsl"),
+    ),
+    (
+        "conv2d_forward",
+        include_str!("../shaders/conv2d_forward.wgsl"),
+    ),
+    (
         "dense_backward_bias",
         include_str!("../shaders/dense_backward_bias.wgsl"),
     ),
@@ -26,6 +42,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../shaders/dense_forward.wgsl"),
     ),
     ("fill", include_str!("../shaders/fill.wgsl")),
+    (
+        "reduce_partials",
+        include_str!("../shaders/reduce_partials.wgsl"),
+    ),
     (
         "relu_backward",
         include_str!("../shaders/relu_backward.wgsl"),

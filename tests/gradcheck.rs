@@ -75,6 +75,39 @@ fn failing_checks_with_mutation(shader: &str, from: &str, to: &str, op: &str) ->
     failed
 }
 
+/// Like `failing_checks_with_mutation` but only over the op's cases with at
+/// most `max_elems` input elements (keeps the conv2d mutation tests quick).
+fn failing_small_cases_with_mutation(
+    shader: &str,
+    from: &str,
+    to: &str,
+    op: &str,
+    max_elems: usize,
+) -> Vec<String> {
+    let src = shaders::source(shader).unwrap();
+    assert_eq!(
+        src.matches(from).count(),
+        1,
+        "mutation target not found once in {shader}"
+    );
+    let gpu = Gpu::new().unwrap();
+    gpu.override_shader(shader, src.replacen(from, to, 1))
+        .unwrap();
+    let mut failed = vec![];
+    for case in gradcheck::cases(op, 0) {
+        if case.inputs[0].data.len() > max_elems {
+            continue;
+        }
+        for row in gradcheck::check_case(&gpu, &case, 0).unwrap() {
+            if !row.passed {
+                failed.push(row.check);
+            }
+        }
+    }
+    assert!(!failed.is_empty(), "{shader} with '{to}' passed");
+    failed
+}
+
 fn assert_caught(failed: &[String], grad: &str) {
     for check in [
         format!("{grad} vs f64 reference"),
@@ -131,8 +164,8 @@ fn catches_an_off_by_one_index_in_dense_backward_weight() {
 fn catches_a_wrong_relu_backward() {
     let f = failing_checks_with_mutation(
         "relu_backward",
-        "y[i] > real(0.0)",
-        "y[i] >= real(0.0)",
+        "y[k] > real(0.0)",
+        "y[k] >= real(0.0)",
         "relu",
     );
     // y ≥ 0 is always true: the gradient leaks through negative inputs
@@ -157,6 +190,71 @@ fn catches_a_flipped_sign_in_bce_backward() {
 }
 
 #[test]
+fn catches_a_flipped_sign_in_conv2d_backward_input() {
+    let f = failing_small_cases_with_mutation(
+        "conv2d_backward_input",
+        "dx[idx] = dx[idx] + acc[j][i];",
+        "dx[idx] = dx[idx] - acc[j][i];",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_missing_stride_test_in_conv2d_backward_input() {
+    // forgets that a tap only maps back to an output when ty is a multiple of
+    // the stride: only the stride-2 cases can catch it
+    let f = failing_small_cases_with_mutation(
+        "conv2d_backward_input",
+        "ty % S == 0 && tx % S == 0",
+        "true",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_flipped_sign_in_conv2d_backward_weight() {
+    let f = failing_small_cases_with_mutation(
+        "conv2d_backward_weight",
+        "acc[i][j] = acc[i][j] + g[i] * xv;",
+        "acc[i][j] = acc[i][j] - g[i] * xv;",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "dw");
+}
+
+#[test]
+fn catches_a_dropped_chunk_in_the_split_reduction() {
+    // the last chunk of the split weight/bias sums is lost: only cases with
+    // more than 4,096 output pixels have a second chunk
+    let f = failing_small_cases_with_mutation(
+        "reduce_partials",
+        "c < params.chunks",
+        "c + 1u < params.chunks",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "dw");
+    assert_caught(&f, "db");
+}
+
+#[test]
+fn catches_a_wrong_conv2d_bias_gradient() {
+    let f = failing_small_cases_with_mutation(
+        "conv2d_backward_bias",
+        "acc = acc + dy[",
+        "acc = acc - dy[",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "db");
+}
+
+#[test]
 fn catches_a_wrong_adam_update() {
     let src = shaders::source("adam_step").unwrap();
     let gpu = Gpu::new().unwrap();
@@ -172,7 +270,7 @@ fn cli_gradcheck_exits_non_zero_with_a_broken_shader_dir() {
     let src = shaders::source("sigmoid_backward").unwrap();
     std::fs::write(
         dir.join("sigmoid_backward.wgsl"),
-        src.replacen("dy[i] * s", "-dy[i] * s", 1),
+        src.replacen("dy[k] * s", "-dy[k] * s", 1),
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_postergrad"))

@@ -5,8 +5,11 @@
 use std::mem::size_of;
 
 use postergrad::ops::{
-    adam::AdamParams, bce::BceParams, dense::DenseParams, AddScaledParams, ElementwiseParams,
-    FillParams,
+    adam::AdamParams,
+    bce::BceParams,
+    conv2d::{ConvParams, ReduceParams},
+    dense::DenseParams,
+    AddScaledParams, ElementwiseParams, FillParams,
 };
 use postergrad::shaders::SHADERS;
 use postergrad::Gpu;
@@ -104,11 +107,16 @@ fn uniform_structs_match_their_host_mirrors() {
         ("add_scaled", size_of::<AddScaledParams>()),
         ("bce_backward", size_of::<BceParams>()),
         ("bce_forward", size_of::<BceParams>()),
+        ("conv2d_backward_bias", size_of::<ConvParams>()),
+        ("conv2d_backward_input", size_of::<ConvParams>()),
+        ("conv2d_backward_weight", size_of::<ConvParams>()),
+        ("conv2d_forward", size_of::<ConvParams>()),
         ("dense_backward_bias", size_of::<DenseParams>()),
         ("dense_backward_input", size_of::<DenseParams>()),
         ("dense_backward_weight", size_of::<DenseParams>()),
         ("dense_forward", size_of::<DenseParams>()),
         ("fill", size_of::<FillParams>()),
+        ("reduce_partials", size_of::<ReduceParams>()),
         ("relu_backward", size_of::<ElementwiseParams>()),
         ("relu_forward", size_of::<ElementwiseParams>()),
         ("sigmoid_backward", size_of::<ElementwiseParams>()),

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::ops::{elementwise, Arg};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -14,9 +15,13 @@ pub const BCE_EPSILON: f32 = 1e-7;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct BceParams {
+    /// Elements in this dispatch's range.
     pub n: u32,
     pub epsilon: f32,
-    pub _pad: [u32; 2],
+    /// First element of the range in the bound window.
+    pub base: u32,
+    /// All elements: the mean divides by this.
+    pub count: u32,
 }
 
 fn check(p: &Tensor, t: &Tensor) -> Result<BceParams> {
@@ -31,7 +36,8 @@ fn check(p: &Tensor, t: &Tensor) -> Result<BceParams> {
     Ok(BceParams {
         n: p.numel() as u32,
         epsilon: BCE_EPSILON,
-        _pad: [0; 2],
+        base: 0,
+        count: p.numel() as u32,
     })
 }
 
@@ -48,12 +54,17 @@ pub fn bce_backward(gpu: &Gpu, p: &Tensor, t: &Tensor, dloss: &Tensor, dp: &Tens
     let params = check(p, t)?;
     dloss.expect_shape("bce_backward", "the loss gradient is a scalar", &[1])?;
     dp.expect_shape("bce_backward", "dp must match the predictions", p.dims())?;
-    gpu.dispatch(
-        "bce_backward",
-        &params,
-        &[p, t, dloss, dp],
-        gpu.grid_1d(p.numel(), 256),
-    )
+    let args = [
+        Arg::Ranged(p),
+        Arg::Ranged(t),
+        Arg::Whole(dloss),
+        Arg::Ranged(dp),
+    ];
+    elementwise(gpu, "bce_backward", p.numel(), &args, |n, base| BceParams {
+        n,
+        base,
+        ..params
+    })
 }
 
 /// Binary cross-entropy on the tape. `p` are probabilities (after sigmoid),

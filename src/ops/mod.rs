@@ -7,12 +7,14 @@
 
 pub mod adam;
 pub mod bce;
+pub mod conv2d;
 pub mod dense;
 pub mod relu;
 pub mod sigmoid;
 
 pub use adam::{Adam, AdamConfig};
 pub use bce::{binary_cross_entropy, BCE_EPSILON};
+pub use conv2d::{conv2d, Conv2dConfig, Padding};
 pub use dense::dense;
 pub use relu::relu;
 pub use sigmoid::sigmoid;
@@ -25,17 +27,49 @@ use crate::tensor::Tensor;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ElementwiseParams {
+    /// Elements in this range.
     pub n: u32,
-    pub _pad: [u32; 3],
+    /// First element of the range in the bound window.
+    pub base: u32,
+    pub _pad: [u32; 2],
 }
 
-impl ElementwiseParams {
-    pub fn new(n: usize) -> Self {
-        ElementwiseParams {
-            n: n as u32,
-            _pad: [0; 3],
+/// How an elementwise kernel binds one tensor.
+pub(crate) enum Arg<'t> {
+    /// Same element count as the op: bound as a window per range.
+    Ranged(&'t Tensor),
+    /// Bound whole in every range (a scalar such as the loss gradient).
+    Whole(&'t Tensor),
+}
+
+/// Launches an elementwise kernel over `n` elements, in ranges whose windows
+/// fit one storage binding (one range unless a tensor is larger than a
+/// binding). Every ranged tensor is bound at the same aligned offset, so one
+/// `base` serves them all; `params(len, base)` builds the uniforms.
+pub(crate) fn elementwise<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    kernel: &'static str,
+    n: usize,
+    args: &[Arg],
+    params: impl Fn(u32, u32) -> P,
+) -> Result<()> {
+    for range in gpu.batch_chunks(n, &[4]) {
+        let mut binds = Vec::with_capacity(args.len());
+        let mut base = 0;
+        for a in args {
+            binds.push(match a {
+                Arg::Ranged(t) => {
+                    let (b, off) = gpu.window(t, range.start, range.len());
+                    base = off;
+                    b
+                }
+                Arg::Whole(t) => crate::gpu::Bind::whole(t),
+            });
         }
+        let p = params(range.len() as u32, base);
+        gpu.dispatch_bound(kernel, &p, &binds, gpu.grid_1d(range.len(), 256))?;
     }
+    Ok(())
 }
 
 /// Uniforms of `fill`.
@@ -44,17 +78,20 @@ impl ElementwiseParams {
 pub struct FillParams {
     pub n: u32,
     pub value: f32,
-    pub _pad: [u32; 2],
+    pub base: u32,
+    pub _pad: u32,
 }
 
 /// Sets every element of `x` to `value` (recorded, no host round trip).
 pub fn fill(gpu: &Gpu, x: &Tensor, value: f32) -> Result<()> {
-    let params = FillParams {
-        n: x.numel() as u32,
-        value,
-        _pad: [0; 2],
-    };
-    gpu.dispatch("fill", &params, &[x], gpu.grid_1d(x.numel(), 256))
+    elementwise(gpu, "fill", x.numel(), &[Arg::Ranged(x)], |n, base| {
+        FillParams {
+            n,
+            value,
+            base,
+            _pad: 0,
+        }
+    })
 }
 
 /// Uniforms of `add_scaled`.
@@ -63,25 +100,33 @@ pub fn fill(gpu: &Gpu, x: &Tensor, value: f32) -> Result<()> {
 pub struct AddScaledParams {
     pub n: u32,
     pub alpha: f32,
-    pub _pad: [u32; 2],
+    pub base: u32,
+    pub _pad: u32,
 }
 
 /// y += alpha · x (recorded, no host round trip).
 pub fn add_scaled(gpu: &Gpu, x: &Tensor, alpha: f32, y: &Tensor) -> Result<()> {
     y.expect_shape("add_scaled", "y must match x", x.dims())?;
-    let params = AddScaledParams {
-        n: x.numel() as u32,
-        alpha,
-        _pad: [0; 2],
-    };
-    gpu.dispatch("add_scaled", &params, &[x, y], gpu.grid_1d(x.numel(), 256))
+    let args = [Arg::Ranged(x), Arg::Ranged(y)];
+    elementwise(gpu, "add_scaled", x.numel(), &args, |n, base| {
+        AddScaledParams {
+            n,
+            alpha,
+            base,
+            _pad: 0,
+        }
+    })
 }
 
 /// Runs a one-input elementwise kernel `x → y` into a new tensor.
 pub(crate) fn unary(gpu: &Gpu, kernel: &'static str, x: &Tensor) -> Result<Tensor> {
     let y = Tensor::uninit(gpu, x.shape().clone(), kernel)?;
-    let params = ElementwiseParams::new(x.numel());
-    gpu.dispatch(kernel, &params, &[x, &y], gpu.grid_1d(x.numel(), 256))?;
+    let args = [Arg::Ranged(x), Arg::Ranged(&y)];
+    elementwise(gpu, kernel, x.numel(), &args, |n, base| ElementwiseParams {
+        n,
+        base,
+        _pad: [0; 2],
+    })?;
     Ok(y)
 }
 
@@ -103,6 +148,10 @@ pub(crate) fn unary_backward(
             });
         }
     }
-    let params = ElementwiseParams::new(y.numel());
-    gpu.dispatch(kernel, &params, &[y, dy, dx], gpu.grid_1d(y.numel(), 256))
+    let args = [Arg::Ranged(y), Arg::Ranged(dy), Arg::Ranged(dx)];
+    elementwise(gpu, kernel, y.numel(), &args, |n, base| ElementwiseParams {
+        n,
+        base,
+        _pad: [0; 2],
+    })
 }

@@ -1,0 +1,442 @@
+//! conv2d: y = conv(x, w) + b in NCHW, Keras semantics (cross-correlation,
+//! `valid` or `same` padding, any stride). x: [N, Cin, H, W],
+//! w: [Cout, Cin, KH, KW], b: [Cout], y: [N, Cout, OH, OW].
+//! Shaders `conv2d_forward`, `conv2d_backward_input`, `conv2d_backward_weight`,
+//! `conv2d_backward_bias` (+ `reduce_partials`); page `docs/kernels/conv2d.md`.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+/// Keras's padding modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding: OH = ⌊(H − KH)/s⌋ + 1.
+    Valid,
+    /// Zero padding so that OH = ⌈H/s⌉; the extra row/column goes at the
+    /// bottom/right when the total is odd (as TensorFlow).
+    Same,
+}
+
+/// Stride and padding of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    pub stride: usize,
+    pub padding: Padding,
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Conv2dConfig {
+            stride: 1,
+            padding: Padding::Valid,
+        }
+    }
+}
+
+/// Every size of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub n: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl ConvGeometry {
+    /// Output size and padding for an input [n, cin, h, w] and a kernel
+    /// [cout, cin, kh, kw]; an error names the op when the output would be empty.
+    pub fn new(x: &[usize], w: &[usize], config: Conv2dConfig) -> Result<ConvGeometry> {
+        let shape_err = |what: &str, got: &[usize], expected: String| Error::Shape {
+            op: "conv2d",
+            what: what.into(),
+            got: crate::Shape(got.to_vec()),
+            expected,
+        };
+        if x.len() != 4 {
+            return Err(shape_err(
+                "input must be [batch, channels, height, width]",
+                x,
+                "rank 4".into(),
+            ));
+        }
+        if w.len() != 4 || w[1] != x[1] {
+            return Err(shape_err(
+                "kernel must be [out channels, in channels, kh, kw] with the input's channels",
+                w,
+                format!("[out, {}, kh, kw]", x[1]),
+            ));
+        }
+        if config.stride == 0 {
+            return Err(Error::Config {
+                what: "conv2d stride".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        let (h, wd, kh, kw, s) = (x[2], x[3], w[2], w[3], config.stride);
+        let (oh, ow, pad_top, pad_left) = match config.padding {
+            Padding::Valid => {
+                if h < kh || wd < kw {
+                    return Err(shape_err(
+                        &format!(
+                            "a {kh}×{kw} valid convolution needs an input of at least {kh}×{kw}"
+                        ),
+                        x,
+                        format!("[{}, {}, ≥{kh}, ≥{kw}]", x[0], x[1]),
+                    ));
+                }
+                ((h - kh) / s + 1, (wd - kw) / s + 1, 0, 0)
+            }
+            Padding::Same => {
+                let (oh, ow) = (h.div_ceil(s), wd.div_ceil(s));
+                let pad_h = ((oh - 1) * s + kh).saturating_sub(h);
+                let pad_w = ((ow - 1) * s + kw).saturating_sub(wd);
+                (oh, ow, pad_h / 2, pad_w / 2)
+            }
+        };
+        Ok(ConvGeometry {
+            n: x[0],
+            cin: x[1],
+            h,
+            w: wd,
+            cout: w[0],
+            kh,
+            kw,
+            stride: s,
+            oh,
+            ow,
+            pad_top,
+            pad_left,
+        })
+    }
+
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.n, self.cout, self.oh, self.ow]
+    }
+
+    fn params(&self, n: usize, x_base: u32, y_base: u32, chunk: usize) -> ConvParams {
+        ConvParams {
+            n: n as u32,
+            cin: self.cin as u32,
+            h: self.h as u32,
+            w: self.w as u32,
+            cout: self.cout as u32,
+            kh: self.kh as u32,
+            kw: self.kw as u32,
+            stride: self.stride as u32,
+            oh: self.oh as u32,
+            ow: self.ow as u32,
+            pad_top: self.pad_top as u32,
+            pad_left: self.pad_left as u32,
+            x_base,
+            y_base,
+            chunk: chunk as u32,
+            _pad: 0,
+        }
+    }
+
+    /// FLOP of one forward pass (a multiply-add counts 2).
+    pub fn flops(&self) -> u64 {
+        2 * (self.n * self.cout * self.oh * self.ow * self.cin * self.kh * self.kw) as u64
+    }
+}
+
+/// Uniforms of every conv2d kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConvParams {
+    pub n: u32,
+    pub cin: u32,
+    pub h: u32,
+    pub w: u32,
+    pub cout: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    /// First element of the x (or dx) window.
+    pub x_base: u32,
+    /// First element of the y (or dy) window.
+    pub y_base: u32,
+    /// Pixels per chunk of a split reduction.
+    pub chunk: u32,
+    pub _pad: u32,
+}
+
+/// Uniforms of `reduce_partials`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ReduceParams {
+    pub len: u32,
+    pub chunks: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Output pixels per chunk of the split weight and bias reductions.
+const CHUNK: usize = 4096;
+
+/// Workgroups for `tiles` pixel tiles × `ct` channel tiles, folding the
+/// pixel tiles into z past the per-dimension limit.
+fn pixel_grid(gpu: &Gpu, tiles: usize, ct: usize) -> [u32; 3] {
+    let [x, z, _] = gpu.grid_1d(tiles, 1);
+    [x, ct as u32, z]
+}
+
+/// out += Σ_c partial[c, ·] (the second half of a split reduction).
+pub fn reduce_partials(gpu: &Gpu, partial: &Tensor, chunks: usize, out: &Tensor) -> Result<()> {
+    let p = ReduceParams {
+        len: out.numel() as u32,
+        chunks: chunks as u32,
+        _pad: [0; 2],
+    };
+    gpu.dispatch(
+        "reduce_partials",
+        &p,
+        &[partial, out],
+        gpu.grid_1d(out.numel(), 64),
+    )
+}
+
+fn sample_ranges(gpu: &Gpu, g: &ConvGeometry) -> Vec<std::ops::Range<usize>> {
+    let x_bytes = (g.cin * g.h * g.w * 4) as u64;
+    let y_bytes = (g.cout * g.oh * g.ow * 4) as u64;
+    gpu.batch_chunks(g.n, &[x_bytes, y_bytes])
+}
+
+/// y = conv(x, w) + b.
+pub fn conv2d_forward(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    config: Conv2dConfig,
+) -> Result<Tensor> {
+    let g = ConvGeometry::new(x.dims(), w.dims(), config)?;
+    b.expect_shape("conv2d", "bias must be [out channels]", &[g.cout])?;
+    let y = Tensor::uninit(gpu, g.output_shape(), "conv2d_forward")?;
+    let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
+    for r in sample_ranges(gpu, &g) {
+        let n = r.len();
+        let (xw, xb) = gpu.window(x, r.start * xs, n * xs);
+        let (yw, yb) = gpu.window(&y, r.start * ys, n * ys);
+        let p = g.params(n, xb, yb, 0);
+        let groups = pixel_grid(gpu, (n * g.oh * g.ow).div_ceil(512), g.cout.div_ceil(8));
+        gpu.dispatch_bound(
+            "conv2d_forward",
+            &p,
+            &[
+                xw,
+                crate::gpu::Bind::whole(w),
+                crate::gpu::Bind::whole(b),
+                yw,
+            ],
+            groups,
+        )?;
+    }
+    Ok(y)
+}
+
+/// dx += ∂L/∂x for upstream dy.
+pub fn conv2d_backward_input(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    config: Conv2dConfig,
+) -> Result<()> {
+    let g = ConvGeometry::new(dx.dims(), w.dims(), config)?;
+    dy.expect_shape(
+        "conv2d_backward_input",
+        "dy must match the output",
+        &g.output_shape(),
+    )?;
+    let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
+    for r in sample_ranges(gpu, &g) {
+        let n = r.len();
+        let (dxw, xb) = gpu.window(dx, r.start * xs, n * xs);
+        let (dyw, yb) = gpu.window(dy, r.start * ys, n * ys);
+        let p = g.params(n, xb, yb, 0);
+        let groups = pixel_grid(gpu, (n * g.h * g.w).div_ceil(512), g.cin.div_ceil(8));
+        gpu.dispatch_bound(
+            "conv2d_backward_input",
+            &p,
+            &[dyw, crate::gpu::Bind::whole(w), dxw],
+            groups,
+        )?;
+    }
+    Ok(())
+}
+
+/// dw += ∂L/∂w (split over pixel chunks, then reduced).
+pub fn conv2d_backward_weight(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    config: Conv2dConfig,
+) -> Result<()> {
+    let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
+    dy.expect_shape(
+        "conv2d_backward_weight",
+        "dy must match the output",
+        &g.output_shape(),
+    )?;
+    let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
+    let taps = g.cin * g.kh * g.kw;
+    for r in sample_ranges(gpu, &g) {
+        let n = r.len();
+        let (xw, xb) = gpu.window(x, r.start * xs, n * xs);
+        let (dyw, yb) = gpu.window(dy, r.start * ys, n * ys);
+        let chunks = (n * g.oh * g.ow).div_ceil(CHUNK);
+        let partial = Tensor::uninit(gpu, [chunks, g.cout, taps], "conv2d_backward_weight")?;
+        let p = g.params(n, xb, yb, CHUNK);
+        let invocations = chunks * taps.div_ceil(8) * g.cout.div_ceil(8);
+        gpu.dispatch_bound(
+            "conv2d_backward_weight",
+            &p,
+            &[xw, dyw, crate::gpu::Bind::whole(&partial)],
+            gpu.grid_1d(invocations, 64),
+        )?;
+        reduce_partials(gpu, &partial, chunks, dw)?;
+    }
+    Ok(())
+}
+
+/// db += Σ over batch and pixels of dy.
+pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
+    dy.expect_rank(
+        "conv2d_backward_bias",
+        "dy must be [batch, channels, height, width]",
+        4,
+    )?;
+    let d = dy.dims();
+    db.expect_shape("conv2d_backward_bias", "db must be [channels]", &[d[1]])?;
+    let per_sample = d[1] * d[2] * d[3];
+    for r in gpu.batch_chunks(d[0], &[(per_sample * 4) as u64]) {
+        let n = r.len();
+        let (dyw, yb) = gpu.window(dy, r.start * per_sample, n * per_sample);
+        let chunks = (n * d[2] * d[3]).div_ceil(CHUNK);
+        let partial = Tensor::uninit(gpu, [chunks, d[1]], "conv2d_backward_bias")?;
+        let p = ConvParams {
+            n: n as u32,
+            cout: d[1] as u32,
+            oh: d[2] as u32,
+            ow: d[3] as u32,
+            y_base: yb,
+            chunk: CHUNK as u32,
+            ..bytemuck::Zeroable::zeroed()
+        };
+        gpu.dispatch_bound(
+            "conv2d_backward_bias",
+            &p,
+            &[dyw, crate::gpu::Bind::whole(&partial)],
+            gpu.grid_1d(chunks * d[1], 64),
+        )?;
+        reduce_partials(gpu, &partial, chunks, db)?;
+    }
+    Ok(())
+}
+
+/// conv2d on the tape; saves x and w for the backward pass.
+pub fn conv2d(tape: &Tape, x: &Var, w: &Var, b: &Var, config: Conv2dConfig) -> Result<Var> {
+    let y = conv2d_forward(tape.gpu(), &x.value, &w.value, &b.value, config)?;
+    let (xs, ws) = (x.value.clone(), w.value.clone());
+    Ok(tape.record(y, &[x, w, b], move |gpu, dy, grads| {
+        if let Some(dx) = &grads[0] {
+            conv2d_backward_input(gpu, dy, &ws, dx, config)?;
+        }
+        if let Some(dw) = &grads[1] {
+            conv2d_backward_weight(gpu, &xs, dy, dw, config)?;
+        }
+        if let Some(db) = &grads[2] {
+            conv2d_backward_bias(gpu, dy, db)?;
+        }
+        Ok(())
+    }))
+}
+
+/// Plain-loop f64 reference.
+pub mod cpu {
+    use super::ConvGeometry;
+
+    /// The input index a tap reads, or None in the padding.
+    fn tap(g: &ConvGeometry, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
+        let ix = (ox * g.stride + kx) as isize - g.pad_left as isize;
+        (iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w)
+            .then_some((iy as usize, ix as usize))
+    }
+
+    pub fn conv2d_forward(g: &ConvGeometry, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut y = vec![0.0; g.n * g.cout * g.oh * g.ow];
+        for n in 0..g.n {
+            for co in 0..g.cout {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut acc = b[co];
+                        for ci in 0..g.cin {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    if let Some((iy, ix)) = tap(g, oy, ox, ky, kx) {
+                                        acc += x[((n * g.cin + ci) * g.h + iy) * g.w + ix]
+                                            * w[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
+                                    }
+                                }
+                            }
+                        }
+                        y[((n * g.cout + co) * g.oh + oy) * g.ow + ox] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// (dx, dw, db) for upstream dy: each product of the forward sum sends
+    /// dy·w to dx and dy·x to dw.
+    pub fn conv2d_backward(
+        g: &ConvGeometry,
+        x: &[f64],
+        w: &[f64],
+        dy: &[f64],
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut dx = vec![0.0; x.len()];
+        let mut dw = vec![0.0; w.len()];
+        let mut db = vec![0.0; g.cout];
+        for n in 0..g.n {
+            for co in 0..g.cout {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let gy = dy[((n * g.cout + co) * g.oh + oy) * g.ow + ox];
+                        db[co] += gy;
+                        for ci in 0..g.cin {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    if let Some((iy, ix)) = tap(g, oy, ox, ky, kx) {
+                                        let xi = ((n * g.cin + ci) * g.h + iy) * g.w + ix;
+                                        let wi = ((co * g.cin + ci) * g.kh + ky) * g.kw + kx;
+                                        dx[xi] += gy * w[wi];
+                                        dw[wi] += gy * x[xi];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (dx, dw, db)
+    }
+}
