@@ -28,7 +28,9 @@ use crate::tape::{Mode, Tape, Var};
 use crate::tensor::Tensor;
 
 /// Every op the suite knows, in report order.
-pub const OPS: &[&str] = &["dense", "relu", "sigmoid", "bce", "conv2d", "adam"];
+pub const OPS: &[&str] = &[
+    "dense", "relu", "sigmoid", "bce", "conv2d", "maxpool", "dropout", "adam",
+];
 
 /// |a − b| ≤ atol + rtol·|b| (numpy's allclose, b the trusted value).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -558,6 +560,58 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
             })
             .collect()
         }
+        "maxpool" => [
+            // (input, pool, stride)
+            ([1, 1, 4, 4], (2, 2), (2, 2)),
+            ([2, 3, 7, 9], (2, 2), (2, 2)), // odd edges dropped, as 348→174…
+            ([1, 2, 7, 7], (3, 3), (2, 2)), // overlapping windows: kernel > stride
+            ([1, 2, 9, 9], (2, 2), (3, 3)), // gaps: kernel < stride
+            ([2, 3, 7, 8], (3, 2), (1, 2)), // non-square
+            ([2, 16, 40, 40], (2, 2), (2, 2)),
+        ]
+        .into_iter()
+        .map(|(x, pool, stride)| maxpool_case(&mut rng, x, ops::MaxPoolConfig { pool, stride }))
+        .collect(),
+        "dropout" => [(vec![1, 1], 0.3), (vec![3, 37], 0.5), (vec![64, 1000], 0.3)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (s, rate))| {
+                let config = ops::DropoutConfig {
+                    rate,
+                    seed: 17 + i as u32,
+                    step: 3,
+                };
+                let n = s.iter().product();
+                Case {
+                    op: "dropout",
+                    shape: format!("{} p={rate}", shape_str(&s)),
+                    inputs: vec![Input {
+                        name: "x",
+                        shape: s,
+                        data: rng.vec_f32(n, -1.0, 1.0),
+                        grad: true,
+                    }],
+                    gpu: Box::new(move |tape, v| ops::dropout(tape, &v[0], config)),
+                    cpu_forward: Box::new(move |x| {
+                        ops::dropout::cpu::dropout_forward(&x[0], &config)
+                    }),
+                    cpu_backward: Box::new(move |_, dy| {
+                        vec![Some(ops::dropout::cpu::dropout_backward(dy, &config))]
+                    }),
+                    ref_tol: Tolerance {
+                        atol: 1e-6,
+                        rtol: 1e-5,
+                    },
+                    fd_eps: 1e-2,
+                    fd_tol: Tolerance {
+                        atol: 1e-5,
+                        rtol: 1e-2,
+                    },
+                    reduction: 1,
+                    forward_reduction: 1,
+                }
+            })
+            .collect(),
         "bce" => [vec![1, 1], vec![3, 25], vec![1000, 25]]
             .into_iter()
             .map(|s| bce_case(&mut rng, s))
@@ -686,6 +740,57 @@ fn conv_case(
         },
         reduction: fan_in.max(ws[0] * ws[2] * ws[3]).max(g.n * g.oh * g.ow),
         forward_reduction: fan_in,
+    }
+}
+
+fn maxpool_case(rng: &mut Rng, x: [usize; 4], config: ops::MaxPoolConfig) -> Case {
+    // Distinct values 0.05 apart (a shuffled ramp): no ties, and a ±1e-2
+    // finite-difference step never changes which element is a maximum.
+    let n: usize = x.iter().product();
+    let mut data: Vec<f32> = (0..n)
+        .map(|i| (i as f64 * 0.05 - n as f64 * 0.025) as f32)
+        .collect();
+    for i in (1..n).rev() {
+        data.swap(i, rng.below(i + 1));
+    }
+    let dims = x.to_vec();
+    Case {
+        op: "maxpool",
+        shape: format!(
+            "{} k{}x{} s{}x{}",
+            shape_str(&x),
+            config.pool.0,
+            config.pool.1,
+            config.stride.0,
+            config.stride.1
+        ),
+        inputs: vec![Input {
+            name: "x",
+            shape: x.to_vec(),
+            data,
+            grad: true,
+        }],
+        gpu: Box::new(move |tape, v| ops::maxpool(tape, &v[0], config)),
+        cpu_forward: Box::new({
+            let dims = dims.clone();
+            move |x| ops::maxpool::cpu::maxpool_forward(&x[0], &dims, config)
+        }),
+        cpu_backward: Box::new(move |x, dy| {
+            vec![Some(ops::maxpool::cpu::maxpool_backward(
+                &x[0], &dims, config, dy,
+            ))]
+        }),
+        ref_tol: Tolerance {
+            atol: 1e-6,
+            rtol: 1e-5,
+        },
+        fd_eps: 1e-2,
+        fd_tol: Tolerance {
+            atol: 1e-5,
+            rtol: 1e-2,
+        },
+        reduction: config.pool.0 * config.pool.1,
+        forward_reduction: 1,
     }
 }
 

@@ -41,7 +41,23 @@ pub const SHADERS: &[(&str, &str)] = &[
         "dense_forward",
         include_str!("../shaders/dense_forward.wgsl"),
     ),
+    (
+        "dropout_backward",
+        include_str!("../shaders/dropout_backward.wgsl"),
+    ),
+    (
+        "dropout_forward",
+        include_str!("../shaders/dropout_forward.wgsl"),
+    ),
     ("fill", include_str!("../shaders/fill.wgsl")),
+    (
+        "maxpool_backward",
+        include_str!("../shaders/maxpool_backward.wgsl"),
+    ),
+    (
+        "maxpool_forward",
+        include_str!("../shaders/maxpool_forward.wgsl"),
+    ),
     (
         "reduce_partials",
         include_str!("../shaders/reduce_partials.wgsl"),

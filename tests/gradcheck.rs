@@ -255,6 +255,29 @@ fn catches_a_wrong_conv2d_bias_gradient() {
 }
 
 #[test]
+fn catches_a_wrong_maxpool_backward() {
+    // a window's gradient goes to the element before its maximum
+    let f = failing_checks_with_mutation(
+        "maxpool_backward",
+        "if (origin + arg == params.x_base + i) {",
+        "if (origin + arg == params.x_base + i + 1u) {",
+        "maxpool",
+    );
+    assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_dropout_backward_with_another_mask() {
+    let f = failing_checks_with_mutation(
+        "dropout_backward",
+        "keep(params.first + r)",
+        "keep(params.first + r + 1u)",
+        "dropout",
+    );
+    assert_caught(&f, "dx");
+}
+
+#[test]
 fn catches_a_wrong_adam_update() {
     let src = shaders::source("adam_step").unwrap();
     let gpu = Gpu::new().unwrap();

@@ -9,6 +9,8 @@ use postergrad::ops::{
     bce::BceParams,
     conv2d::{ConvParams, ReduceParams},
     dense::DenseParams,
+    dropout::DropoutParams,
+    maxpool::PoolParams,
     AddScaledParams, ElementwiseParams, FillParams,
 };
 use postergrad::shaders::SHADERS;
@@ -115,7 +117,11 @@ fn uniform_structs_match_their_host_mirrors() {
         ("dense_backward_input", size_of::<DenseParams>()),
         ("dense_backward_weight", size_of::<DenseParams>()),
         ("dense_forward", size_of::<DenseParams>()),
+        ("dropout_backward", size_of::<DropoutParams>()),
+        ("dropout_forward", size_of::<DropoutParams>()),
         ("fill", size_of::<FillParams>()),
+        ("maxpool_backward", size_of::<PoolParams>()),
+        ("maxpool_forward", size_of::<PoolParams>()),
         ("reduce_partials", size_of::<ReduceParams>()),
         ("relu_backward", size_of::<ElementwiseParams>()),
         ("relu_forward", size_of::<ElementwiseParams>()),

@@ -9,6 +9,8 @@ pub mod adam;
 pub mod bce;
 pub mod conv2d;
 pub mod dense;
+pub mod dropout;
+pub mod maxpool;
 pub mod relu;
 pub mod sigmoid;
 
@@ -16,6 +18,8 @@ pub use adam::{Adam, AdamConfig};
 pub use bce::{binary_cross_entropy, BCE_EPSILON};
 pub use conv2d::{conv2d, Conv2dConfig, Padding};
 pub use dense::dense;
+pub use dropout::{dropout, DropoutConfig};
+pub use maxpool::{maxpool, MaxPoolConfig};
 pub use relu::relu;
 pub use sigmoid::sigmoid;
 
@@ -45,13 +49,14 @@ pub(crate) enum Arg<'t> {
 /// Launches an elementwise kernel over `n` elements, in ranges whose windows
 /// fit one storage binding (one range unless a tensor is larger than a
 /// binding). Every ranged tensor is bound at the same aligned offset, so one
-/// `base` serves them all; `params(len, base)` builds the uniforms.
+/// `base` serves them all; `params(len, base)` builds the uniforms, called
+/// once per range in order.
 pub(crate) fn elementwise<P: bytemuck::Pod>(
     gpu: &Gpu,
     kernel: &'static str,
     n: usize,
     args: &[Arg],
-    params: impl Fn(u32, u32) -> P,
+    mut params: impl FnMut(u32, u32) -> P,
 ) -> Result<()> {
     for range in gpu.batch_chunks(n, &[4]) {
         let mut binds = Vec::with_capacity(args.len());
