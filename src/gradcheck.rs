@@ -29,7 +29,15 @@ use crate::tensor::Tensor;
 
 /// Every op the suite knows, in report order.
 pub const OPS: &[&str] = &[
-    "dense", "relu", "sigmoid", "bce", "conv2d", "maxpool", "dropout", "adam",
+    "dense",
+    "relu",
+    "sigmoid",
+    "bce",
+    "conv2d",
+    "batchnorm",
+    "maxpool",
+    "dropout",
+    "adam",
 ];
 
 /// |a − b| ≤ atol + rtol·|b| (numpy's allclose, b the trusted value).
@@ -246,6 +254,11 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
         if op == "adam" {
             report.rows.extend(check_adam(gpu, options.seed)?);
             continue;
+        }
+        if op == "batchnorm" {
+            report
+                .rows
+                .extend(check_batchnorm_inference(gpu, options.seed)?);
         }
         for case in cases(op, options.seed) {
             report.rows.extend(check_case(gpu, &case, options.seed)?);
@@ -560,6 +573,16 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
             })
             .collect()
         }
+        "batchnorm" => [
+            vec![1, 3, 5, 5], // batch 1: statistics over one poster's pixels
+            vec![4, 7],       // after a dense layer: per feature
+            vec![2, 3, 7, 9],
+            vec![3, 16, 20, 20],
+            vec![2, 2, 70, 70], // 9,800 values per channel: 3 chunks merged
+        ]
+        .into_iter()
+        .map(|s| batchnorm_case(&mut rng, s))
+        .collect(),
         "maxpool" => [
             // (input, pool, stride)
             ([1, 1, 4, 4], (2, 2), (2, 2)),
@@ -741,6 +764,169 @@ fn conv_case(
         reduction: fan_in.max(ws[0] * ws[2] * ws[3]).max(g.n * g.oh * g.ow),
         forward_reduction: fan_in,
     }
+}
+
+fn bn_layout(s: &[usize]) -> (usize, usize, usize) {
+    (s[0], s[1], s[2..].iter().product())
+}
+
+fn batchnorm_case(rng: &mut Rng, shape: Vec<usize>) -> Case {
+    let (n, c, plane) = bn_layout(&shape);
+    // Each sample gets its own offset, so the chunks of a channel have
+    // different means and a wrong merge of chunk statistics shows.
+    let per_sample = c * plane;
+    let x: Vec<f32> = rng
+        .vec_f32(shape.iter().product(), -1.0, 1.5)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + 0.75 * (i / per_sample) as f32)
+        .collect();
+    let gamma = rng.vec_f32(c, 0.5, 1.5);
+    let beta = rng.vec_f32(c, -0.5, 0.5);
+    let config = ops::BatchNormConfig::default();
+    let eps = config.epsilon as f64;
+    Case {
+        op: "batchnorm",
+        shape: format!("{} train", shape_str(&shape)),
+        inputs: vec![
+            Input {
+                name: "x",
+                shape: shape.clone(),
+                data: x,
+                grad: true,
+            },
+            Input {
+                name: "gamma",
+                shape: vec![c],
+                data: gamma,
+                grad: true,
+            },
+            Input {
+                name: "beta",
+                shape: vec![c],
+                data: beta,
+                grad: true,
+            },
+        ],
+        gpu: Box::new(move |tape, v| {
+            let state = ops::BatchNormState::new(tape.gpu(), c)?;
+            ops::batch_norm(tape, &v[0], &v[1], &v[2], &state, config)
+        }),
+        cpu_forward: Box::new(move |x| {
+            let (mean, var) = ops::batchnorm::cpu::batch_stats(&x[0], n, c, plane);
+            ops::batchnorm::cpu::forward_with(&x[0], &x[1], &x[2], &mean, &var, eps, c, plane)
+        }),
+        cpu_backward: Box::new(move |x, dy| {
+            let (dx, dg, db) =
+                ops::batchnorm::cpu::backward_training(&x[0], &x[1], dy, eps, n, c, plane);
+            vec![Some(dx), Some(dg), Some(db)]
+        }),
+        ref_tol: Tolerance {
+            atol: 1e-6,
+            rtol: 1e-4,
+        },
+        fd_eps: 1e-2,
+        fd_tol: Tolerance {
+            atol: 1e-5,
+            rtol: 1e-2,
+        },
+        reduction: n * plane,
+        forward_reduction: n * plane,
+    }
+}
+
+/// Batchnorm's state and inference mode: one training forward must update the
+/// moving statistics as the reference does; inference must then normalise
+/// with them, and its backward (dx = γ·dy/√(var + ε), dγ, dβ) must match.
+pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
+    let mut rng = Rng::new(seed ^ 0xB7);
+    let mut rows = Vec::new();
+    let config = ops::BatchNormConfig::default();
+    let eps = config.epsilon as f64;
+    for shape in [vec![2usize, 3, 7, 9], vec![32, 128]] {
+        let (n, c, plane) = bn_layout(&shape);
+        let count: usize = shape.iter().product();
+        let x = rng.vec_f32(count, -1.0, 2.0);
+        let gamma = rng.vec_f32(c, 0.5, 1.5);
+        let beta = rng.vec_f32(c, -0.5, 0.5);
+        let dy = rng.vec_f32(count, -1.0, 1.0);
+        let (x64, g64, b64, dy64) = (to64(&x), to64(&gamma), to64(&beta), to64(&dy));
+        let xt = Tensor::from_slice(gpu, shape.clone(), &x)?;
+        let gt = Tensor::from_slice(gpu, [c], &gamma)?;
+        let bt = Tensor::from_slice(gpu, [c], &beta)?;
+        let state = ops::BatchNormState::new(gpu, c)?;
+        ops::batchnorm::batchnorm_statistics(gpu, &xt, &state, config, Mode::Training)?;
+        let (_, mm, mv) = ops::batchnorm::cpu::forward_training(
+            &x64,
+            &g64,
+            &b64,
+            (&vec![0.0; c], &vec![1.0; c]),
+            config,
+            n,
+            c,
+            plane,
+        );
+        let stats =
+            ops::batchnorm::batchnorm_statistics(gpu, &xt, &state, config, Mode::Inference)?;
+        let y = ops::batchnorm::batchnorm_forward(gpu, &xt, &gt, &bt, &stats)?;
+        let y_ref = ops::batchnorm::cpu::forward_with(&x64, &g64, &b64, &mm, &mv, eps, c, plane);
+        let dyt = Tensor::from_slice(gpu, shape.clone(), &dy)?;
+        let (dx, dg, db) = (
+            Tensor::zeros(gpu, shape.clone(), "dx")?,
+            Tensor::zeros(gpu, [c], "dgamma")?,
+            Tensor::zeros(gpu, [c], "dbeta")?,
+        );
+        ops::batchnorm::batchnorm_backward(
+            gpu,
+            &xt,
+            &dyt,
+            &gt,
+            &stats,
+            Mode::Inference,
+            Some(&dx),
+            Some(&dg),
+            Some(&db),
+        )?;
+        let mut dx_ref = vec![0.0; count];
+        let (mut dg_ref, mut db_ref) = (vec![0.0; c], vec![0.0; c]);
+        for i in 0..count {
+            let ch = (i / plane) % c;
+            let invstd = 1.0 / (mv[ch] + eps).sqrt();
+            dx_ref[i] = g64[ch] * invstd * dy64[i];
+            dg_ref[ch] += dy64[i] * (x64[i] - mm[ch]) * invstd;
+            db_ref[ch] += dy64[i];
+        }
+        let tol = Tolerance {
+            atol: 1e-5,
+            rtol: 1e-4,
+        };
+        for (check, t, want) in [
+            (
+                "moving mean after 1 step vs f64 ref",
+                &state.moving_mean,
+                &mm,
+            ),
+            ("moving var after 1 step vs f64 ref", &state.moving_var, &mv),
+            ("forward (inference) vs f64 reference", &y, &y_ref),
+            ("dx (inference) vs f64 reference", &dx, &dx_ref),
+            ("dgamma (inference) vs f64 reference", &dg, &dg_ref),
+            ("dbeta (inference) vs f64 reference", &db, &db_ref),
+        ] {
+            let got = to64(&t.to_vec(gpu)?);
+            let (max_abs, max_rel, passed, worst) = compare(&got, want, tol);
+            rows.push(Row {
+                op: "batchnorm".into(),
+                shape: format!("{} infer", shape_str(&shape)),
+                check: check.into(),
+                max_abs,
+                max_rel,
+                tol,
+                passed,
+                worst,
+            });
+        }
+    }
+    Ok(rows)
 }
 
 fn maxpool_case(rng: &mut Rng, x: [usize; 4], config: ops::MaxPoolConfig) -> Case {

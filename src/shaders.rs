@@ -7,6 +7,30 @@ use crate::error::{Error, Result};
 pub const SHADERS: &[(&str, &str)] = &[
     ("adam_step", include_str!("../shaders/adam_step.wgsl")),
     ("add_scaled", include_str!("../shaders/add_scaled.wgsl")),
+    (
+        "batchnorm_backward_input",
+        include_str!("../shaders/batchnorm_backward_input.wgsl"),
+    ),
+    (
+        "batchnorm_backward_params",
+        include_str!("../shaders/batchnorm_backward_params.wgsl"),
+    ),
+    (
+        "batchnorm_backward_partials",
+        include_str!("../shaders/batchnorm_backward_partials.wgsl"),
+    ),
+    (
+        "batchnorm_forward",
+        include_str!("../shaders/batchnorm_forward.wgsl"),
+    ),
+    (
+        "batchnorm_partials",
+        include_str!("../shaders/batchnorm_partials.wgsl"),
+    ),
+    (
+        "batchnorm_stats",
+        include_str!("../shaders/batchnorm_stats.wgsl"),
+    ),
     ("bce_backward", include_str!("../shaders/bce_backward.wgsl")),
     ("bce_forward", include_str!("../shaders/bce_forward.wgsl")),
     (

@@ -255,6 +255,44 @@ fn catches_a_wrong_conv2d_bias_gradient() {
 }
 
 #[test]
+fn catches_a_batchnorm_backward_that_ignores_the_variance_path() {
+    let f = failing_small_cases_with_mutation(
+        "batchnorm_backward_input",
+        "d = g - sums[ch] / m - xhat * sums[params.c + ch] / m;",
+        "d = g - sums[ch] / m;",
+        "batchnorm",
+        20_000,
+    );
+    assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_wrong_batchnorm_gamma_gradient() {
+    let f = failing_small_cases_with_mutation(
+        "batchnorm_backward_params",
+        "dgamma[ch] + sums[params.c + ch]",
+        "dgamma[ch] + sums[ch]",
+        "batchnorm",
+        20_000,
+    );
+    assert_caught(&f, "dgamma");
+}
+
+#[test]
+fn catches_a_wrong_merge_of_batchnorm_chunks() {
+    // Chan's merge without the between-chunk term: only the case with 3
+    // chunks per channel sees it, as a wrong variance
+    let f = failing_small_cases_with_mutation(
+        "batchnorm_stats",
+        "m2 = m2 + partial[o + 2u] + delta * delta * n * nb / total;",
+        "m2 = m2 + partial[o + 2u];",
+        "batchnorm",
+        20_000,
+    );
+    assert!(f.iter().any(|c| c == "forward vs f64 reference"), "{f:?}");
+}
+
+#[test]
 fn catches_a_wrong_maxpool_backward() {
     // a window's gradient goes to the element before its maximum
     let f = failing_checks_with_mutation(

@@ -6,6 +6,7 @@ use std::mem::size_of;
 
 use postergrad::ops::{
     adam::AdamParams,
+    batchnorm::BnParams,
     bce::BceParams,
     conv2d::{ConvParams, ReduceParams},
     dense::DenseParams,
@@ -107,6 +108,12 @@ fn uniform_structs_match_their_host_mirrors() {
     let host: &[(&str, usize)] = &[
         ("adam_step", size_of::<AdamParams>()),
         ("add_scaled", size_of::<AddScaledParams>()),
+        ("batchnorm_backward_input", size_of::<BnParams>()),
+        ("batchnorm_backward_params", size_of::<BnParams>()),
+        ("batchnorm_backward_partials", size_of::<BnParams>()),
+        ("batchnorm_forward", size_of::<BnParams>()),
+        ("batchnorm_partials", size_of::<BnParams>()),
+        ("batchnorm_stats", size_of::<BnParams>()),
         ("bce_backward", size_of::<BceParams>()),
         ("bce_forward", size_of::<BceParams>()),
         ("conv2d_backward_bias", size_of::<ConvParams>()),

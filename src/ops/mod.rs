@@ -6,6 +6,7 @@
 //! `docs/kernels/<op>.md`, its gradient check `gradcheck::<op>`.
 
 pub mod adam;
+pub mod batchnorm;
 pub mod bce;
 pub mod conv2d;
 pub mod dense;
@@ -15,6 +16,7 @@ pub mod relu;
 pub mod sigmoid;
 
 pub use adam::{Adam, AdamConfig};
+pub use batchnorm::{batch_norm, BatchNormConfig, BatchNormState};
 pub use bce::{binary_cross_entropy, BCE_EPSILON};
 pub use conv2d::{conv2d, Conv2dConfig, Padding};
 pub use dense::dense;

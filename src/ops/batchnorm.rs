@@ -1,0 +1,470 @@
+//! batchnorm: Keras's BatchNormalization — per channel after a conv
+//! ([N, C, H, W]), per feature after a dense layer ([N, F]). Training mode
+//! normalises with the batch's statistics and updates the moving ones;
+//! inference mode uses the moving ones. Shaders `batchnorm_partials`,
+//! `batchnorm_stats`, `batchnorm_forward`, `batchnorm_backward_partials`,
+//! `batchnorm_backward_input`, `batchnorm_backward_params` (+ `reduce_partials`);
+//! page `docs/kernels/batchnorm.md`.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Bind, Gpu};
+use crate::ops::conv2d::reduce_partials;
+use crate::tape::{Mode, Tape, Var};
+use crate::tensor::Tensor;
+
+/// Keras's defaults: momentum 0.99, ε 1e-3.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    pub momentum: f32,
+    pub epsilon: f32,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        BatchNormConfig {
+            momentum: 0.99,
+            epsilon: 1e-3,
+        }
+    }
+}
+
+/// The moving statistics: state (not trained by gradients) that a checkpoint saves.
+pub struct BatchNormState {
+    pub moving_mean: Tensor,
+    pub moving_var: Tensor,
+}
+
+impl BatchNormState {
+    /// Moving mean 0 and moving variance 1, as Keras starts them.
+    pub fn new(gpu: &Gpu, channels: usize) -> Result<BatchNormState> {
+        let moving_var = Tensor::uninit(gpu, [channels], "moving variance")?;
+        crate::ops::fill(gpu, &moving_var, 1.0)?;
+        Ok(BatchNormState {
+            moving_mean: Tensor::zeros(gpu, [channels], "moving mean")?,
+            moving_var,
+        })
+    }
+}
+
+/// Uniforms of every batchnorm kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BnParams {
+    /// Samples in the bound window.
+    pub n: u32,
+    pub c: u32,
+    /// Values per channel per sample (H·W, or 1 after a dense layer).
+    pub plane: u32,
+    pub x_base: u32,
+    pub y_base: u32,
+    /// Values per chunk of the split sums.
+    pub chunk: u32,
+    /// Index of this window's first chunk among all chunks.
+    pub chunk_offset: u32,
+    /// Chunks in all (for the merge).
+    pub chunks: u32,
+    pub epsilon: f32,
+    pub momentum: f32,
+    /// 1 in training mode, 0 in inference.
+    pub training: u32,
+    /// M = N·plane, the values per channel over the whole batch.
+    pub count: u32,
+}
+
+const CHUNK: usize = 4096;
+
+/// (n, c, plane) of a [N, C, H, W] or [N, F] input.
+fn layout(x: &Tensor) -> Result<(usize, usize, usize)> {
+    match x.dims() {
+        [n, c] => Ok((*n, *c, 1)),
+        [n, c, h, w] => Ok((*n, *c, h * w)),
+        _ => Err(Error::Shape {
+            op: "batchnorm",
+            what: "input must be [batch, features] or [batch, channels, height, width]".into(),
+            got: x.shape().clone(),
+            expected: "rank 2 or 4".into(),
+        }),
+    }
+}
+
+struct Plan {
+    n: usize,
+    c: usize,
+    plane: usize,
+    ranges: Vec<std::ops::Range<usize>>,
+    /// First chunk of each range, and the total.
+    chunk_offsets: Vec<usize>,
+    chunks: usize,
+}
+
+fn plan(gpu: &Gpu, x: &Tensor) -> Result<Plan> {
+    let (n, c, plane) = layout(x)?;
+    let ranges = gpu.batch_chunks(n, &[(c * plane * 4) as u64]);
+    let mut chunk_offsets = Vec::with_capacity(ranges.len());
+    let mut chunks = 0;
+    for r in &ranges {
+        chunk_offsets.push(chunks);
+        chunks += (r.len() * plane).div_ceil(CHUNK);
+    }
+    Ok(Plan {
+        n,
+        c,
+        plane,
+        ranges,
+        chunk_offsets,
+        chunks,
+    })
+}
+
+impl Plan {
+    fn params(&self, config: BatchNormConfig, mode: Mode) -> BnParams {
+        BnParams {
+            n: self.n as u32,
+            c: self.c as u32,
+            plane: self.plane as u32,
+            x_base: 0,
+            y_base: 0,
+            chunk: CHUNK as u32,
+            chunk_offset: 0,
+            chunks: self.chunks as u32,
+            epsilon: config.epsilon,
+            momentum: config.momentum,
+            training: (mode == Mode::Training) as u32,
+            count: (self.n * self.plane) as u32,
+        }
+    }
+    fn per_sample(&self) -> usize {
+        self.c * self.plane
+    }
+}
+
+/// The normalisation statistics `[2, C]` (mean, then 1/√(var + ε)): the
+/// batch's in training (updating `state` in place), the moving ones in inference.
+pub fn batchnorm_statistics(
+    gpu: &Gpu,
+    x: &Tensor,
+    state: &BatchNormState,
+    config: BatchNormConfig,
+    mode: Mode,
+) -> Result<Tensor> {
+    let p = plan(gpu, x)?;
+    state
+        .moving_mean
+        .expect_shape("batchnorm", "moving mean must be [channels]", &[p.c])?;
+    state
+        .moving_var
+        .expect_shape("batchnorm", "moving variance must be [channels]", &[p.c])?;
+    let stats = Tensor::uninit(gpu, [2, p.c], "batchnorm_stats")?;
+    let base = p.params(config, mode);
+    let partial = match mode {
+        Mode::Training => {
+            let partial = Tensor::uninit(gpu, [p.chunks, p.c, 3], "batchnorm_partials")?;
+            for (r, &offset) in p.ranges.iter().zip(&p.chunk_offsets) {
+                let (xw, xb) = gpu.window(x, r.start * p.per_sample(), r.len() * p.per_sample());
+                let params = BnParams {
+                    n: r.len() as u32,
+                    x_base: xb,
+                    chunk_offset: offset as u32,
+                    ..base
+                };
+                let invocations = (r.len() * p.plane).div_ceil(CHUNK) * p.c;
+                gpu.dispatch_bound(
+                    "batchnorm_partials",
+                    &params,
+                    &[xw, Bind::whole(&partial)],
+                    gpu.grid_1d(invocations, 64),
+                )?;
+            }
+            partial
+        }
+        // not read in inference, but the binding must exist
+        Mode::Inference => Tensor::uninit(gpu, [3], "batchnorm_partials")?,
+    };
+    gpu.dispatch(
+        "batchnorm_stats",
+        &base,
+        &[&partial, &state.moving_mean, &state.moving_var, &stats],
+        [p.c.div_ceil(64) as u32, 1, 1],
+    )?;
+    Ok(stats)
+}
+
+/// y = γ·(x − mean)·invstd + β with the given statistics.
+pub fn batchnorm_forward(
+    gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    stats: &Tensor,
+) -> Result<Tensor> {
+    let p = plan(gpu, x)?;
+    gamma.expect_shape("batchnorm", "gamma must be [channels]", &[p.c])?;
+    beta.expect_shape("batchnorm", "beta must be [channels]", &[p.c])?;
+    let y = Tensor::uninit(gpu, x.shape().clone(), "batchnorm_forward")?;
+    let base = p.params(BatchNormConfig::default(), Mode::Inference);
+    let s = p.per_sample();
+    for r in &p.ranges {
+        let (xw, xb) = gpu.window(x, r.start * s, r.len() * s);
+        let (yw, yb) = gpu.window(&y, r.start * s, r.len() * s);
+        let params = BnParams {
+            n: r.len() as u32,
+            x_base: xb,
+            y_base: yb,
+            ..base
+        };
+        gpu.dispatch_bound(
+            "batchnorm_forward",
+            &params,
+            &[
+                xw,
+                Bind::whole(gamma),
+                Bind::whole(beta),
+                Bind::whole(stats),
+                yw,
+            ],
+            gpu.grid_1d(r.len() * s, 256),
+        )?;
+    }
+    Ok(y)
+}
+
+/// Gradients of batchnorm: dx (training or inference rule), dγ and dβ; each
+/// accumulates (+=) into the buffers given.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    gamma: &Tensor,
+    stats: &Tensor,
+    mode: Mode,
+    dx: Option<&Tensor>,
+    dgamma: Option<&Tensor>,
+    dbeta: Option<&Tensor>,
+) -> Result<()> {
+    let p = plan(gpu, x)?;
+    dy.expect_shape("batchnorm_backward", "dy must match the input", x.dims())?;
+    let base = p.params(BatchNormConfig::default(), mode);
+    let s = p.per_sample();
+    // Σ dy and Σ dy·x̂ per channel, split over chunks then reduced.
+    let sums = Tensor::zeros(gpu, [2, p.c], "batchnorm sums")?;
+    let partial = Tensor::uninit(gpu, [p.chunks, 2, p.c], "batchnorm_backward_partials")?;
+    for (r, &offset) in p.ranges.iter().zip(&p.chunk_offsets) {
+        let (xw, xb) = gpu.window(x, r.start * s, r.len() * s);
+        let (dyw, yb) = gpu.window(dy, r.start * s, r.len() * s);
+        let params = BnParams {
+            n: r.len() as u32,
+            x_base: xb,
+            y_base: yb,
+            chunk_offset: offset as u32,
+            ..base
+        };
+        let invocations = (r.len() * p.plane).div_ceil(CHUNK) * p.c;
+        gpu.dispatch_bound(
+            "batchnorm_backward_partials",
+            &params,
+            &[xw, dyw, Bind::whole(stats), Bind::whole(&partial)],
+            gpu.grid_1d(invocations, 64),
+        )?;
+    }
+    reduce_partials(gpu, &partial, p.chunks, &sums)?;
+    if let Some(dx) = dx {
+        dx.expect_shape("batchnorm_backward", "dx must match the input", x.dims())?;
+        for r in &p.ranges {
+            let (xw, xb) = gpu.window(x, r.start * s, r.len() * s);
+            let (dxw, _) = gpu.window(dx, r.start * s, r.len() * s);
+            let (dyw, yb) = gpu.window(dy, r.start * s, r.len() * s);
+            let params = BnParams {
+                n: r.len() as u32,
+                x_base: xb,
+                y_base: yb,
+                ..base
+            };
+            gpu.dispatch_bound(
+                "batchnorm_backward_input",
+                &params,
+                &[
+                    xw,
+                    dyw,
+                    Bind::whole(gamma),
+                    Bind::whole(stats),
+                    Bind::whole(&sums),
+                    dxw,
+                ],
+                gpu.grid_1d(r.len() * s, 256),
+            )?;
+        }
+    }
+    if dgamma.is_some() || dbeta.is_some() {
+        // both buffers are bound; a missing one gets a scratch buffer
+        let scratch;
+        let (dg, db) = match (dgamma, dbeta) {
+            (Some(g), Some(b)) => (g, b),
+            (Some(g), None) => {
+                scratch = Tensor::zeros(gpu, [p.c], "dbeta scratch")?;
+                (g, &scratch)
+            }
+            (None, Some(b)) => {
+                scratch = Tensor::zeros(gpu, [p.c], "dgamma scratch")?;
+                (&scratch, b)
+            }
+            (None, None) => unreachable!(),
+        };
+        gpu.dispatch(
+            "batchnorm_backward_params",
+            &base,
+            &[&sums, dg, db],
+            [p.c.div_ceil(64) as u32, 1, 1],
+        )?;
+    }
+    Ok(())
+}
+
+/// batchnorm on the tape. Training: batch statistics, moving statistics
+/// updated; inference: moving statistics. Saves x and the statistics.
+pub fn batch_norm(
+    tape: &Tape,
+    x: &Var,
+    gamma: &Var,
+    beta: &Var,
+    state: &BatchNormState,
+    config: BatchNormConfig,
+) -> Result<Var> {
+    let gpu = tape.gpu();
+    let mode = tape.mode();
+    let stats = batchnorm_statistics(gpu, &x.value, state, config, mode)?;
+    let y = batchnorm_forward(gpu, &x.value, &gamma.value, &beta.value, &stats)?;
+    let (xs, gs) = (x.value.clone(), gamma.value.clone());
+    Ok(tape.record(y, &[x, gamma, beta], move |gpu, dy, grads| {
+        batchnorm_backward(
+            gpu,
+            &xs,
+            dy,
+            &gs,
+            &stats,
+            mode,
+            grads[0].as_ref(),
+            grads[1].as_ref(),
+            grads[2].as_ref(),
+        )
+    }))
+}
+
+/// Plain-loop f64 reference over [N, C, plane] data.
+pub mod cpu {
+    use super::BatchNormConfig;
+
+    /// (mean, biased variance) per channel.
+    pub fn batch_stats(x: &[f64], n: usize, c: usize, plane: usize) -> (Vec<f64>, Vec<f64>) {
+        let m = (n * plane) as f64;
+        let mut mean = vec![0.0; c];
+        let mut var = vec![0.0; c];
+        for ch in 0..c {
+            for s in 0..n {
+                for p in 0..plane {
+                    mean[ch] += x[(s * c + ch) * plane + p];
+                }
+            }
+            mean[ch] /= m;
+            for s in 0..n {
+                for p in 0..plane {
+                    var[ch] += (x[(s * c + ch) * plane + p] - mean[ch]).powi(2);
+                }
+            }
+            var[ch] /= m;
+        }
+        (mean, var)
+    }
+
+    /// y for given statistics.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_with(
+        x: &[f64],
+        gamma: &[f64],
+        beta: &[f64],
+        mean: &[f64],
+        var: &[f64],
+        eps: f64,
+        c: usize,
+        plane: usize,
+    ) -> Vec<f64> {
+        x.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let ch = (i / plane) % c;
+                gamma[ch] * (v - mean[ch]) / (var[ch] + eps).sqrt() + beta[ch]
+            })
+            .collect()
+    }
+
+    /// Training-mode forward: (y, new moving mean, new moving variance).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_training(
+        x: &[f64],
+        gamma: &[f64],
+        beta: &[f64],
+        moving: (&[f64], &[f64]),
+        config: BatchNormConfig,
+        n: usize,
+        c: usize,
+        plane: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (mean, var) = batch_stats(x, n, c, plane);
+        let y = forward_with(x, gamma, beta, &mean, &var, config.epsilon as f64, c, plane);
+        let mo = config.momentum as f64;
+        let mm = moving
+            .0
+            .iter()
+            .zip(&mean)
+            .map(|(a, b)| mo * a + (1.0 - mo) * b)
+            .collect();
+        let mv = moving
+            .1
+            .iter()
+            .zip(&var)
+            .map(|(a, b)| mo * a + (1.0 - mo) * b)
+            .collect();
+        (y, mm, mv)
+    }
+
+    /// Training-mode backward: (dx, dγ, dβ), differentiating through the
+    /// batch mean and variance.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_training(
+        x: &[f64],
+        gamma: &[f64],
+        dy: &[f64],
+        eps: f64,
+        n: usize,
+        c: usize,
+        plane: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (mean, var) = batch_stats(x, n, c, plane);
+        let m = (n * plane) as f64;
+        let mut dgamma = vec![0.0; c];
+        let mut dbeta = vec![0.0; c];
+        let idx = |s: usize, ch: usize, p: usize| (s * c + ch) * plane + p;
+        for ch in 0..c {
+            let invstd = 1.0 / (var[ch] + eps).sqrt();
+            for s in 0..n {
+                for p in 0..plane {
+                    let i = idx(s, ch, p);
+                    dbeta[ch] += dy[i];
+                    dgamma[ch] += dy[i] * (x[i] - mean[ch]) * invstd;
+                }
+            }
+        }
+        let mut dx = vec![0.0; x.len()];
+        for ch in 0..c {
+            let invstd = 1.0 / (var[ch] + eps).sqrt();
+            for s in 0..n {
+                for p in 0..plane {
+                    let i = idx(s, ch, p);
+                    let xhat = (x[i] - mean[ch]) * invstd;
+                    dx[i] = gamma[ch] * invstd * (dy[i] - dbeta[ch] / m - xhat * dgamma[ch] / m);
+                }
+            }
+        }
+        (dx, dgamma, dbeta)
+    }
+}
