@@ -125,6 +125,21 @@ pub fn add_scaled(gpu: &Gpu, x: &Tensor, alpha: f32, y: &Tensor) -> Result<()> {
     })
 }
 
+/// Flattens [N, ...] to [N, features] without copying (a view of the same
+/// buffer). Backward adds the gradient, viewed in the input's shape, into the
+/// input's gradient.
+pub fn flatten(tape: &crate::Tape, x: &crate::Var) -> Result<crate::Var> {
+    let dims = x.value.dims();
+    let n = dims.first().copied().unwrap_or(1);
+    let y = x.value.reshape([n, x.value.numel() / n.max(1)])?;
+    Ok(tape.record(y, &[x], move |gpu, dy, grads| {
+        if let Some(dx) = &grads[0] {
+            add_scaled(gpu, &dy.reshape(dx.shape().clone())?, 1.0, dx)?;
+        }
+        Ok(())
+    }))
+}
+
 /// Runs a one-input elementwise kernel `x → y` into a new tensor.
 pub(crate) fn unary(gpu: &Gpu, kernel: &'static str, x: &Tensor) -> Result<Tensor> {
     let y = Tensor::uninit(gpu, x.shape().clone(), kernel)?;
