@@ -128,3 +128,157 @@ fn conv2d_forward_and_backward_on_tensors_larger_than_one_binding() {
     assert!((dxv[last] as f64 - wsum(&|ky, kx| ky == 2 && kx == 2)).abs() < 1e-5);
     assert!((dxv[0] as f64 - wsum(&|ky, kx| ky == 0 && kx == 0)).abs() < 1e-5);
 }
+
+#[test]
+fn relu_batchnorm_maxpool_dropout_on_a_tensor_larger_than_one_binding() {
+    use postergrad::ops::{
+        self, batchnorm, dropout, maxpool, relu, BatchNormConfig, BatchNormState,
+    };
+    use postergrad::Mode;
+    let gpu = Gpu::new().unwrap();
+    // 9 × 2 × 1998 × 1998 floats = 287 MB, as conv2d's output above.
+    let dims = [9usize, 2, 1998, 1998];
+    let n: usize = dims.iter().product();
+    let plane = dims[2] * dims[3];
+    assert!((n * 4) as u64 > gpu.limits().max_storage_buffer_binding_size || !gpu.adapter().is_cpu);
+    let mut rng = Rng::new(9);
+    // channel 1 is shifted and wider, so per-channel statistics matter
+    let xv: Vec<f32> = (0..n)
+        .map(|i| {
+            let v = rng.range(-1.0, 1.0) as f32;
+            if (i / plane) % 2 == 1 {
+                3.0 * v + 2.0
+            } else {
+                v
+            }
+        })
+        .collect();
+    let x = Tensor::from_slice(&gpu, dims, &xv).unwrap();
+
+    // relu forward and backward
+    let y = relu::relu_forward(&gpu, &x).unwrap();
+    let ones = Tensor::uninit(&gpu, dims, "ones").unwrap();
+    ops::fill(&gpu, &ones, 1.0).unwrap();
+    let dx = Tensor::zeros(&gpu, dims, "dx").unwrap();
+    relu::relu_backward(&gpu, &y, &ones, &dx).unwrap();
+    let (yv, dxv) = (y.to_vec(&gpu).unwrap(), dx.to_vec(&gpu).unwrap());
+    for i in [0, n / 2 + 17, n - 1, 5 * n / 9 + 3] {
+        assert_eq!(yv[i], xv[i].max(0.0), "relu at {i}");
+        assert_eq!(
+            dxv[i],
+            if xv[i] > 0.0 { 1.0 } else { 0.0 },
+            "relu grad at {i}"
+        );
+    }
+    drop((yv, dxv, y, dx));
+
+    // batchnorm (training): per-channel mean 0 and variance var/(var + ε)
+    let config = BatchNormConfig::default();
+    let state = BatchNormState::new(&gpu, 2).unwrap();
+    let stats = batchnorm::batchnorm_statistics(&gpu, &x, &state, config, Mode::Training).unwrap();
+    let sv = stats.to_vec(&gpu).unwrap();
+    assert!(
+        sv[0].abs() < 2e-3 && (sv[1] - 2.0).abs() < 6e-3,
+        "means {sv:?}"
+    );
+    let want_invstd = [
+        1.0 / (1.0f32 / 3.0 + 1e-3).sqrt(),
+        1.0 / (3.0f32 + 1e-3).sqrt(),
+    ];
+    for c in 0..2 {
+        assert!(
+            (sv[2 + c] / want_invstd[c] - 1.0).abs() < 2e-3,
+            "invstd {sv:?}"
+        );
+    }
+    let gamma = Tensor::from_slice(&gpu, [2], &[1.0, 1.0]).unwrap();
+    let beta = Tensor::zeros(&gpu, [2], "beta").unwrap();
+    let bn = batchnorm::batchnorm_forward(&gpu, &x, &gamma, &beta, &stats).unwrap();
+    let bnv = bn.to_vec(&gpu).unwrap();
+    for i in [3, n - 2, 7 * plane + 1234] {
+        let c = (i / plane) % 2;
+        let want = (xv[i] - sv[c]) * sv[2 + c];
+        assert!(
+            (bnv[i] - want).abs() < 1e-4,
+            "bn at {i}: {} vs {want}",
+            bnv[i]
+        );
+    }
+    // backward with dy = 1: dx = γ·invstd·(1 − 1 − x̂·Σx̂/M) ≈ 0, dβ = M, dγ = Σ x̂ ≈ 0
+    let (dx, dg, db) = (
+        Tensor::zeros(&gpu, dims, "dx").unwrap(),
+        Tensor::zeros(&gpu, [2], "dg").unwrap(),
+        Tensor::zeros(&gpu, [2], "db").unwrap(),
+    );
+    batchnorm::batchnorm_backward(
+        &gpu,
+        &x,
+        &ones,
+        &gamma,
+        &stats,
+        Mode::Training,
+        Some(&dx),
+        Some(&dg),
+        Some(&db),
+    )
+    .unwrap();
+    let m = (dims[0] * plane) as f32;
+    for v in db.to_vec(&gpu).unwrap() {
+        assert!((v / m - 1.0).abs() < 1e-4, "dbeta {v} vs {m}");
+    }
+    for v in dg.to_vec(&gpu).unwrap() {
+        assert!(v.abs() / m < 1e-3, "dgamma {v}");
+    }
+    assert!(dx.to_vec(&gpu).unwrap().iter().all(|v| v.abs() < 1e-3));
+    drop((dx, bnv, stats));
+
+    // maxpool 2×2: spot values, and backward sends exactly one 1 per window
+    let pool = maxpool::MaxPoolConfig::default();
+    let p = maxpool::maxpool_forward(&gpu, &bn, pool).unwrap();
+    let pv = p.to_vec(&gpu).unwrap();
+    let bnv = bn.to_vec(&gpu).unwrap();
+    let (oh, ow) = (dims[2] / 2, dims[3] / 2);
+    for (s, c, oy, ox) in [(8, 1, oh - 1, ow - 1), (4, 0, 500, 998), (0, 0, 0, 0)] {
+        let base = ((s * 2 + c) * dims[2] + 2 * oy) * dims[3] + 2 * ox;
+        let want = bnv[base]
+            .max(bnv[base + 1])
+            .max(bnv[base + dims[3]])
+            .max(bnv[base + dims[3] + 1]);
+        assert_eq!(pv[((s * 2 + c) * oh + oy) * ow + ox], want);
+    }
+    let pones = Tensor::uninit(&gpu, p.shape().clone(), "ones").unwrap();
+    ops::fill(&gpu, &pones, 1.0).unwrap();
+    let dx = Tensor::zeros(&gpu, dims, "dx").unwrap();
+    maxpool::maxpool_backward(&gpu, &bn, &pones, &dx, pool).unwrap();
+    let dxv = dx.to_vec(&gpu).unwrap();
+    assert_eq!(dxv.iter().filter(|&&v| v == 1.0).count(), pv.len());
+    assert_eq!(dxv.iter().filter(|&&v| v != 0.0 && v != 1.0).count(), 0);
+    drop((dxv, dx, bnv, pv, p, bn));
+
+    // dropout: kept fraction, and the backward mask equals the forward's
+    let cfg = dropout::DropoutConfig {
+        rate: 0.3,
+        seed: 1,
+        step: 2,
+    };
+    let d = dropout::dropout_forward(&gpu, &ones, cfg).unwrap();
+    let dv = d.to_vec(&gpu).unwrap();
+    let kept = dv.iter().filter(|&&v| v != 0.0).count() as f64 / n as f64;
+    assert!(
+        (kept - 0.7).abs() < 6.0 * (0.21f64 / n as f64).sqrt(),
+        "kept {kept}"
+    );
+    for i in [0usize, n / 3, n - 1] {
+        assert_eq!(
+            dv[i] != 0.0,
+            dropout::cpu::keep(&cfg, i as u32),
+            "mask at {i}"
+        );
+    }
+    let dx = Tensor::zeros(&gpu, dims, "dx").unwrap();
+    dropout::dropout_backward(&gpu, &ones, &dx, cfg).unwrap();
+    assert!(
+        dx.to_vec(&gpu).unwrap() == dv,
+        "backward mask differs from the forward's"
+    );
+}

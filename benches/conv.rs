@@ -1,0 +1,126 @@
+//! conv2d kernels at the poster model's four conv layers (batch 32 at
+//! 350×350 by default): forward, backward-input and backward-weight time and
+//! GFLOP/s (a multiply-add counts 2 FLOP; each pass of a 3×3 conv costs the
+//! same FLOP as the forward).
+//!
+//!     cargo bench --bench conv
+//!     POSTERGRAD_BENCH_BATCH=8 POSTERGRAD_BENCH_SIZE=128 POSTERGRAD_BENCH_REPS=5 cargo bench --bench conv
+//!
+//! Not criterion: one pass of the largest layer takes seconds on a CPU
+//! adapter, and criterion's 10-sample minimum would make the run take most
+//! of an hour. Each kernel runs once to warm up (compile, allocate), then
+//! REPS times (default 2); the table shows the best and the mean.
+
+use postergrad::ops::conv2d::{
+    conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
+    ConvGeometry,
+};
+use postergrad::ops::Conv2dConfig;
+use postergrad::rng::Rng;
+use postergrad::{Gpu, Tensor};
+use std::time::Instant;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn time(gpu: &Gpu, reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    gpu.sync().unwrap();
+    let mut best = f64::INFINITY;
+    let mut total = 0.0;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f();
+        gpu.sync().unwrap();
+        let s = t.elapsed().as_secs_f64();
+        best = best.min(s);
+        total += s;
+    }
+    (best, total / reps as f64)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks; nothing to list
+    }
+    let batch = env("POSTERGRAD_BENCH_BATCH", 32);
+    let size = env("POSTERGRAD_BENCH_SIZE", 350);
+    let reps = env("POSTERGRAD_BENCH_REPS", 2).max(1);
+    let gpu = Gpu::new().expect("a GPU adapter");
+    println!("adapter: {}", gpu.adapter());
+    println!("poster model conv layers, batch {batch}, input {size}×{size}, best of {reps} (mean in parentheses)\n");
+    println!("| layer | input | kernel | GFLOP | time ms | GFLOP/s |\n|---|---|---|---|---|---|");
+    let mut rng = Rng::new(0);
+    let channels = [3usize, 16, 32, 64, 128];
+    let mut s = size;
+    let config = Conv2dConfig::default();
+    for layer in 0..4 {
+        let (cin, cout) = (channels[layer], channels[layer + 1]);
+        let g = ConvGeometry::new(&[batch, cin, s, s], &[cout, cin, 3, 3], config).unwrap();
+        let x = Tensor::from_slice(
+            &gpu,
+            [batch, cin, s, s],
+            &rng.vec_f32(batch * cin * s * s, 0.0, 1.0),
+        )
+        .unwrap();
+        let w = Tensor::from_slice(
+            &gpu,
+            [cout, cin, 3, 3],
+            &rng.vec_f32(cout * cin * 9, -0.1, 0.1),
+        )
+        .unwrap();
+        let b = Tensor::zeros(&gpu, [cout], "b").unwrap();
+        let dy = Tensor::uninit(&gpu, g.output_shape(), "dy").unwrap();
+        postergrad::ops::fill(&gpu, &dy, 0.01).unwrap();
+        let dx = Tensor::zeros(&gpu, [batch, cin, s, s], "dx").unwrap();
+        let dw = Tensor::zeros(&gpu, [cout, cin, 3, 3], "dw").unwrap();
+        let db = Tensor::zeros(&gpu, [cout], "db").unwrap();
+        let gflop = g.flops() as f64 / 1e9;
+        let rows: [(&str, f64, (f64, f64)); 4] = [
+            (
+                "conv2d_forward",
+                gflop,
+                time(&gpu, reps, || {
+                    drop(conv2d_forward(&gpu, &x, &w, &b, config).unwrap())
+                }),
+            ),
+            (
+                "conv2d_backward_input",
+                gflop,
+                time(&gpu, reps, || {
+                    conv2d_backward_input(&gpu, &dy, &w, &dx, config).unwrap()
+                }),
+            ),
+            (
+                "conv2d_backward_weight",
+                gflop,
+                time(&gpu, reps, || {
+                    conv2d_backward_weight(&gpu, &x, &dy, &dw, config).unwrap()
+                }),
+            ),
+            (
+                "conv2d_backward_bias",
+                0.0,
+                time(&gpu, reps, || conv2d_backward_bias(&gpu, &dy, &db).unwrap()),
+            ),
+        ];
+        for (kernel, gf, (best, mean)) in rows {
+            let rate = if gf > 0.0 {
+                format!("{:.1}", gf / best)
+            } else {
+                "—".into()
+            };
+            println!(
+                "| {} | {batch}×{cin}×{s}×{s} → {cout} | `{kernel}` | {gf:.2} | {:.1} ({:.1}) | {rate} |",
+                layer + 1,
+                best * 1e3,
+                mean * 1e3
+            );
+        }
+        s = (s - 2) / 2;
+    }
+}
