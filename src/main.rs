@@ -24,7 +24,7 @@ enum Command {
     Info,
     /// Check every backward kernel against finite differences and an f64 CPU reference.
     Gradcheck {
-        /// Only these ops (comma-separated): dense, relu, sigmoid, bce, adam.
+        /// Only these ops (comma-separated): dense, relu, sigmoid, bce, conv2d, batchnorm, maxpool, dropout, adam.
         #[arg(long, value_delimiter = ',')]
         op: Option<Vec<String>>,
         /// Seed for the random inputs, upstream gradients and directions.
