@@ -578,7 +578,9 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
             vec![4, 7],       // after a dense layer: per feature
             vec![2, 3, 7, 9],
             vec![3, 16, 20, 20],
-            vec![2, 2, 70, 70], // 9,800 values per channel: 3 chunks merged
+            vec![2, 2, 70, 70],    // 9,800 values per channel: 3 chunks merged
+            vec![2, 1, 9, 9],      // one channel
+            vec![1, 16, 348, 348], // the first block's batch norm on one 350×350 poster
         ]
         .into_iter()
         .map(|s| batchnorm_case(&mut rng, s))
@@ -591,50 +593,54 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
             ([1, 2, 9, 9], (2, 2), (3, 3)), // gaps: kernel < stride
             ([2, 3, 7, 8], (3, 2), (1, 2)), // non-square
             ([2, 16, 40, 40], (2, 2), (2, 2)),
+            ([1, 16, 348, 348], (2, 2), (2, 2)), // the first block's pooling, one poster
         ]
         .into_iter()
         .map(|(x, pool, stride)| maxpool_case(&mut rng, x, ops::MaxPoolConfig { pool, stride }))
         .collect(),
-        "dropout" => [(vec![1, 1], 0.3), (vec![3, 37], 0.5), (vec![64, 1000], 0.3)]
-            .into_iter()
-            .enumerate()
-            .map(|(i, (s, rate))| {
-                let config = ops::DropoutConfig {
-                    rate,
-                    seed: 17 + i as u32,
-                    step: 3,
-                };
-                let n = s.iter().product();
-                Case {
-                    op: "dropout",
-                    shape: format!("{} p={rate}", shape_str(&s)),
-                    inputs: vec![Input {
-                        name: "x",
-                        shape: s,
-                        data: rng.vec_f32(n, -1.0, 1.0),
-                        grad: true,
-                    }],
-                    gpu: Box::new(move |tape, v| ops::dropout(tape, &v[0], config)),
-                    cpu_forward: Box::new(move |x| {
-                        ops::dropout::cpu::dropout_forward(&x[0], &config)
-                    }),
-                    cpu_backward: Box::new(move |_, dy| {
-                        vec![Some(ops::dropout::cpu::dropout_backward(dy, &config))]
-                    }),
-                    ref_tol: Tolerance {
-                        atol: 1e-6,
-                        rtol: 1e-5,
-                    },
-                    fd_eps: 1e-2,
-                    fd_tol: Tolerance {
-                        atol: 1e-5,
-                        rtol: 1e-2,
-                    },
-                    reduction: 1,
-                    forward_reduction: 1,
-                }
-            })
-            .collect(),
+        "dropout" => [
+            (vec![1, 1], 0.3),
+            (vec![3, 37], 0.5),
+            (vec![64, 1000], 0.3),
+            (vec![1, 16, 174, 174], 0.3), // the first block's dropout, one poster
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (s, rate))| {
+            let config = ops::DropoutConfig {
+                rate,
+                seed: 17 + i as u32,
+                step: 3,
+            };
+            let n = s.iter().product();
+            Case {
+                op: "dropout",
+                shape: format!("{} p={rate}", shape_str(&s)),
+                inputs: vec![Input {
+                    name: "x",
+                    shape: s,
+                    data: rng.vec_f32(n, -1.0, 1.0),
+                    grad: true,
+                }],
+                gpu: Box::new(move |tape, v| ops::dropout(tape, &v[0], config)),
+                cpu_forward: Box::new(move |x| ops::dropout::cpu::dropout_forward(&x[0], &config)),
+                cpu_backward: Box::new(move |_, dy| {
+                    vec![Some(ops::dropout::cpu::dropout_backward(dy, &config))]
+                }),
+                ref_tol: Tolerance {
+                    atol: 1e-6,
+                    rtol: 1e-5,
+                },
+                fd_eps: 1e-2,
+                fd_tol: Tolerance {
+                    atol: 1e-5,
+                    rtol: 1e-2,
+                },
+                reduction: 1,
+                forward_reduction: 1,
+            }
+        })
+        .collect(),
         "bce" => [vec![1, 1], vec![3, 25], vec![1000, 25]]
             .into_iter()
             .map(|s| bce_case(&mut rng, s))
@@ -930,15 +936,36 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
 }
 
 fn maxpool_case(rng: &mut Rng, x: [usize; 4], config: ops::MaxPoolConfig) -> Case {
-    // Distinct values 0.05 apart (a shuffled ramp): no ties, and a ±1e-2
-    // finite-difference step never changes which element is a maximum.
+    // No ties, and no finite-difference step may change which element is a
+    // window's maximum. Small or overlapping cases: distinct values 0.05
+    // apart (a shuffled ramp; ±1e-2 steps never reorder them). Large cases
+    // with disjoint windows (probed along unit directions, where a ramp
+    // would outgrow f32's resolution): values in [−1, 0] with one element of
+    // every window lifted into [0.5, 1] — a margin of 0.5.
     let n: usize = x.iter().product();
-    let mut data: Vec<f32> = (0..n)
-        .map(|i| (i as f64 * 0.05 - n as f64 * 0.025) as f32)
-        .collect();
-    for i in (1..n).rev() {
-        data.swap(i, rng.below(i + 1));
-    }
+    let overlapping = config.stride.0 < config.pool.0 || config.stride.1 < config.pool.1;
+    let data: Vec<f32> = if n <= ELEMENTWISE_MAX || overlapping {
+        let mut d: Vec<f32> = (0..n)
+            .map(|i| (i as f64 * 0.05 - n as f64 * 0.025) as f32)
+            .collect();
+        for i in (1..n).rev() {
+            d.swap(i, rng.below(i + 1));
+        }
+        d
+    } else {
+        let mut d = rng.vec_f32(n, -1.0, 0.0);
+        let o = ops::maxpool::output_shape(&x, config).expect("valid case");
+        for plane in 0..x[0] * x[1] {
+            for oy in 0..o[2] {
+                for ox in 0..o[3] {
+                    let iy = oy * config.stride.0 + rng.below(config.pool.0);
+                    let ix = ox * config.stride.1 + rng.below(config.pool.1);
+                    d[(plane * x[2] + iy) * x[3] + ix] = rng.range(0.5, 1.0) as f32;
+                }
+            }
+        }
+        d
+    };
     let dims = x.to_vec();
     Case {
         op: "maxpool",
