@@ -67,6 +67,30 @@ pub struct Row {
     pub worst: Option<(usize, f64, f64)>,
 }
 
+impl Row {
+    /// Compares `got` against the trusted `want` and makes the report line.
+    pub fn new(
+        op: &str,
+        shape: &str,
+        check: &str,
+        got: &[f64],
+        want: &[f64],
+        tol: Tolerance,
+    ) -> Row {
+        let (max_abs, max_rel, passed, worst) = compare(got, want, tol);
+        Row {
+            op: op.to_string(),
+            shape: shape.to_string(),
+            check: check.to_string(),
+            max_abs,
+            max_rel,
+            tol,
+            passed,
+            worst,
+        }
+    }
+}
+
 /// Compares `got` against the trusted `want`.
 pub fn compare(
     got: &[f64],
@@ -331,17 +355,7 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
     let mut rng = Rng::new(seed ^ 0xD1CE);
     let mut rows = Vec::new();
     let row = |check: String, got: &[f64], want: &[f64], tol: Tolerance| {
-        let (max_abs, max_rel, passed, worst) = compare(got, want, tol);
-        Row {
-            op: case.op.to_string(),
-            shape: case.shape.clone(),
-            check,
-            max_abs,
-            max_rel,
-            tol,
-            passed,
-            worst,
-        }
+        Row::new(case.op, &case.shape, &check, got, want, tol)
     };
     let x32: Vec<Vec<f32>> = case.inputs.iter().map(|i| i.data.clone()).collect();
     let x64: Vec<Vec<f64>> = x32.iter().map(|v| to64(v)).collect();
@@ -498,17 +512,8 @@ pub fn check_adam(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
         };
         for (name, gpu_t, want) in [("p", &p, &p64), ("m", &m, &m64), ("v", &v, &v64)] {
             let got = to64(&gpu_t.to_vec(gpu)?);
-            let (max_abs, max_rel, passed, worst) = compare(&got, want, tol);
-            rows.push(Row {
-                op: "adam".into(),
-                shape: format!("[{n}]"),
-                check: format!("{name} after 3 steps vs f64 reference"),
-                max_abs,
-                max_rel,
-                tol,
-                passed,
-                worst,
-            });
+            let check = format!("{name} after 3 steps vs f64 reference");
+            rows.push(Row::new("adam", &format!("[{n}]"), &check, &got, want, tol));
         }
     }
     Ok(rows)
@@ -919,17 +924,8 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
             ("dbeta (inference) vs f64 reference", &db, &db_ref),
         ] {
             let got = to64(&t.to_vec(gpu)?);
-            let (max_abs, max_rel, passed, worst) = compare(&got, want, tol);
-            rows.push(Row {
-                op: "batchnorm".into(),
-                shape: format!("{} infer", shape_str(&shape)),
-                check: check.into(),
-                max_abs,
-                max_rel,
-                tol,
-                passed,
-                worst,
-            });
+            let label = format!("{} infer", shape_str(&shape));
+            rows.push(Row::new("batchnorm", &label, check, &got, want, tol));
         }
     }
     Ok(rows)
