@@ -295,6 +295,24 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
 const ELEMENTWISE_MAX: usize = 64;
 /// Random directions for large tensors (besides the gradient's own).
 const DIRECTIONS: usize = 3;
+/// GPU vs f64 reference for ops without long sums (relu, sigmoid, bce,
+/// maxpool, dropout); atol is then raised to each case's rounding floor.
+const REF_TOL_ELEMENTWISE: Tolerance = Tolerance {
+    atol: 1e-6,
+    rtol: 1e-5,
+};
+/// GPU vs f64 reference for ops built on long f32 sums (dense, conv2d, batchnorm).
+const REF_TOL_SUMS: Tolerance = Tolerance {
+    atol: 1e-6,
+    rtol: 1e-4,
+};
+/// Step of the f32 central differences (GUIDE §4: 1e-2…1e-3 in f32).
+const FD_EPS: f64 = 1e-2;
+/// f32 central differences; atol is raised to the noise of the difference.
+const FD_TOL: Tolerance = Tolerance {
+    atol: 1e-5,
+    rtol: 1e-2,
+};
 /// f64 finite differences of the reference.
 const REF_FD_EPS: f64 = 1e-6;
 const REF_FD_TOL: Tolerance = Tolerance {
@@ -632,15 +650,9 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
                 cpu_backward: Box::new(move |_, dy| {
                     vec![Some(ops::dropout::cpu::dropout_backward(dy, &config))]
                 }),
-                ref_tol: Tolerance {
-                    atol: 1e-6,
-                    rtol: 1e-5,
-                },
-                fd_eps: 1e-2,
-                fd_tol: Tolerance {
-                    atol: 1e-5,
-                    rtol: 1e-2,
-                },
+                ref_tol: REF_TOL_ELEMENTWISE,
+                fd_eps: FD_EPS,
+                fd_tol: FD_TOL,
                 reduction: 1,
                 forward_reduction: 1,
             }
@@ -694,15 +706,9 @@ fn dense_case(rng: &mut Rng, rows: usize, k: usize, cols: usize) -> Case {
             let (dx, dw, db) = ops::dense::cpu::dense_backward(&x[0], &x[1], dy, rows, k, cols);
             vec![Some(dx), Some(dw), Some(db)]
         }),
-        ref_tol: Tolerance {
-            atol: 1e-6,
-            rtol: 1e-4,
-        },
-        fd_eps: 1e-2,
-        fd_tol: Tolerance {
-            atol: 1e-5,
-            rtol: 1e-2,
-        },
+        ref_tol: REF_TOL_SUMS,
+        fd_eps: FD_EPS,
+        fd_tol: FD_TOL,
         reduction: k.max(rows).max(cols),
         forward_reduction: k,
     }
@@ -763,15 +769,9 @@ fn conv_case(
             let (dx, dw, db) = ops::conv2d::cpu::conv2d_backward(&g, &x[0], &x[1], dy);
             vec![Some(dx), Some(dw), Some(db)]
         }),
-        ref_tol: Tolerance {
-            atol: 1e-6,
-            rtol: 1e-4,
-        },
-        fd_eps: 1e-2,
-        fd_tol: Tolerance {
-            atol: 1e-5,
-            rtol: 1e-2,
-        },
+        ref_tol: REF_TOL_SUMS,
+        fd_eps: FD_EPS,
+        fd_tol: FD_TOL,
         reduction: fan_in.max(ws[0] * ws[2] * ws[3]).max(g.n * g.oh * g.ow),
         forward_reduction: fan_in,
     }
@@ -832,15 +832,9 @@ fn batchnorm_case(rng: &mut Rng, shape: Vec<usize>) -> Case {
                 ops::batchnorm::cpu::backward_training(&x[0], &x[1], dy, eps, n, c, plane);
             vec![Some(dx), Some(dg), Some(db)]
         }),
-        ref_tol: Tolerance {
-            atol: 1e-6,
-            rtol: 1e-4,
-        },
-        fd_eps: 1e-2,
-        fd_tol: Tolerance {
-            atol: 1e-5,
-            rtol: 1e-2,
-        },
+        ref_tol: REF_TOL_SUMS,
+        fd_eps: FD_EPS,
+        fd_tol: FD_TOL,
         reduction: n * plane,
         forward_reduction: n * plane,
     }
@@ -989,15 +983,9 @@ fn maxpool_case(rng: &mut Rng, x: [usize; 4], config: ops::MaxPoolConfig) -> Cas
                 &x[0], &dims, config, dy,
             ))]
         }),
-        ref_tol: Tolerance {
-            atol: 1e-6,
-            rtol: 1e-5,
-        },
-        fd_eps: 1e-2,
-        fd_tol: Tolerance {
-            atol: 1e-5,
-            rtol: 1e-2,
-        },
+        ref_tol: REF_TOL_ELEMENTWISE,
+        fd_eps: FD_EPS,
+        fd_tol: FD_TOL,
         reduction: config.pool.0 * config.pool.1,
         forward_reduction: 1,
     }
@@ -1023,15 +1011,9 @@ fn unary_case(
         gpu: Box::new(move |tape, v| gpu(tape, &v[0])),
         cpu_forward: Box::new(move |x| fwd(&x[0])),
         cpu_backward: Box::new(move |x, dy| vec![Some(bwd(&x[0], dy))]),
-        ref_tol: Tolerance {
-            atol: 1e-6,
-            rtol: 1e-5,
-        },
-        fd_eps: 1e-2,
-        fd_tol: Tolerance {
-            atol: 1e-5,
-            rtol: 1e-2,
-        },
+        ref_tol: REF_TOL_ELEMENTWISE,
+        fd_eps: FD_EPS,
+        fd_tol: FD_TOL,
         reduction: 1,
         forward_reduction: 1,
     }
@@ -1064,15 +1046,9 @@ fn bce_case(rng: &mut Rng, shape: Vec<usize>) -> Case {
         cpu_backward: Box::new(|x, dy| {
             vec![Some(ops::bce::cpu::bce_backward(&x[0], &x[1], dy[0])), None]
         }),
-        ref_tol: Tolerance {
-            atol: 1e-6,
-            rtol: 1e-5,
-        },
-        fd_eps: 1e-2,
-        fd_tol: Tolerance {
-            atol: 1e-5,
-            rtol: 1e-2,
-        },
+        ref_tol: REF_TOL_ELEMENTWISE,
+        fd_eps: FD_EPS,
+        fd_tol: FD_TOL,
         reduction: n,
         forward_reduction: n,
     }
