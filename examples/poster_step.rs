@@ -4,7 +4,7 @@
 //!
 //! (defaults 350, 32 and 2: the tutorial's configuration.)
 
-use postergrad::nn::PosterModel;
+use postergrad::nn::{Model, ModelKind};
 use postergrad::ops::{Adam, AdamConfig};
 use postergrad::rng::Rng;
 use postergrad::{Gpu, Mode, Tape, Tensor};
@@ -20,7 +20,7 @@ fn main() -> postergrad::Result<()> {
     let steps = args.get(2).copied().unwrap_or(2) as u32;
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.adapter());
-    let model = PosterModel::new(&gpu, size, 25, 0)?;
+    let model = Model::new(&gpu, ModelKind::Poster, size, 25, 0)?;
     let (trainable, moving) = model.param_counts();
     println!(
         "poster model at {size}×{size}: {trainable} trainable + {moving} non-trainable parameters"

@@ -84,6 +84,26 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A dataset file is malformed (a CSV row, a header, a label value).
+    #[error("{file}{}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Data {
+        file: String,
+        line: Option<u64>,
+        message: String,
+    },
+
+    /// A poster image is missing or cannot be decoded.
+    #[error("poster {id} ({path}): {message}")]
+    Image {
+        id: String,
+        path: String,
+        message: String,
+    },
+
+    /// A checkpoint file is unreadable or does not fit the model.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: String, message: String },
+
     /// A gradient-check suite found kernels whose results are wrong.
     #[error("gradient check failed: {failed} of {total} checks out of tolerance ({names})")]
     GradcheckFailed {

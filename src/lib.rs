@@ -6,12 +6,17 @@
 //! module that touches wgpu), [`tensor`], [`tape`], one op in [`ops`], and
 //! [`gradcheck`].
 
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod gradcheck;
+pub mod loader;
+pub mod metrics;
 pub mod nn;
 pub mod ops;
+pub mod plot;
+pub mod posters;
 pub mod rng;
 pub mod shaders;
 pub mod tape;

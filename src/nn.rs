@@ -9,6 +9,7 @@ use crate::ops::{
 use crate::rng::Rng;
 use crate::tape::{Param, Tape, Var};
 use crate::tensor::Tensor;
+use std::fmt;
 
 /// Glorot (Xavier) uniform: U(−l, l) with l = √(6 / (fan_in + fan_out)), as Keras.
 pub fn glorot_uniform(rng: &mut Rng, fan_in: usize, fan_out: usize, n: usize) -> Vec<f32> {
@@ -115,36 +116,588 @@ impl Mlp {
     }
 }
 
-/// One convolution block of the poster model, in Keras's order:
-/// Conv2D (relu inside) → BatchNormalization → MaxPooling2D → Dropout.
-pub struct ConvBlock {
-    pub w: Param,
-    pub b: Param,
-    pub gamma: Param,
-    pub beta: Param,
-    pub bn: BatchNormState,
-    pub dropout: f32,
+/// The models `postergrad train --model` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    /// The Keras tutorial's CNN (GUIDE §1): four conv blocks with batch-norm
+    /// and dropout, two dense blocks of 128, a sigmoid head.
+    Poster,
+    /// The lighter 5×5 variant: conv 16/32/64/64, pooling and dropout 0.25,
+    /// dense 128 and 64 with dropout 0.5, no batch-norm.
+    Poster5,
+    /// A feed-forward net on the flattened pixels: dense 64, 64, 32 (relu).
+    Mlp,
 }
 
-/// One hidden dense block: Dense (relu inside) → BatchNormalization → Dropout.
-pub struct DenseBlock {
-    pub layer: DenseLayer,
-    pub gamma: Param,
-    pub beta: Param,
-    pub bn: BatchNormState,
-    pub dropout: f32,
+impl ModelKind {
+    pub const ALL: [ModelKind; 3] = [ModelKind::Poster, ModelKind::Poster5, ModelKind::Mlp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Poster => "poster",
+            ModelKind::Poster5 => "poster5",
+            ModelKind::Mlp => "mlp",
+        }
+    }
+
+    /// The input size its tutorial used.
+    pub fn default_size(self) -> usize {
+        match self {
+            ModelKind::Poster | ModelKind::Mlp => 350,
+            ModelKind::Poster5 => 400,
+        }
+    }
+
+    /// The layer list for `labels` outputs.
+    pub fn layers(self, labels: usize) -> Vec<LayerSpec> {
+        use Activation::{Relu, Sigmoid};
+        use LayerSpec::*;
+        let mut l = Vec::new();
+        match self {
+            ModelKind::Poster => {
+                for (filters, rate) in [(16, 0.3), (32, 0.3), (64, 0.4), (128, 0.5)] {
+                    l.extend([
+                        Conv2d {
+                            filters,
+                            kernel: 3,
+                            activation: Relu,
+                        },
+                        BatchNorm,
+                        MaxPool,
+                        Dropout { rate },
+                    ]);
+                }
+                l.push(Flatten);
+                for _ in 0..2 {
+                    l.extend([
+                        Dense {
+                            units: 128,
+                            activation: Relu,
+                        },
+                        BatchNorm,
+                        Dropout { rate: 0.5 },
+                    ]);
+                }
+            }
+            ModelKind::Poster5 => {
+                for filters in [16, 32, 64, 64] {
+                    l.extend([
+                        Conv2d {
+                            filters,
+                            kernel: 5,
+                            activation: Relu,
+                        },
+                        MaxPool,
+                        Dropout { rate: 0.25 },
+                    ]);
+                }
+                l.push(Flatten);
+                for units in [128, 64] {
+                    l.extend([
+                        Dense {
+                            units,
+                            activation: Relu,
+                        },
+                        Dropout { rate: 0.5 },
+                    ]);
+                }
+            }
+            ModelKind::Mlp => {
+                l.push(Flatten);
+                for units in [64, 64, 32] {
+                    l.push(Dense {
+                        units,
+                        activation: Relu,
+                    });
+                }
+            }
+        }
+        l.push(Dense {
+            units: labels,
+            activation: Sigmoid,
+        });
+        l
+    }
+
+    /// Every layer with its Keras-style name, output shape and parameter
+    /// counts, for square inputs of `size` pixels; an error names the layer
+    /// whose output would be empty and the smallest size that works.
+    pub fn describe(self, size: usize, labels: usize) -> Result<Vec<LayerInfo>> {
+        self.try_describe(size, labels).map_err(|(name, got)| {
+            let min = (1..=4096)
+                .find(|&s| self.try_describe(s, labels).is_ok())
+                .unwrap_or(0);
+            Error::Config {
+                what: format!("--size {size}"),
+                message: format!(
+                    "model {self} collapses: layer {name} would receive {got}×{got} pixels and \
+                     produce nothing; the smallest input size that works is {min} (--size {min})"
+                ),
+            }
+        })
+    }
+
+    fn try_describe(
+        self,
+        size: usize,
+        labels: usize,
+    ) -> std::result::Result<Vec<LayerInfo>, (String, usize)> {
+        let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+        let mut shape = vec![3, size, size];
+        let mut out = Vec::new();
+        for spec in self.layers(labels) {
+            let base = spec.keras_name();
+            let k = counts.entry(base).or_default();
+            let name = if *k == 0 {
+                base.to_string()
+            } else {
+                format!("{base}_{k}")
+            };
+            *k += 1;
+            let (mut trainable, mut non_trainable) = (0, 0);
+            match spec {
+                LayerSpec::Conv2d {
+                    filters, kernel, ..
+                } => {
+                    if shape[1] < kernel {
+                        return Err((name, shape[1]));
+                    }
+                    trainable = filters * shape[0] * kernel * kernel + filters;
+                    shape = vec![filters, shape[1] - kernel + 1, shape[2] - kernel + 1];
+                }
+                LayerSpec::MaxPool => {
+                    if shape[1] < 2 {
+                        return Err((name, shape[1]));
+                    }
+                    shape = vec![shape[0], shape[1] / 2, shape[2] / 2];
+                }
+                LayerSpec::BatchNorm => {
+                    trainable = 2 * shape[0];
+                    non_trainable = 2 * shape[0];
+                }
+                LayerSpec::Dropout { .. } => {}
+                LayerSpec::Flatten => shape = vec![shape.iter().product()],
+                LayerSpec::Dense { units, .. } => {
+                    trainable = shape[0] * units + units;
+                    shape = vec![units];
+                }
+            }
+            out.push(LayerInfo {
+                name,
+                spec,
+                output: shape.clone(),
+                trainable,
+                non_trainable,
+            });
+        }
+        Ok(out)
+    }
 }
 
-/// The tutorial's poster model (GUIDE §1) for square inputs of `size` pixels
-/// and `labels` outputs: four conv blocks (16, 32, 64, 128 channels, 3×3),
-/// two dense blocks of 128, a sigmoid head.
-pub struct PosterModel {
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<ModelKind> {
+        ModelKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| Error::Config {
+                what: "--model".into(),
+                message: format!("unknown model `{s}`; choose poster, poster5 or mlp"),
+            })
+    }
+}
+
+/// One layer of a sequential model, with Keras's semantics (the activation
+/// of Conv2D and Dense is applied inside the layer, before what follows).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerSpec {
+    /// Valid 3×3 or 5×5 convolution, stride 1, glorot-uniform kernel, zero bias.
+    Conv2d {
+        filters: usize,
+        kernel: usize,
+        activation: Activation,
+    },
+    /// Per channel (after a conv) or per feature (after a dense layer).
+    BatchNorm,
+    /// 2×2, stride 2, valid.
+    MaxPool,
+    /// Inverted dropout; the identity at inference.
+    Dropout { rate: f32 },
+    /// [N, C, H, W] → [N, C·H·W] (NCHW order), a view.
+    Flatten,
+    Dense {
+        units: usize,
+        activation: Activation,
+    },
+}
+
+impl LayerSpec {
+    /// Keras's default layer name stem.
+    pub fn keras_name(&self) -> &'static str {
+        match self {
+            LayerSpec::Conv2d { .. } => "conv2d",
+            LayerSpec::BatchNorm => "batch_normalization",
+            LayerSpec::MaxPool => "max_pooling2d",
+            LayerSpec::Dropout { .. } => "dropout",
+            LayerSpec::Flatten => "flatten",
+            LayerSpec::Dense { .. } => "dense",
+        }
+    }
+
+    /// The type column of the summary ("Conv2D 3×3, relu").
+    pub fn describe(&self) -> String {
+        let act = |a: &Activation| match a {
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+        };
+        match self {
+            LayerSpec::Conv2d {
+                kernel, activation, ..
+            } => format!("Conv2D {kernel}×{kernel}, {}", act(activation)),
+            LayerSpec::BatchNorm => "BatchNormalization".into(),
+            LayerSpec::MaxPool => "MaxPooling2D 2×2".into(),
+            LayerSpec::Dropout { rate } => format!("Dropout {rate}"),
+            LayerSpec::Flatten => "Flatten".into(),
+            LayerSpec::Dense { activation, .. } => format!("Dense, {}", act(activation)),
+        }
+    }
+}
+
+/// A layer's place in a model: name, output shape (without the batch
+/// dimension; [C, H, W] or [F]) and parameter counts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerInfo {
+    pub name: String,
+    pub spec: LayerSpec,
+    pub output: Vec<usize>,
+    pub trainable: usize,
+    pub non_trainable: usize,
+}
+
+/// A Keras-like summary table of `kind` at `size`.
+pub fn summary(kind: ModelKind, size: usize, labels: usize) -> Result<String> {
+    let layers = kind.describe(size, labels)?;
+    let group = |n: usize| {
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    let rule = "─".repeat(88);
+    let mut t = format!(
+        "Model: \"{kind}\" (input [N, 3, {size}, {size}], {labels} outputs)\n{rule}\n{:<24}{:<26}{:<24}{:>14}\n{}\n",
+        "Layer",
+        "Type",
+        "Output shape (NCHW)",
+        "Param #",
+        "═".repeat(88)
+    );
+    for l in &layers {
+        let shape = l
+            .output
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        t += &format!(
+            "{:<24}{:<26}{:<24}{:>14}\n",
+            l.name,
+            l.spec.describe(),
+            format!("[N, {shape}]"),
+            group(l.trainable + l.non_trainable)
+        );
+    }
+    let trainable: usize = layers.iter().map(|l| l.trainable).sum();
+    let frozen: usize = layers.iter().map(|l| l.non_trainable).sum();
+    let mb = |n: usize| n as f64 * 4.0 / (1 << 20) as f64;
+    t += &format!(
+        "{rule}\nTotal params: {} ({:.2} MB)\nTrainable params: {} ({:.2} MB)\nNon-trainable params: {} ({:.2} MB)  (batch-norm moving mean and variance)\n",
+        group(trainable + frozen),
+        mb(trainable + frozen),
+        group(trainable),
+        mb(trainable),
+        group(frozen),
+        mb(frozen)
+    );
+    Ok(t)
+}
+
+/// The weights a layer owns.
+pub enum Weights {
+    None,
+    /// Conv2D kernel [out, in, kh, kw] or Dense kernel [in, out], and the bias.
+    Affine {
+        w: Param,
+        b: Param,
+    },
+    BatchNorm {
+        gamma: Param,
+        beta: Param,
+        state: BatchNormState,
+    },
+}
+
+/// A layer of a built model.
+pub struct Layer {
+    pub info: LayerInfo,
+    pub weights: Weights,
+}
+
+/// A sequential model on the GPU (`poster`, `poster5` or `mlp`).
+pub struct Model {
+    pub kind: ModelKind,
     pub size: usize,
-    pub convs: Vec<ConvBlock>,
-    pub dense: Vec<DenseBlock>,
-    pub head: DenseLayer,
-    /// Seeds the dropout masks (with the layer index and the step).
+    pub labels: usize,
+    /// Seeds the initialisation and the dropout masks.
     pub seed: u64,
+    pub layers: Vec<Layer>,
+    /// Momentum and ε of every batch-norm layer.
+    pub batchnorm: BatchNormConfig,
+}
+
+/// Departures from the Keras defaults (used by the `tuned` recipe).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelOptions {
+    /// Every dropout rate is multiplied by this (1: the model's own rates).
+    pub dropout_scale: f32,
+    pub batchnorm: BatchNormConfig,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            dropout_scale: 1.0,
+            batchnorm: BatchNormConfig::default(),
+        }
+    }
+}
+
+impl Model {
+    /// Builds `kind` for `size`×`size` inputs and `labels` outputs, Keras's
+    /// initialisation (glorot-uniform kernels, zero biases, γ = 1, β = 0,
+    /// moving mean 0 and variance 1) drawn from `seed`.
+    pub fn new(gpu: &Gpu, kind: ModelKind, size: usize, labels: usize, seed: u64) -> Result<Model> {
+        Self::with_options(gpu, kind, size, labels, seed, ModelOptions::default())
+    }
+
+    /// As [`Model::new`], with other dropout rates or batch-norm settings.
+    pub fn with_options(
+        gpu: &Gpu,
+        kind: ModelKind,
+        size: usize,
+        labels: usize,
+        seed: u64,
+        options: ModelOptions,
+    ) -> Result<Model> {
+        if labels == 0 {
+            return Err(Error::Config {
+                what: "model".into(),
+                message: "needs at least one output (genre)".into(),
+            });
+        }
+        let infos = kind.describe(size, labels)?;
+        let mut rng = Rng::new(seed);
+        let mut input = vec![3, size, size];
+        let mut layers = Vec::new();
+        for mut info in infos {
+            if let LayerSpec::Dropout { rate } = &mut info.spec {
+                *rate *= options.dropout_scale;
+            }
+            let name = &info.name;
+            let weights = match info.spec {
+                LayerSpec::Conv2d {
+                    filters, kernel, ..
+                } => {
+                    let (cin, k2) = (input[0], kernel * kernel);
+                    let w = glorot_uniform(&mut rng, cin * k2, filters * k2, filters * cin * k2);
+                    Weights::Affine {
+                        w: Param::new(
+                            gpu,
+                            format!("{name}.kernel"),
+                            Tensor::from_slice(gpu, [filters, cin, kernel, kernel], &w)?,
+                        )?,
+                        b: Param::new(
+                            gpu,
+                            format!("{name}.bias"),
+                            Tensor::zeros(gpu, [filters], "bias")?,
+                        )?,
+                    }
+                }
+                LayerSpec::Dense { units, .. } => {
+                    let d = DenseLayer::new(gpu, name, input[0], units, &mut rng)?;
+                    Weights::Affine { w: d.w, b: d.b }
+                }
+                LayerSpec::BatchNorm => {
+                    let (gamma, beta, state) = bn_params(gpu, name, input[0])?;
+                    Weights::BatchNorm { gamma, beta, state }
+                }
+                _ => Weights::None,
+            };
+            input = info.output.clone();
+            layers.push(Layer { info, weights });
+        }
+        Ok(Model {
+            kind,
+            size,
+            labels,
+            seed,
+            layers,
+            batchnorm: options.batchnorm,
+        })
+    }
+
+    /// Probabilities [batch, labels] for images [batch, 3, size, size].
+    /// `step` varies the dropout masks from one training step to the next.
+    pub fn forward(&self, tape: &Tape, x: &Var, step: u32) -> Result<Var> {
+        let dims = x.shape().dims();
+        if dims.len() != 4 || dims[1..] != [3, self.size, self.size] {
+            return Err(Error::Shape {
+                op: "model",
+                what: format!(
+                    "input images of model {} at --size {}",
+                    self.kind, self.size
+                ),
+                got: x.shape().clone(),
+                expected: format!("[batch, 3, {0}, {0}]", self.size),
+            });
+        }
+        let mut h = x.clone();
+        let mut dropouts = 0u32;
+        for layer in &self.layers {
+            h = match (&layer.info.spec, &layer.weights) {
+                (LayerSpec::Conv2d { activation, .. }, Weights::Affine { w, b }) => {
+                    let z = conv2d(
+                        tape,
+                        &h,
+                        &tape.param(w),
+                        &tape.param(b),
+                        Conv2dConfig::default(),
+                    )?;
+                    activate(tape, &z, *activation)?
+                }
+                (LayerSpec::Dense { activation, .. }, Weights::Affine { w, b }) => {
+                    let z = dense(tape, &h, &tape.param(w), &tape.param(b))?;
+                    activate(tape, &z, *activation)?
+                }
+                (LayerSpec::BatchNorm, Weights::BatchNorm { gamma, beta, state }) => batch_norm(
+                    tape,
+                    &h,
+                    &tape.param(gamma),
+                    &tape.param(beta),
+                    state,
+                    self.batchnorm,
+                )?,
+                (LayerSpec::MaxPool, _) => maxpool(tape, &h, MaxPoolConfig::default())?,
+                (LayerSpec::Dropout { rate }, _) => {
+                    let config = self.dropout_config(dropouts, *rate, step);
+                    dropouts += 1;
+                    dropout(tape, &h, config)?
+                }
+                (LayerSpec::Flatten, _) => flatten(tape, &h)?,
+                (spec, _) => unreachable!("layer {spec:?} built without its weights"),
+            };
+        }
+        Ok(h)
+    }
+
+    /// The mask of the `index`-th dropout layer at `step`.
+    pub fn dropout_config(&self, index: u32, rate: f32, step: u32) -> DropoutConfig {
+        DropoutConfig {
+            rate,
+            seed: (self.seed as u32).wrapping_mul(31).wrapping_add(index),
+            step,
+        }
+    }
+
+    /// Forward + BCE loss.
+    pub fn loss(&self, tape: &Tape, x: &Var, y: &Var, step: u32) -> Result<Var> {
+        let p = self.forward(tape, x, step)?;
+        binary_cross_entropy(tape, &p, y)
+    }
+
+    /// Sets the output layer's bias to the log-odds of `prior` (each genre's
+    /// training frequency, clipped to [1e-3, 1 − 1e-3]), so the untrained
+    /// model already predicts the base rates instead of ½ everywhere.
+    pub fn init_output_bias(&self, gpu: &Gpu, prior: &[f64]) -> Result<()> {
+        let Some(Weights::Affine { b, .. }) = self.layers.last().map(|l| &l.weights) else {
+            return Err(Error::Config {
+                what: "model".into(),
+                message: "the last layer has no bias".into(),
+            });
+        };
+        let logits: Vec<f32> = prior
+            .iter()
+            .map(|&p| {
+                let p = p.clamp(1e-3, 1.0 - 1e-3);
+                (p / (1.0 - p)).ln() as f32
+            })
+            .collect();
+        b.value.write(gpu, &logits)
+    }
+
+    /// Trainable parameters, in layer order (kernel, bias, γ, β).
+    pub fn params(&self) -> Vec<&Param> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            match &l.weights {
+                Weights::Affine { w, b } => out.extend([w, b]),
+                Weights::BatchNorm { gamma, beta, .. } => out.extend([gamma, beta]),
+                Weights::None => {}
+            }
+        }
+        out
+    }
+
+    /// The parameter called `name` ("conv2d_1.kernel").
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params().into_iter().find(|p| p.name == name)
+    }
+
+    /// Everything a checkpoint holds, by name: the parameters, then each
+    /// batch-norm layer's `moving_mean` and `moving_variance`.
+    pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
+        let mut out: Vec<(String, &Tensor)> = self
+            .params()
+            .into_iter()
+            .map(|p| (p.name.clone(), &p.value))
+            .collect();
+        for l in &self.layers {
+            if let Weights::BatchNorm { state, .. } = &l.weights {
+                out.push((format!("{}.moving_mean", l.info.name), &state.moving_mean));
+                out.push((
+                    format!("{}.moving_variance", l.info.name),
+                    &state.moving_var,
+                ));
+            }
+        }
+        out
+    }
+
+    /// (trainable, non-trainable) parameter counts; the non-trainable ones
+    /// are the batch-norm moving statistics.
+    pub fn param_counts(&self) -> (usize, usize) {
+        let trainable = self.layers.iter().map(|l| l.info.trainable).sum();
+        let frozen = self.layers.iter().map(|l| l.info.non_trainable).sum();
+        (trainable, frozen)
+    }
+}
+
+fn activate(tape: &Tape, z: &Var, activation: Activation) -> Result<Var> {
+    match activation {
+        Activation::Relu => relu(tape, z),
+        Activation::Sigmoid => sigmoid(tape, z),
+    }
 }
 
 fn bn_params(gpu: &Gpu, name: &str, c: usize) -> Result<(Param, Param, BatchNormState)> {
@@ -159,163 +712,4 @@ fn bn_params(gpu: &Gpu, name: &str, c: usize) -> Result<(Param, Param, BatchNorm
         )?,
         BatchNormState::new(gpu, c)?,
     ))
-}
-
-impl PosterModel {
-    /// Spatial size after each conv block, or an error naming the block whose
-    /// output would be empty and the smallest input size that works.
-    pub fn feature_sizes(size: usize) -> Result<Vec<usize>> {
-        let mut s = size;
-        let mut out = Vec::new();
-        for i in 0..4 {
-            if s < 4 {
-                // each block maps s → (s − 2)/2 and needs s ≥ 4: invert from 4
-                let need = (0..3).fold(4usize, |m, _| 2 * m + 2); // 4 → 10 → 22 → 46
-                return Err(Error::Config {
-                    what: format!("input size {size}"),
-                    message: format!(
-                        "conv block {} would receive {s}×{s} pixels, but its 3×3 conv and 2×2 pooling \
-                         need at least 4×4; the smallest input that works is {need}×{need}",
-                        i + 1
-                    ),
-                });
-            }
-            s = (s - 2) / 2;
-            out.push(s);
-        }
-        Ok(out)
-    }
-
-    pub fn new(gpu: &Gpu, size: usize, labels: usize, seed: u64) -> Result<PosterModel> {
-        let sizes = Self::feature_sizes(size)?;
-        let mut rng = Rng::new(seed);
-        let channels = [3usize, 16, 32, 64, 128];
-        let rates = [0.3f32, 0.3, 0.4, 0.5];
-        let mut convs = Vec::new();
-        for i in 0..4 {
-            let (cin, cout) = (channels[i], channels[i + 1]);
-            let w = glorot_uniform(&mut rng, cin * 9, cout * 9, cout * cin * 9);
-            let name = format!("conv2d_{i}");
-            let (gamma, beta, bn) = bn_params(gpu, &format!("batch_normalization_{i}"), cout)?;
-            convs.push(ConvBlock {
-                w: Param::new(
-                    gpu,
-                    format!("{name}.kernel"),
-                    Tensor::from_slice(gpu, [cout, cin, 3, 3], &w)?,
-                )?,
-                b: Param::new(
-                    gpu,
-                    format!("{name}.bias"),
-                    Tensor::zeros(gpu, [cout], "bias")?,
-                )?,
-                gamma,
-                beta,
-                bn,
-                dropout: rates[i],
-            });
-        }
-        let flat = 128 * sizes[3] * sizes[3];
-        let mut dense = Vec::new();
-        for (i, inputs) in [flat, 128].into_iter().enumerate() {
-            let (gamma, beta, bn) = bn_params(gpu, &format!("batch_normalization_{}", 4 + i), 128)?;
-            dense.push(DenseBlock {
-                layer: DenseLayer::new(gpu, &format!("dense_{i}"), inputs, 128, &mut rng)?,
-                gamma,
-                beta,
-                bn,
-                dropout: 0.5,
-            });
-        }
-        let head = DenseLayer::new(gpu, "dense_2", 128, labels, &mut rng)?;
-        Ok(PosterModel {
-            size,
-            convs,
-            dense,
-            head,
-            seed,
-        })
-    }
-
-    /// Probabilities [batch, labels] for images [batch, 3, size, size].
-    /// `step` varies the dropout masks from one training step to the next.
-    pub fn forward(&self, tape: &Tape, x: &Var, step: u32) -> Result<Var> {
-        let bn = BatchNormConfig::default();
-        let drop = |layer: usize, rate: f32| DropoutConfig {
-            rate,
-            seed: (self.seed as u32)
-                .wrapping_mul(31)
-                .wrapping_add(layer as u32),
-            step,
-        };
-        let mut h = x.clone();
-        for (i, c) in self.convs.iter().enumerate() {
-            h = conv2d(
-                tape,
-                &h,
-                &tape.param(&c.w),
-                &tape.param(&c.b),
-                Conv2dConfig::default(),
-            )?;
-            h = relu(tape, &h)?;
-            h = batch_norm(
-                tape,
-                &h,
-                &tape.param(&c.gamma),
-                &tape.param(&c.beta),
-                &c.bn,
-                bn,
-            )?;
-            h = maxpool(tape, &h, MaxPoolConfig::default())?;
-            h = dropout(tape, &h, drop(i, c.dropout))?;
-        }
-        h = flatten(tape, &h)?;
-        for (i, d) in self.dense.iter().enumerate() {
-            h = d.layer.forward(tape, &h)?;
-            h = relu(tape, &h)?;
-            h = batch_norm(
-                tape,
-                &h,
-                &tape.param(&d.gamma),
-                &tape.param(&d.beta),
-                &d.bn,
-                bn,
-            )?;
-            h = dropout(tape, &h, drop(4 + i, d.dropout))?;
-        }
-        let logits = self.head.forward(tape, &h)?;
-        sigmoid(tape, &logits)
-    }
-
-    /// Forward + BCE loss.
-    pub fn loss(&self, tape: &Tape, x: &Var, y: &Var, step: u32) -> Result<Var> {
-        let p = self.forward(tape, x, step)?;
-        binary_cross_entropy(tape, &p, y)
-    }
-
-    /// Trainable parameters, in a fixed order.
-    pub fn params(&self) -> Vec<&Param> {
-        let mut out = Vec::new();
-        for c in &self.convs {
-            out.extend([&c.w, &c.b, &c.gamma, &c.beta]);
-        }
-        for d in &self.dense {
-            out.extend([&d.layer.w, &d.layer.b, &d.gamma, &d.beta]);
-        }
-        out.extend([&self.head.w, &self.head.b]);
-        out
-    }
-
-    /// (trainable, non-trainable) parameter counts; the non-trainable ones
-    /// are the batch-norm moving statistics.
-    pub fn param_counts(&self) -> (usize, usize) {
-        let trainable = self.params().iter().map(|p| p.value.numel()).sum();
-        let moving: usize = self
-            .convs
-            .iter()
-            .map(|c| &c.bn)
-            .chain(self.dense.iter().map(|d| &d.bn))
-            .map(|s| s.moving_mean.numel() + s.moving_var.numel())
-            .sum();
-        (trainable, moving)
-    }
 }

@@ -5,37 +5,65 @@
 //! ≤ 2.3e-5. At batch 2 batch-norm over two samples makes x̂ = ±1 and the
 //! step ill-conditioned: f32 rounding then reaches 1.7e-2 of a gradient).
 
-use postergrad::nn::PosterModel;
+use postergrad::nn::{Model, ModelKind};
 use postergrad::ops::{
     batchnorm::cpu as bn, bce::cpu as bce, conv2d::cpu as conv, conv2d::ConvGeometry,
     dense::cpu as dense, dropout::cpu as drop, maxpool::cpu as pool, relu::cpu as relu,
     sigmoid::cpu as sig, BatchNormConfig, Conv2dConfig, DropoutConfig, MaxPoolConfig,
 };
 use postergrad::rng::Rng;
-use postergrad::{Gpu, Mode, Tape, Tensor};
+use postergrad::{Gpu, Mode, Param, Tape, Tensor};
 
 #[test]
 fn parameter_counts_match_the_tutorial_at_350() {
     let gpu = Gpu::new().unwrap();
-    let model = PosterModel::new(&gpu, 350, 25, 0).unwrap();
+    let model = Model::new(&gpu, ModelKind::Poster, 350, 25, 0).unwrap();
     assert_eq!(model.param_counts(), (6_671_897, 992));
-    assert_eq!(
-        PosterModel::feature_sizes(350).unwrap(),
-        vec![174, 86, 42, 20]
+    let counted: usize = model.params().iter().map(|p| p.value.numel()).sum();
+    assert_eq!(counted, 6_671_897);
+    let pooled: Vec<usize> = ModelKind::Poster
+        .describe(350, 25)
+        .unwrap()
+        .iter()
+        .filter(|l| l.name.starts_with("max_pooling2d"))
+        .map(|l| l.output[1])
+        .collect();
+    assert_eq!(pooled, vec![174, 86, 42, 20]);
+}
+
+#[test]
+fn the_summary_prints_the_tutorials_totals() {
+    let s = postergrad::nn::summary(ModelKind::Poster, 350, 25).unwrap();
+    assert!(s.contains("Total params: 6,672,889"), "{s}");
+    assert!(s.contains("Trainable params: 6,671,897"), "{s}");
+    assert!(s.contains("Non-trainable params: 992"), "{s}");
+    assert!(
+        s.contains("[N, 16, 348, 348]") && s.contains("[N, 51200]"),
+        "{s}"
+    );
+    let s = postergrad::nn::summary(ModelKind::Poster5, 400, 25).unwrap();
+    assert!(
+        s.contains("Total params: 3,790,457") && s.contains("[N, 28224]"),
+        "{s}"
     );
 }
 
 #[test]
-fn an_input_too_small_for_the_conv_stack_names_the_block_and_the_minimum() {
-    assert_eq!(PosterModel::feature_sizes(46).unwrap(), vec![22, 10, 4, 1]);
-    let msg = PosterModel::feature_sizes(45).unwrap_err().to_string();
+fn an_input_too_small_for_the_conv_stack_names_the_layer_and_the_minimum() {
+    assert!(ModelKind::Poster.describe(46, 25).is_ok());
+    let msg = ModelKind::Poster.describe(45, 25).unwrap_err().to_string();
     assert!(
-        msg.contains("conv block 4") && msg.contains("46×46"),
+        msg.contains("layer max_pooling2d_3 would receive 1×1") && msg.contains("--size 46"),
         "{msg}"
     );
-    let msg = PosterModel::feature_sizes(8).unwrap_err().to_string();
+    let msg = ModelKind::Poster.describe(8, 25).unwrap_err().to_string();
     assert!(
-        msg.contains("conv block 2") && msg.contains("46×46"),
+        msg.contains("layer conv2d_2 would receive 1×1") && msg.contains("--size 46"),
+        "{msg}"
+    );
+    let msg = ModelKind::Poster5.describe(60, 25).unwrap_err().to_string();
+    assert!(
+        msg.contains("poster5") && msg.contains("smallest input size that works is 76"),
         "{msg}"
     );
 }
@@ -58,7 +86,44 @@ fn rel_err(a: &[f32], b: &[f64]) -> f64 {
 fn one_training_step_matches_the_f64_reference_model() {
     let gpu = Gpu::new().unwrap();
     let (size, batch, labels, seed) = (46, 4, 5, 3);
-    let model = PosterModel::new(&gpu, size, labels, seed).unwrap();
+    let model = Model::new(&gpu, ModelKind::Poster, size, labels, seed).unwrap();
+    // Keras names: conv2d, conv2d_1, …; batch_normalization … _5; dense, dense_1, dense_2.
+    let keras = |base: &str, i: usize| {
+        if i == 0 {
+            base.to_string()
+        } else {
+            format!("{base}_{i}")
+        }
+    };
+    let param = |name: String| -> &Param { model.param(&name).unwrap_or_else(|| panic!("{name}")) };
+    struct Block<'a> {
+        w: &'a Param,
+        b: &'a Param,
+        gamma: &'a Param,
+        beta: &'a Param,
+        dropout: f32,
+    }
+    let convs: Vec<Block> = [0.3, 0.3, 0.4, 0.5]
+        .into_iter()
+        .enumerate()
+        .map(|(i, dropout)| Block {
+            w: param(format!("{}.kernel", keras("conv2d", i))),
+            b: param(format!("{}.bias", keras("conv2d", i))),
+            gamma: param(format!("{}.gamma", keras("batch_normalization", i))),
+            beta: param(format!("{}.beta", keras("batch_normalization", i))),
+            dropout,
+        })
+        .collect();
+    let denses: Vec<Block> = (0..2)
+        .map(|i| Block {
+            w: param(format!("{}.kernel", keras("dense", i))),
+            b: param(format!("{}.bias", keras("dense", i))),
+            gamma: param(format!("{}.gamma", keras("batch_normalization", 4 + i))),
+            beta: param(format!("{}.beta", keras("batch_normalization", 4 + i))),
+            dropout: 0.5,
+        })
+        .collect();
+    let (head_w, head_b) = (param("dense_2.kernel".into()), param("dense_2.bias".into()));
     let mut rng = Rng::new(11);
     let x = rng.vec_f32(batch * 3 * size * size, 0.0, 1.0);
     let y: Vec<f32> = (0..batch * labels)
@@ -93,7 +158,7 @@ fn one_training_step_matches_the_f64_reference_model() {
     let mut h = to64(&x);
     let mut dims = [batch, 3, size, size];
     let mut saved = vec![];
-    for (i, c) in model.convs.iter().enumerate() {
+    for (i, c) in convs.iter().enumerate() {
         let w = read(&c.w.value);
         let g = ConvGeometry::new(&dims, c.w.value.dims(), Conv2dConfig::default()).unwrap();
         let pre = conv::conv2d_forward(&g, &h, &w, &read(&c.b.value));
@@ -125,15 +190,9 @@ fn one_training_step_matches_the_f64_reference_model() {
         h = out;
     }
     let mut dense_saved = vec![];
-    for (i, d) in model.dense.iter().enumerate() {
-        let k = d.layer.inputs();
-        let pre = dense::dense_forward(
-            &h,
-            &read(&d.layer.w.value),
-            &read(&d.layer.b.value),
-            batch,
-            k,
-        );
+    for (i, d) in denses.iter().enumerate() {
+        let k = d.w.value.dims()[0];
+        let pre = dense::dense_forward(&h, &read(&d.w.value), &read(&d.b.value), batch, k);
         let act = relu::relu_forward(&pre);
         let (mean, var) = bn::batch_stats(&act, batch, 128, 1);
         let bn_out = bn::forward_with(
@@ -150,13 +209,7 @@ fn one_training_step_matches_the_f64_reference_model() {
         dense_saved.push((h, pre, act));
         h = out;
     }
-    let logits = dense::dense_forward(
-        &h,
-        &read(&model.head.w.value),
-        &read(&model.head.b.value),
-        batch,
-        128,
-    );
+    let logits = dense::dense_forward(&h, &read(&head_w.value), &read(&head_b.value), batch, 128);
     let p = sig::sigmoid_forward(&logits);
     let ref_loss = bce::bce_forward(&p, &to64(&y));
     assert!(
@@ -173,10 +226,10 @@ fn one_training_step_matches_the_f64_reference_model() {
     let dp = bce::bce_backward(&p, &to64(&y), 1.0);
     let dlogits = sig::sigmoid_backward(&logits, &dp);
     let (mut dh, dw, db) =
-        dense::dense_backward(&h, &read(&model.head.w.value), &dlogits, batch, 128, labels);
-    check("dense_2.kernel", &model.head.w.grad, &dw);
-    check("dense_2.bias", &model.head.b.grad, &db);
-    for (i, d) in model.dense.iter().enumerate().rev() {
+        dense::dense_backward(&h, &read(&head_w.value), &dlogits, batch, 128, labels);
+    check("dense_2.kernel", &head_w.grad, &dw);
+    check("dense_2.bias", &head_b.grad, &db);
+    for (i, d) in denses.iter().enumerate().rev() {
         let (input, pre, act) = &dense_saved[i];
         let dbn = drop::dropout_backward(&dh, &dcfg(4 + i as u32, d.dropout));
         let (dact, dgamma, dbeta) =
@@ -184,14 +237,13 @@ fn one_training_step_matches_the_f64_reference_model() {
         check(&format!("dense block {i} gamma"), &d.gamma.grad, &dgamma);
         check(&format!("dense block {i} beta"), &d.beta.grad, &dbeta);
         let dpre = relu::relu_backward(pre, &dact);
-        let k = d.layer.inputs();
-        let (dx, dw, db) =
-            dense::dense_backward(input, &read(&d.layer.w.value), &dpre, batch, k, 128);
-        check(&format!("dense_{i}.kernel"), &d.layer.w.grad, &dw);
-        check(&format!("dense_{i}.bias"), &d.layer.b.grad, &db);
+        let k = d.w.value.dims()[0];
+        let (dx, dw, db) = dense::dense_backward(input, &read(&d.w.value), &dpre, batch, k, 128);
+        check(&format!("{}.kernel", keras("dense", i)), &d.w.grad, &dw);
+        check(&format!("{}.bias", keras("dense", i)), &d.b.grad, &db);
         dh = dx;
     }
-    for (i, c) in model.convs.iter().enumerate().rev() {
+    for (i, c) in convs.iter().enumerate().rev() {
         let s = &saved[i];
         let dpooled = drop::dropout_backward(&dh, &dcfg(i as u32, c.dropout));
         let dbn = pool::maxpool_backward(&s.bn_out, &s.dims, MaxPoolConfig::default(), &dpooled);
@@ -209,8 +261,8 @@ fn one_training_step_matches_the_f64_reference_model() {
         check(&format!("conv block {i} beta"), &c.beta.grad, &dbeta);
         let dpre = relu::relu_backward(&s.pre, &dact);
         let (dx, dw, db) = conv::conv2d_backward(&s.g, &s.input, &read(&c.w.value), &dpre);
-        check(&format!("conv2d_{i}.kernel"), &c.w.grad, &dw);
-        check(&format!("conv2d_{i}.bias"), &c.b.grad, &db);
+        check(&format!("{}.kernel", keras("conv2d", i)), &c.w.grad, &dw);
+        check(&format!("{}.bias", keras("conv2d", i)), &c.b.grad, &db);
         dh = dx;
     }
     let errors = errors.into_inner();
