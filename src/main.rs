@@ -354,6 +354,12 @@ fn cmd_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
                 r.val_map,
                 r.val_precision_at_3
             );
+            if r.loader_wait_seconds > 0.05 * r.seconds {
+                println!(
+                    "  (the GPU waited {:.1} s for image decoding this epoch; more --workers or a smaller --size would help)",
+                    r.loader_wait_seconds
+                );
+            }
         }
     })?;
     bar.finish_and_clear();

@@ -28,6 +28,8 @@ pub struct EpochRecord {
     pub val_precision_at_3: f64,
     pub seconds: f64,
     pub samples_per_second: f64,
+    /// Time the training loop waited for the loader (decoding) this epoch.
+    pub loader_wait_seconds: f64,
 }
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {

@@ -526,7 +526,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             samples: order.len(),
         });
         let (mut loss_sum, mut seen, mut correct) = (0.0f64, 0usize, 0usize);
-        let loader = Loader::with_flips(
+        let mut loader = Loader::with_flips(
             set.clone(),
             cache.clone(),
             batches(&order, config.batch),
@@ -534,7 +534,11 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             config.workers,
             tuned.then_some(config.seed ^ (epoch as u64) << 32),
         );
-        for b in loader {
+        let mut waited = 0.0;
+        loop {
+            let asked = Instant::now();
+            let Some(b) = loader.next() else { break };
+            waited += asked.elapsed().as_secs_f64();
             for (i, message) in &b.failed {
                 if config.strict {
                     return Err(Error::Config {
@@ -620,6 +624,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             val_precision_at_3: v.precision_at_3,
             seconds: started.elapsed().as_secs_f64(),
             samples_per_second: seen as f64 / train_seconds.max(1e-9),
+            loader_wait_seconds: waited,
         };
         history.push(record.clone());
         last = val;

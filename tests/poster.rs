@@ -58,7 +58,7 @@ fn an_input_too_small_for_the_conv_stack_names_the_layer_and_the_minimum() {
     );
     let msg = ModelKind::Poster.describe(8, 25).unwrap_err().to_string();
     assert!(
-        msg.contains("layer conv2d_2 would receive 1×1") && msg.contains("--size 46"),
+        msg.contains("layer max_pooling2d_1 would receive 1×1") && msg.contains("--size 46"),
         "{msg}"
     );
     let msg = ModelKind::Poster5.describe(60, 25).unwrap_err().to_string();
