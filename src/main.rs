@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -310,6 +311,12 @@ fn cmd_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let gpu = open_gpu()?;
     let bar = ProgressBar::hidden();
     let started = Instant::now();
+    // Without a terminal (CI logs, nohup) the bar is invisible: print a
+    // plain progress line every 30 s instead.
+    let plain = !std::io::stderr().is_terminal();
+    let mut epoch_started = Instant::now();
+    let mut last_line = Instant::now();
+    let mut epoch_total = 0usize;
     let summary = train::train(&gpu, &config, |event| match event {
         Event::Info(line) => bar.suspend(|| println!("{line}")),
         Event::Warning(line) => bar.suspend(|| eprintln!("warning: {line}")),
@@ -330,11 +337,22 @@ fn cmd_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
                 .progress_chars("=> "),
             );
             bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+            epoch_started = Instant::now();
+            last_line = Instant::now();
+            epoch_total = samples;
             bar.set_message("…");
         }
         Event::Step { samples, loss } => {
             bar.set_position(samples as u64);
             bar.set_message(format!("{loss:.4}"));
+            if plain && last_line.elapsed().as_secs() >= 30 {
+                last_line = Instant::now();
+                let rate = samples as f64 / epoch_started.elapsed().as_secs_f64().max(1e-9);
+                eprintln!(
+                    "  {samples}/{epoch_total} posters, {rate:.1} posters/s, loss {loss:.4}, ETA {:.0} s",
+                    (epoch_total - samples) as f64 / rate.max(1e-9)
+                );
+            }
         }
         Event::Validating { samples } => {
             bar.set_message(format!("validating {samples} posters"));
