@@ -448,11 +448,19 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             history = read_history(&hist_path)?;
             history.retain(|r| r.epoch <= start_epoch);
         }
-        on(Event::Info(format!(
-            "resuming {} after epoch {start_epoch} (step {})",
-            out.display(),
-            adam.t
-        )));
+        on(Event::Info(if start_epoch >= config.epochs {
+            format!(
+                "{} has already completed {start_epoch} epochs: nothing to do (pass --epochs {} or more to continue)",
+                out.display(),
+                start_epoch + 1
+            )
+        } else {
+            format!(
+                "resuming {} after epoch {start_epoch} (step {})",
+                out.display(),
+                adam.t
+            )
+        }));
     }
     write_atomically(
         &out.join("config.json"),
@@ -629,53 +637,27 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         history.push(record.clone());
         last = val;
 
-        // Bring the run directory up to date; each file atomically.
-        let mut state: Vec<(String, &Tensor)> = model.named_tensors();
-        let names: Vec<(String, String)> = params
-            .iter()
-            .map(|p| (format!("{}.adam_m", p.name), format!("{}.adam_v", p.name)))
-            .collect();
-        for ((m_name, v_name), (m, v)) in names.iter().zip(adam.moments()) {
-            state.push((m_name.clone(), m));
-            state.push((v_name.clone(), v));
-        }
-        let meta = info(epoch, adam.t);
-        checkpoint::save(
-            gpu,
-            &state_path,
-            &state,
-            &meta,
-            &[("run", serde_json::to_string(&settings).unwrap_or_default())],
-        )?;
-        checkpoint::save_model(gpu, &model_path, &model, &meta)?;
-        write_history(&out.join("history.csv"), &history)?;
         let report = MetricsReport {
             model: v,
             baseline,
             count: val_count,
         };
-        write_atomically(
-            &out.join("metrics.json"),
-            serde_json::to_string_pretty(&report)
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
-        let png = out.join("learning_curve.png");
-        let tmp = out.join(".learning_curve.tmp.png");
-        learning_curve(
-            &tmp,
-            &format!(
-                "postergrad: {} at {size}×{size} on {}",
-                config.model,
-                set.describe()
-            ),
+        let title = format!(
+            "postergrad: {} at {size}×{size} on {}",
+            config.model,
+            set.describe()
+        );
+        save_epoch(
+            gpu,
+            out,
+            &model,
+            &adam,
+            &info(epoch, adam.t),
+            &settings,
             &history,
-            &baseline,
+            &report,
+            &title,
         )?;
-        std::fs::rename(&tmp, &png).map_err(|source| Error::Io {
-            path: png.display().to_string(),
-            source,
-        })?;
         on(Event::EpochEnd(&record));
     }
     Ok(TrainSummary {
@@ -686,6 +668,57 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         skipped: reported.len() + missing_count,
         out: out.clone(),
     })
+}
+
+/// Brings the run directory up to date after an epoch, each file atomically.
+/// `train_state.safetensors` goes last: if the process dies before it, a
+/// resume redoes the epoch (and drops any history row beyond the state's).
+#[allow(clippy::too_many_arguments)]
+fn save_epoch(
+    gpu: &Gpu,
+    out: &Path,
+    model: &Model,
+    adam: &Adam,
+    meta: &CheckpointInfo,
+    settings: &RunSettings,
+    history: &[EpochRecord],
+    report: &MetricsReport,
+    title: &str,
+) -> Result<()> {
+    write_history(&out.join("history.csv"), history)?;
+    write_atomically(
+        &out.join("metrics.json"),
+        serde_json::to_string_pretty(report)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    // plotters picks the encoder from the extension: draw to a .png beside
+    // the target, then rename.
+    let png = out.join("learning_curve.png");
+    let tmp = out.join(".learning_curve.tmp.png");
+    learning_curve(&tmp, title, history, &report.baseline)?;
+    std::fs::rename(&tmp, &png).map_err(|source| Error::Io {
+        path: png.display().to_string(),
+        source,
+    })?;
+    checkpoint::save_model(gpu, &out.join("model.safetensors"), model, meta)?;
+    let mut state: Vec<(String, &Tensor)> = model.named_tensors();
+    let params = model.params();
+    let names: Vec<(String, String)> = params
+        .iter()
+        .map(|p| (format!("{}.adam_m", p.name), format!("{}.adam_v", p.name)))
+        .collect();
+    for ((m_name, v_name), (m, v)) in names.iter().zip(adam.moments()) {
+        state.push((m_name.clone(), m));
+        state.push((v_name.clone(), v));
+    }
+    checkpoint::save(
+        gpu,
+        &out.join("train_state.safetensors"),
+        &state,
+        meta,
+        &[("run", serde_json::to_string(settings).unwrap_or_default())],
+    )
 }
 
 /// Settings of the MLP run on the embedded synthetic multi-label data.
