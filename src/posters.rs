@@ -284,10 +284,12 @@ impl PosterSet {
         limit: Option<usize>,
         val_split: f64,
     ) -> Result<(Vec<usize>, Vec<usize>)> {
-        if !(0.0..1.0).contains(&val_split) {
+        if !(val_split > 0.0 && val_split < 1.0) {
             return Err(Error::Config {
                 what: "--val-split".into(),
-                message: format!("must be in [0, 1), got {val_split}"),
+                message: format!(
+                    "must be between 0 and 1 (the share of posters held out), got {val_split}"
+                ),
             });
         }
         let mut order: Vec<usize> = (0..self.posters.len()).collect();
@@ -299,11 +301,20 @@ impl PosterSet {
                     message: "must be at least 1".into(),
                 });
             }
+            if n > order.len() {
+                return Err(Error::Config {
+                    what: format!("--limit {n}"),
+                    message: format!(
+                        "exceeds the {} posters of {}; leave --limit out to use them all",
+                        order.len(),
+                        self.describe()
+                    ),
+                });
+            }
             order.truncate(n);
         }
-        let n_val = ((order.len() as f64) * val_split).round() as usize;
-        let n_train = order.len() - n_val;
-        if n_train == 0 {
+        let n_val = (((order.len() as f64) * val_split).round() as usize).max(1);
+        if n_val >= order.len() {
             return Err(Error::Config {
                 what: "--val-split".into(),
                 message: format!(
@@ -312,6 +323,7 @@ impl PosterSet {
                 ),
             });
         }
+        let n_train = order.len() - n_val;
         let val = order.split_off(n_train);
         Ok((order, val))
     }

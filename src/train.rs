@@ -339,6 +339,18 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
                 missing.len() - 10
             )));
         }
+        if missing.len() == set.posters.len() {
+            let dir = config.data.clone().unwrap_or_default().join("Images");
+            return Err(Error::Image {
+                id: set.posters[first].id.clone(),
+                path: path.display().to_string(),
+                message: format!(
+                    "file not found, nor any of the {} images train.csv lists; they belong in {}/<Id>.jpg",
+                    set.posters.len(),
+                    dir.display()
+                ),
+            });
+        }
         let gone: HashSet<usize> = missing.iter().copied().collect();
         let kept: Vec<_> = set
             .posters

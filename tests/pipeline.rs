@@ -115,8 +115,20 @@ fn the_shuffled_split_is_seeded_and_limit_cuts_it() {
     let (t20, v20) = set.split(3, Some(20), 0.15).unwrap();
     assert_eq!((t20.len(), v20.len()), (17, 3));
     assert_eq!(t20[..], t[..17]);
-    let msg = set.split(3, None, 1.5).unwrap_err().to_string();
-    assert!(msg.contains("--val-split: must be in [0, 1)"), "{msg}");
+    for bad in [0.0, 1.0, 1.5, f64::NAN] {
+        let msg = set.split(3, None, bad).unwrap_err().to_string();
+        assert!(
+            msg.contains("--val-split: must be between 0 and 1"),
+            "{msg}"
+        );
+    }
+    let msg = set.split(3, Some(101), 0.15).unwrap_err().to_string();
+    assert!(
+        msg.contains("--limit 101: exceeds the 100 posters"),
+        "{msg}"
+    );
+    let msg = set.split(3, Some(1), 0.15).unwrap_err().to_string();
+    assert!(msg.contains("leaves no training posters out of 1"), "{msg}");
 }
 
 fn small_config(out: PathBuf) -> TrainConfig {
@@ -298,6 +310,24 @@ fn missing_and_unreadable_images_are_skipped_and_counted_or_fatal_with_strict() 
             .iter()
             .any(|w| w.contains(broken.as_str()) && w.contains(".jpg")),
         "{warnings:?}"
+    );
+    // No image at all: an error saying where they belong.
+    let empty = tmp("noimages");
+    write_csv(&empty, "Id,Genre,Drama\na,\"['Drama']\",1\nb,\"[]\",0\n");
+    let err = train(
+        &gpu,
+        &TrainConfig {
+            data: Some(empty.clone()),
+            out: tmp("noimages-run"),
+            ..config.clone()
+        },
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("nor any of the 2 images") && err.contains("Images/<Id>.jpg"),
+        "{err}"
     );
     let strict = TrainConfig {
         strict: true,
