@@ -133,6 +133,9 @@ struct TrainArgs {
     /// Continue the run in --out (default: the latest default run) from its last completed epoch.
     #[arg(long)]
     resume: bool,
+    /// Start afresh in an --out that already holds a run (replacing its files).
+    #[arg(long)]
+    force: bool,
     /// Fail on the first missing or unreadable image instead of skipping it.
     #[arg(long)]
     strict: bool,
@@ -303,6 +306,7 @@ fn cmd_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
         limit: a.limit,
         out,
         resume: a.resume,
+        force: a.force,
         strict: a.strict,
         cache_bytes: a.cache_mb << 20,
         workers: a.workers.unwrap_or_else(Loader::default_workers),

@@ -83,6 +83,9 @@ pub struct TrainConfig {
     pub out: PathBuf,
     /// Continue the run in `out` from its last completed epoch.
     pub resume: bool,
+    /// Start afresh in an `out` that already holds a run (its files are
+    /// replaced, each atomically, as the new run's epochs complete).
+    pub force: bool,
     /// Stop at the first missing or unreadable image instead of skipping it.
     pub strict: bool,
     /// Decoded images are cached (u8) when all of them fit in this many bytes.
@@ -107,6 +110,7 @@ impl Default for TrainConfig {
             limit: None,
             out: PathBuf::from("runs/default"),
             resume: false,
+            force: false,
             strict: false,
             cache_bytes: 1 << 30,
             workers: Loader::default_workers(),
@@ -388,10 +392,17 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         path: out.display().to_string(),
         source,
     })?;
-    if !config.resume && (state_path.exists() || model_path.exists()) {
+    if config.resume && config.force {
+        return Err(Error::Config {
+            what: "--resume and --force".into(),
+            message: "choose one: --resume continues the run, --force starts it afresh".into(),
+        });
+    }
+    if !config.resume && !config.force && (state_path.exists() || model_path.exists()) {
         return Err(Error::Config {
             what: format!("--out {}", out.display()),
-            message: "already holds a run; pass --resume to continue it, or choose another --out"
+            message: "already holds a run; pass --resume to continue it, --force to start it \
+                      afresh, or choose another --out"
                 .into(),
         });
     }

@@ -159,7 +159,10 @@ fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_result() {
     // Continuing without --resume must refuse and leave the run untouched.
     let before = std::fs::read(b.out.join("model.safetensors")).unwrap();
     let err = train(&gpu, &b, |_| {}).unwrap_err().to_string();
-    assert!(err.contains("already holds a run; pass --resume"), "{err}");
+    assert!(
+        err.contains("already holds a run; pass --resume to continue it, --force"),
+        "{err}"
+    );
     assert_eq!(
         before,
         std::fs::read(b.out.join("model.safetensors")).unwrap()
