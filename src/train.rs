@@ -301,21 +301,14 @@ pub struct MetricsReport {
     pub count: usize,
 }
 
-/// Trains `config.model` on the configured posters, writing the run
-/// directory after every epoch.
-pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Result<TrainSummary> {
-    if config.batch == 0 {
-        return Err(Error::Config {
-            what: "--batch".into(),
-            message: "must be at least 1".into(),
-        });
-    }
-    config.adam.validate()?;
-    let mut set = open_dataset(config)?;
-    for w in &set.warnings {
-        on(Event::Warning(w.clone()));
-    }
-    // Posters whose file is missing are left out before the split.
+/// Leaves out the posters whose image file does not exist (before the
+/// split, so the split only holds usable posters), warning about each; with
+/// `--strict`, or when no image exists at all, an error. Returns the count.
+fn drop_missing_images(
+    set: &mut PosterSet,
+    config: &TrainConfig,
+    on: &mut impl FnMut(Event),
+) -> Result<usize> {
     let missing = set.missing_images();
     if let Some(&first) = missing.first() {
         let path = set.image_path(first).unwrap_or_default();
@@ -365,7 +358,24 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             .collect();
         set.posters = kept;
     }
-    let missing_count = missing.len();
+    Ok(missing.len())
+}
+
+/// Trains `config.model` on the configured posters, writing the run
+/// directory after every epoch.
+pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Result<TrainSummary> {
+    if config.batch == 0 {
+        return Err(Error::Config {
+            what: "--batch".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    config.adam.validate()?;
+    let mut set = open_dataset(config)?;
+    for w in &set.warnings {
+        on(Event::Warning(w.clone()));
+    }
+    let missing_count = drop_missing_images(&mut set, config, &mut on)?;
     let genres = set.genres.len();
     let size = resolve_size(config.model, config.size, &set, genres)?;
     let (train_rows, val_rows) = set.split(config.seed, config.limit, config.val_split)?;
