@@ -101,7 +101,11 @@ impl Plan {
                 Ok(pixels) => {
                     let flipped;
                     let pixels = match self.flip {
-                        Some(seed) if Rng::new(seed ^ (i as u64) << 20).uniform() < 0.5 => {
+                        Some(seed)
+                            if Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64)
+                                .uniform()
+                                < 0.5 =>
+                        {
                             flipped = flip_horizontally(&pixels, size);
                             &flipped[..]
                         }
