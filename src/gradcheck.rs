@@ -938,9 +938,7 @@ fn maxpool_case(rng: &mut Rng, x: [usize; 4], config: ops::MaxPoolConfig) -> Cas
         let mut d: Vec<f32> = (0..n)
             .map(|i| (i as f64 * 0.05 - n as f64 * 0.025) as f32)
             .collect();
-        for i in (1..n).rev() {
-            d.swap(i, rng.below(i + 1));
-        }
+        rng.shuffle(&mut d);
         d
     } else {
         let mut d = rng.vec_f32(n, -1.0, 0.0);

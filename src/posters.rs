@@ -293,7 +293,7 @@ impl PosterSet {
             });
         }
         let mut order: Vec<usize> = (0..self.posters.len()).collect();
-        shuffle(&mut order, &mut Rng::new(seed ^ 0x5EED_DA7A));
+        Rng::new(seed ^ 0x5EED_DA7A).shuffle(&mut order);
         if let Some(n) = limit {
             if n == 0 {
                 return Err(Error::Config {
@@ -326,13 +326,6 @@ impl PosterSet {
         let n_train = order.len() - n_val;
         let val = order.split_off(n_train);
         Ok((order, val))
-    }
-}
-
-/// Fisher–Yates with our seeded generator.
-pub fn shuffle(v: &mut [usize], rng: &mut Rng) {
-    for i in (1..v.len()).rev() {
-        v.swap(i, rng.below(i + 1));
     }
 }
 
@@ -447,7 +440,7 @@ fn synthetic_image(seed: u64, index: usize, size: usize, labels: &[f32]) -> Vec<
         }
     }
     let mut order: Vec<usize> = (0..motifs.len()).collect();
-    shuffle(&mut order, &mut rng);
+    rng.shuffle(&mut order);
     let mut noise = synthetic_rng(seed ^ 0xA015E, index);
     let mut out = Vec::with_capacity(size * size * 3);
     for y in 0..size {

@@ -33,6 +33,13 @@ impl Rng {
         (self.uniform() * n as f64) as usize % n.max(1)
     }
 
+    /// Fisher–Yates shuffle in place (the same draws for any element type).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+
     /// Standard normal (Box–Muller).
     pub fn normal(&mut self) -> f64 {
         let u1 = self.uniform().max(1e-300);

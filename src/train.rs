@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::nn::{Mlp, Model, ModelKind, ModelOptions};
 use crate::ops::{add_scaled, Adam, AdamConfig, BatchNormConfig};
 use crate::plot::{learning_curve, EpochRecord};
-use crate::posters::{shuffle, PosterSet, Source, SyntheticConfig};
+use crate::posters::{PosterSet, Source, SyntheticConfig};
 use crate::rng::Rng;
 use crate::tape::{Mode, Tape};
 use crate::tensor::Tensor;
@@ -254,10 +254,8 @@ pub fn predict_rows(
 
 fn epoch_order(train: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
     let mut order = train.to_vec();
-    shuffle(
-        &mut order,
-        &mut Rng::new(seed ^ 0xE90C_0000 ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-    );
+    Rng::new(seed ^ 0xE90C_0000 ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .shuffle(&mut order);
     order
 }
 
@@ -854,9 +852,7 @@ pub fn train_mlp_synthetic(
     };
     for epoch in 1..=config.epochs {
         let mut order: Vec<usize> = (0..train.n).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
+        rng.shuffle(&mut order);
         // Losses stay on the GPU; the epoch's mean is read back once.
         let loss_sum = Tensor::zeros(gpu, [1], "loss sum")?;
         for chunk in order.chunks(config.batch) {
