@@ -253,7 +253,7 @@ impl PosterSet {
     /// Poster `i` as `size`×`size` RGB u8, row-major HWC.
     pub fn load_image(&self, i: usize, size: usize) -> Result<Vec<u8>> {
         match &self.source {
-            Source::Synthetic(c) => Ok(synthetic_image(c.seed, i, size, &self.posters[i].labels)),
+            Source::Synthetic(c) => Ok(synthetic_image(c.seed, i, size)),
             Source::Dir(_) => {
                 let path = self.image_path(i).expect("directory source");
                 load_image_file(&path, size).map_err(|message| Error::Image {
@@ -363,8 +363,12 @@ fn synthetic_rng(seed: u64, index: usize) -> Rng {
     Rng::new(seed.wrapping_mul(0x1000_0001) ^ (index as u64).wrapping_mul(0x9E37_79B9))
 }
 
+/// Poster (seed, index)'s genres: the first draws of its generator.
 fn synthetic_labels(seed: u64, index: usize) -> Vec<f32> {
-    let mut rng = synthetic_rng(seed, index);
+    draw_labels(&mut synthetic_rng(seed, index))
+}
+
+fn draw_labels(rng: &mut Rng) -> Vec<f32> {
     SYNTHETIC_GENRES
         .iter()
         .map(|&(_, freq, _)| (rng.uniform() < freq) as u8 as f32)
@@ -407,11 +411,9 @@ fn motif_covers(genre: usize, u: f64, v: f64, cx: f64, cy: f64, r: f64) -> bool 
 }
 
 /// Draws synthetic poster `index` at `size`×`size` (HWC u8).
-fn synthetic_image(seed: u64, index: usize, size: usize, labels: &[f32]) -> Vec<u8> {
+fn synthetic_image(seed: u64, index: usize, size: usize) -> Vec<u8> {
     let mut rng = synthetic_rng(seed, index);
-    for _ in 0..SYNTHETIC_GENRES.len() {
-        rng.uniform(); // the label draws
-    }
+    let labels = draw_labels(&mut rng);
     let top = hsv(
         rng.range(0.0, 360.0),
         rng.range(0.1, 0.4),
