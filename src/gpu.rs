@@ -74,6 +74,7 @@ pub struct GpuStats {
 }
 
 /// One storage binding: a tensor's whole buffer or an aligned window of it.
+#[derive(Clone, Copy)]
 pub struct Bind<'t> {
     tensor: &'t Tensor,
     offset: u64,
@@ -87,6 +88,16 @@ impl<'t> Bind<'t> {
             tensor,
             offset: 0,
             size: tensor.numel() as u64 * 4,
+        }
+    }
+
+    /// `len` elements of `tensor` from element `start`; the caller keeps
+    /// `start` aligned for the binding's kind (conv2d binds 64 KiB windows).
+    pub fn range(tensor: &'t Tensor, start: usize, len: usize) -> Bind<'t> {
+        Bind {
+            tensor,
+            offset: start as u64 * 4,
+            size: len as u64 * 4,
         }
     }
 }
@@ -422,7 +433,10 @@ impl Gpu {
                 self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(op),
                     size: bytes,
+                    // UNIFORM too: conv2d binds windows of its packed
+                    // weights as uniform buffers (see conv2d_pack_weights).
                     usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::UNIFORM
                         | wgpu::BufferUsages::COPY_SRC
                         | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,

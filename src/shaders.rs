@@ -50,6 +50,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../shaders/conv2d_forward.wgsl"),
     ),
     (
+        "conv2d_pack_weights",
+        include_str!("../shaders/conv2d_pack_weights.wgsl"),
+    ),
+    (
         "dense_backward_bias",
         include_str!("../shaders/dense_backward_bias.wgsl"),
     ),

@@ -1,11 +1,13 @@
 //! conv2d: y = conv(x, w) + b in NCHW, Keras semantics (cross-correlation,
 //! `valid` or `same` padding, any stride). x: [N, Cin, H, W],
 //! w: [Cout, Cin, KH, KW], b: [Cout], y: [N, Cout, OH, OW].
-//! Shaders `conv2d_forward`, `conv2d_backward_input`, `conv2d_backward_weight`,
-//! `conv2d_backward_bias` (+ `reduce_partials`); page `docs/kernels/conv2d.md`.
+//! Shaders `conv2d_forward` (+ `conv2d_pack_weights`; it also runs
+//! backward-input for stride 1), `conv2d_backward_input` (other strides),
+//! `conv2d_backward_weight`, `conv2d_backward_bias` (+ `reduce_partials`);
+//! page `docs/kernels/conv2d.md`.
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Bind, Gpu};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -175,6 +177,175 @@ pub struct ConvParams {
     pub _pad: u32,
 }
 
+/// Uniforms of `conv2d_forward` (which also runs backward-input for
+/// stride 1, with the roles of x/y and Cin/Cout swapped).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConvForwardParams {
+    pub n: u32,
+    pub cin: u32,
+    pub h: u32,
+    pub w: u32,
+    pub cout: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    /// First element of the input window.
+    pub x_base: u32,
+    /// First element of the output window.
+    pub y_base: u32,
+    /// First input channel of this dispatch's chunk.
+    pub ci0: u32,
+    /// Input channels in the chunk.
+    pub cc: u32,
+    /// First output channel of this dispatch's group of 16.
+    pub co0: u32,
+    /// Bit 1: add the bias; bit 2: add into the output.
+    pub mode: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Uniforms of `conv2d_pack_weights`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PackParams {
+    pub cout: u32,
+    pub cin: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub chunks: u32,
+    pub cc: u32,
+    /// Bit 1: pack the bias; bit 2: transposed and flipped (backward-input).
+    pub mode: u32,
+    pub total: u32,
+}
+
+/// Floats in one uniform weight window (64 KiB, the uniform binding size
+/// every wgpu adapter allows); the last 16 hold the group's biases.
+const WINDOW: usize = 16384;
+/// Output channels per `conv2d_forward` dispatch.
+const GROUP: usize = 16;
+/// `ConvForwardParams::mode` bits.
+const MODE_BIAS: u32 = 1;
+const MODE_ACCUMULATE: u32 = 2;
+/// `PackParams::mode` bits.
+const PACK_BIAS: u32 = 1;
+const PACK_TRANSPOSED: u32 = 2;
+
+/// A convolution in the roles `conv2d_forward` sees: input [n, cin, h, w],
+/// output [n, cout, oh, ow] (for backward-input: dy in, dx out).
+struct Roles {
+    g: ConvGeometry,
+    /// Packing: (transposed and flipped, with bias).
+    transposed: bool,
+    bias: bool,
+}
+
+/// Packs the kernel (and bias) into 64 KiB windows, one per (group of 16
+/// output channels, chunk of input channels); returns (packed, chunks, cc).
+fn pack_weights(
+    gpu: &Gpu,
+    roles: &Roles,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Result<(Tensor, usize, usize)> {
+    let g = &roles.g;
+    let taps = g.kh * g.kw;
+    let cc = ((WINDOW - GROUP) / (GROUP * taps)).min(g.cin);
+    if cc == 0 {
+        return Err(Error::Config {
+            what: "conv2d kernel size".into(),
+            message: format!(
+                "a {}×{} kernel does not fit one 64 KiB weight window (at most {} taps)",
+                g.kh,
+                g.kw,
+                (WINDOW - GROUP) / GROUP
+            ),
+        });
+    }
+    let chunks = g.cin.div_ceil(cc);
+    let windows = g.cout.div_ceil(GROUP) * chunks;
+    let packed = Tensor::uninit(gpu, [windows * WINDOW], "conv2d_pack_weights")?;
+    let p = PackParams {
+        cout: g.cout as u32,
+        cin: g.cin as u32,
+        kh: g.kh as u32,
+        kw: g.kw as u32,
+        chunks: chunks as u32,
+        cc: cc as u32,
+        mode: if roles.transposed { PACK_TRANSPOSED } else { 0 }
+            | if roles.bias { PACK_BIAS } else { 0 },
+        total: (windows * WINDOW) as u32,
+    };
+    gpu.dispatch(
+        "conv2d_pack_weights",
+        &p,
+        &[w, b.unwrap_or(w), &packed],
+        gpu.grid_1d(windows * WINDOW, 64),
+    )?;
+    Ok((packed, chunks, cc))
+}
+
+/// Runs `conv2d_forward` over every sample window, channel group and input
+/// chunk: y = conv(x, packed) (+ bias) (+ y when `accumulate`).
+fn forward_tiles(
+    gpu: &Gpu,
+    roles: &Roles,
+    x: &Tensor,
+    packed: (&Tensor, usize, usize),
+    y: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    let g = &roles.g;
+    let (packed, chunks, cc) = packed;
+    let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
+    for r in sample_ranges(gpu, g) {
+        let n = r.len();
+        let (xw, xb) = gpu.window(x, r.start * xs, n * xs);
+        let (yw, yb) = gpu.window(y, r.start * ys, n * ys);
+        let strips = n * g.oh * g.ow.div_ceil(8);
+        for group in 0..g.cout.div_ceil(GROUP) {
+            for k in 0..chunks {
+                let first = k == 0 && !accumulate;
+                let p = ConvForwardParams {
+                    n: n as u32,
+                    cin: g.cin as u32,
+                    h: g.h as u32,
+                    w: g.w as u32,
+                    cout: g.cout as u32,
+                    kh: g.kh as u32,
+                    kw: g.kw as u32,
+                    stride: g.stride as u32,
+                    oh: g.oh as u32,
+                    ow: g.ow as u32,
+                    pad_top: g.pad_top as u32,
+                    pad_left: g.pad_left as u32,
+                    x_base: xb,
+                    y_base: yb,
+                    ci0: (k * cc) as u32,
+                    cc: (cc.min(g.cin - k * cc)) as u32,
+                    co0: (group * GROUP) as u32,
+                    mode: if roles.bias && k == 0 { MODE_BIAS } else { 0 }
+                        | if first { 0 } else { MODE_ACCUMULATE },
+                    _pad: [0; 2],
+                };
+                let window = Bind::range(packed, (group * chunks + k) * WINDOW, WINDOW);
+                gpu.dispatch_bound(
+                    "conv2d_forward",
+                    &p,
+                    &[xw.clone(), window, yw.clone()],
+                    gpu.grid_1d(strips, 64),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Uniforms of `reduce_partials`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -226,25 +397,13 @@ pub fn conv2d_forward(
     let g = ConvGeometry::new(x.dims(), w.dims(), config)?;
     b.expect_shape("conv2d", "bias must be [out channels]", &[g.cout])?;
     let y = Tensor::uninit(gpu, g.output_shape(), "conv2d_forward")?;
-    let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
-    for r in sample_ranges(gpu, &g) {
-        let n = r.len();
-        let (xw, xb) = gpu.window(x, r.start * xs, n * xs);
-        let (yw, yb) = gpu.window(&y, r.start * ys, n * ys);
-        let p = g.params(n, xb, yb, 0);
-        let groups = pixel_grid(gpu, (n * g.oh * g.ow).div_ceil(512), g.cout.div_ceil(8));
-        gpu.dispatch_bound(
-            "conv2d_forward",
-            &p,
-            &[
-                xw,
-                crate::gpu::Bind::whole(w),
-                crate::gpu::Bind::whole(b),
-                yw,
-            ],
-            groups,
-        )?;
-    }
+    let roles = Roles {
+        g,
+        transposed: false,
+        bias: true,
+    };
+    let (packed, chunks, cc) = pack_weights(gpu, &roles, w, Some(b))?;
+    forward_tiles(gpu, &roles, x, (&packed, chunks, cc), &y, false)?;
     Ok(y)
 }
 
@@ -262,6 +421,30 @@ pub fn conv2d_backward_input(
         "dy must match the output",
         &g.output_shape(),
     )?;
+    if g.stride == 1 {
+        // dx = full correlation of dy with the flipped, transposed kernel:
+        // the forward kernel with the roles swapped and padding KH − 1 − pt.
+        let roles = Roles {
+            g: ConvGeometry {
+                n: g.n,
+                cin: g.cout,
+                h: g.oh,
+                w: g.ow,
+                cout: g.cin,
+                kh: g.kh,
+                kw: g.kw,
+                stride: 1,
+                oh: g.h,
+                ow: g.w,
+                pad_top: g.kh - 1 - g.pad_top,
+                pad_left: g.kw - 1 - g.pad_left,
+            },
+            transposed: true,
+            bias: false,
+        };
+        let (packed, chunks, cc) = pack_weights(gpu, &roles, w, None)?;
+        return forward_tiles(gpu, &roles, dy, (&packed, chunks, cc), dx, true);
+    }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     for r in sample_ranges(gpu, &g) {
         let n = r.len();
