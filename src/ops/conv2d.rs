@@ -337,7 +337,7 @@ fn forward_tiles(
                 gpu.dispatch_bound(
                     "conv2d_forward",
                     &p,
-                    &[xw.clone(), window, yw.clone()],
+                    &[xw, window, yw],
                     gpu.grid_1d(strips, 64),
                 )?;
             }
