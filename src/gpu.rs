@@ -148,6 +148,36 @@ struct CachedPipeline {
     layout: wgpu::BindGroupLayout,
 }
 
+/// How the profiler timed the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// GPU timestamp queries around every dispatch (TIMESTAMP_QUERY).
+    Timestamps,
+    /// No timestamp queries on this adapter: every dispatch is submitted
+    /// alone and timed by the wall clock from submit to completion (which
+    /// includes the submission's fixed cost).
+    WallClock,
+}
+
+/// Kernel times recorded between [`Gpu::profile_begin`] and
+/// [`Gpu::profile_end`], one entry per dispatch in recording order.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub timer: Timer,
+    pub dispatches: Vec<(Kernel, f64)>,
+}
+
+/// Dispatches one profiling session can time with timestamp queries (two
+/// queries each; wgpu allows 4,096 queries per set).
+const PROFILE_CAPACITY: u32 = 2048;
+
+struct Profiling {
+    timer: Timer,
+    queries: Option<wgpu::QuerySet>,
+    names: Vec<Kernel>,
+    wall: Vec<f64>,
+}
+
 /// The GPU context: device, queue, pipeline cache, buffer pool, pending commands.
 pub struct Gpu {
     device: wgpu::Device,
@@ -162,6 +192,7 @@ pub struct Gpu {
     uniforms: RefCell<UniformArena>,
     stats: Cell<GpuStats>,
     errors: Arc<Mutex<Vec<String>>>,
+    profiling: RefCell<Option<Profiling>>,
 }
 
 fn rank(t: wgpu::DeviceType) -> u32 {
@@ -296,6 +327,7 @@ impl Gpu {
             staging: RefCell::new(HashMap::new()),
             encoder: RefCell::new(None),
             uniforms: RefCell::new(uniforms),
+            profiling: RefCell::new(None),
             stats: Cell::new(GpuStats {
                 buffers_created: 1,
                 ..Default::default()
@@ -522,24 +554,8 @@ impl Gpu {
         };
         self.with_encoder(|e| e.copy_buffer_to_buffer(t.buf.raw(), 0, &staging, 0, bytes));
         self.flush()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
-        self.check_errors()?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("buffer mapping never completed".into()))?
-            .map_err(|e| Error::Gpu(format!("mapping the readback buffer failed: {e}")))?;
-        let out = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| Error::Gpu(format!("reading the readback buffer failed: {e}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
-        staging.unmap();
+        let bytes_read = self.map_read(&staging)?;
+        let out = bytemuck::pod_collect_to_vec::<u8, f32>(&bytes_read);
         self.staging
             .borrow_mut()
             .entry(bytes)
@@ -664,17 +680,140 @@ impl Gpu {
 
         // A compute pass holds the dispatch; wgpu inserts the barriers that
         // order it after the kernels that wrote its inputs.
+        let mut profiling = self.profiling.borrow_mut();
+        let slot = match profiling.as_mut() {
+            Some(p) if p.names.len() < PROFILE_CAPACITY as usize => {
+                p.names.push(kernel);
+                Some((p.names.len() - 1) as u32)
+            }
+            _ => None,
+        };
+        let queries = profiling.as_ref().and_then(|p| p.queries.as_ref());
+        let wall_clock = profiling.as_ref().map(|p| p.timer) == Some(Timer::WallClock);
         self.with_encoder(|enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(kernel),
-                timestamp_writes: None,
+                timestamp_writes: queries.zip(slot).map(|(q, i)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: q,
+                        beginning_of_pass_write_index: Some(2 * i),
+                        end_of_pass_write_index: Some(2 * i + 1),
+                    }
+                }),
             });
             pass.set_pipeline(&cached.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         });
+        drop(profiling);
         self.bump(|s| s.dispatches += 1);
+        if wall_clock && slot.is_some() {
+            // Everything before this dispatch was drained when profiling
+            // began or after the previous dispatch: time it alone.
+            let t = std::time::Instant::now();
+            self.sync()?;
+            let seconds = t.elapsed().as_secs_f64();
+            if let Some(p) = self.profiling.borrow_mut().as_mut() {
+                p.wall.push(seconds);
+            }
+        }
         Ok(())
+    }
+
+    // ---------------------------------------------------------------- profiling
+
+    /// Starts timing every dispatch: with GPU timestamp queries where the
+    /// adapter has them, else by the wall clock, one submission per dispatch.
+    /// Pending work is submitted and finished first.
+    pub fn profile_begin(&self) -> Result<()> {
+        self.sync()?;
+        let queries = self.summary.timestamps.then(|| {
+            self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * PROFILE_CAPACITY,
+            })
+        });
+        *self.profiling.borrow_mut() = Some(Profiling {
+            timer: if queries.is_some() {
+                Timer::Timestamps
+            } else {
+                Timer::WallClock
+            },
+            queries,
+            names: Vec::new(),
+            wall: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Finishes the recorded work and returns every dispatch's time since
+    /// [`Gpu::profile_begin`] (dispatches past the first 2,048 are not timed).
+    pub fn profile_end(&self) -> Result<Profile> {
+        self.sync()?;
+        let Some(p) = self.profiling.borrow_mut().take() else {
+            return Err(Error::Gpu("profile_end without profile_begin".into()));
+        };
+        let seconds = match &p.queries {
+            None => p.wall,
+            Some(q) => {
+                let count = 2 * p.names.len() as u32;
+                if count == 0 {
+                    Vec::new()
+                } else {
+                    let bytes = count as u64 * 8;
+                    let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("profile resolve"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: false,
+                    });
+                    let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("profile readback"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    self.with_encoder(|e| {
+                        e.resolve_query_set(q, 0..count, &resolve, 0);
+                        e.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
+                    });
+                    self.flush()?;
+                    let ticks = self.map_read(&readback)?;
+                    let ticks: &[u64] = bytemuck::cast_slice(&ticks);
+                    let ns = self.queue.get_timestamp_period() as f64;
+                    ticks
+                        .chunks(2)
+                        .map(|t| t[1].saturating_sub(t[0]) as f64 * ns * 1e-9)
+                        .collect()
+                }
+            }
+        };
+        Ok(Profile {
+            timer: p.timer,
+            dispatches: p.names.into_iter().zip(seconds).collect(),
+        })
+    }
+
+    /// Waits for the submitted work and returns the bytes of a MAP_READ buffer.
+    fn map_read(&self, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        self.check_errors()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("buffer mapping never completed".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping the readback buffer failed: {e}")))?;
+        let out = buffer
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("reading the readback buffer failed: {e}")))?
+            .to_vec();
+        buffer.unmap();
+        Ok(out)
     }
 
     fn push_uniform(&self, bytes: &[u8]) -> Result<usize> {

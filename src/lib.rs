@@ -17,6 +17,7 @@ pub mod nn;
 pub mod ops;
 pub mod plot;
 pub mod posters;
+pub mod profile;
 pub mod rng;
 pub mod shaders;
 pub mod tape;

@@ -81,6 +81,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time every kernel of a training step on random data (GPU timestamp
+    /// queries where the adapter has them) and compare with the adapter's peak.
+    Profile {
+        /// poster, poster5 or mlp.
+        #[arg(long, default_value = "poster")]
+        model: String,
+        /// Input size (square); default: the model's tutorial size.
+        #[arg(long)]
+        size: Option<usize>,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Timed steps (after one untimed warm-up step).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a model's layers, output shapes and parameter counts (no GPU needed).
     Summary {
         /// poster, poster5 or mlp.
@@ -238,6 +256,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             top,
             json,
         } => cmd_predict(&checkpoint, &images, top, json),
+        Command::Profile {
+            model,
+            size,
+            batch,
+            steps,
+            json,
+        } => {
+            let kind: ModelKind = model.parse()?;
+            let config = postergrad::profile::ProfileConfig {
+                model: kind,
+                size: size.unwrap_or(kind.default_size()),
+                batch,
+                steps,
+                labels: 25,
+            };
+            let gpu = Gpu::new()?;
+            let report = postergrad::profile::profile(&gpu, config)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", postergrad::profile::table(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Summary {
             model,
             size,

@@ -90,6 +90,7 @@ pub const SHADERS: &[(&str, &str)] = &[
         "reduce_partials",
         include_str!("../shaders/reduce_partials.wgsl"),
     ),
+    ("peak_fma", include_str!("../shaders/peak_fma.wgsl")),
     (
         "relu_backward",
         include_str!("../shaders/relu_backward.wgsl"),

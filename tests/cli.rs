@@ -70,3 +70,66 @@ fn bad_training_settings_are_clear_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn profile_times_every_kernel_of_a_step() {
+    let (ok, out, err) = postergrad(
+        &[
+            "profile", "--model", "poster", "--size", "46", "--batch", "2", "--steps", "1",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(ok, "profile failed: {err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    let kernels = r["kernels"].as_array().expect("a kernels array");
+    let names: Vec<&str> = kernels
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    for k in [
+        "conv2d_forward",
+        "conv2d_backward_weight",
+        "batchnorm_forward",
+        "maxpool_backward",
+        "dense_forward",
+        "adam_step",
+    ] {
+        assert!(names.contains(&k), "{k} missing from {names:?}");
+    }
+    // Weights are packed once per conv forward (4) and per backward-input
+    // (3: the first layer's input is the image, which needs no gradient).
+    let pack = kernels
+        .iter()
+        .find(|k| k["name"] == "conv2d_pack_weights")
+        .unwrap();
+    assert_eq!(pack["calls"].as_f64().unwrap(), 7.0);
+    let shares: f64 = kernels.iter().map(|k| k["share"].as_f64().unwrap()).sum();
+    assert!((shares - 1.0).abs() < 1e-9, "shares sum to {shares}");
+    let ms: f64 = kernels.iter().map(|k| k["ms"].as_f64().unwrap()).sum();
+    assert!(ms > 0.0 && ms <= r["step_ms"].as_f64().unwrap() * 1.05);
+    assert!(r["ms_per_sample"].as_f64().unwrap() > 0.0);
+    assert!(r["gflops"].as_f64().unwrap() > 0.0);
+    assert!(r["peak_gflops"].as_f64().unwrap() > r["gflops"].as_f64().unwrap());
+    assert!(r["adapter"].as_str().unwrap().len() > 3);
+}
+
+#[test]
+fn profile_step_flop_matches_the_hand_count() {
+    // poster at 350: conv1 3→16 at 348², conv2 16→32 at 172², conv3 32→64 at
+    // 84², conv4 64→128 at 40², dense 51200→128, 128→128, 128→25.
+    let fwd = |c: f64, o: f64, h: f64| 2.0 * c * o * h * h * 9.0;
+    let conv = [
+        fwd(3.0, 16.0, 348.0),
+        fwd(16.0, 32.0, 172.0),
+        fwd(32.0, 64.0, 84.0),
+        fwd(64.0, 128.0, 40.0),
+    ];
+    let dense = 2.0 * (51200.0 * 128.0 + 128.0 * 128.0 + 128.0 * 25.0);
+    let want = 2.0 * conv[0] + 3.0 * (conv[1] + conv[2] + conv[3]) + 3.0 * dense;
+    let got = postergrad::profile::step_flop_per_sample(postergrad::nn::ModelKind::Poster, 350, 25)
+        .unwrap();
+    assert!((got - want).abs() < 1.0, "{got} vs {want}");
+    // The performance issue's figure: about 2.55 GFLOP per sample.
+    assert!((got / 1e9 - 2.555).abs() < 0.005, "{} GFLOP", got / 1e9);
+}

@@ -14,6 +14,7 @@ use postergrad::ops::{
     maxpool::PoolParams,
     AddScaledParams, ElementwiseParams, FillParams,
 };
+use postergrad::profile::PeakParams;
 use postergrad::shaders::SHADERS;
 use postergrad::Gpu;
 use wgpu::naga;
@@ -130,6 +131,7 @@ fn uniform_structs_match_their_host_mirrors() {
         ("fill", size_of::<FillParams>()),
         ("maxpool_backward", size_of::<PoolParams>()),
         ("maxpool_forward", size_of::<PoolParams>()),
+        ("peak_fma", size_of::<PeakParams>()),
         ("reduce_partials", size_of::<ReduceParams>()),
         ("relu_backward", size_of::<ElementwiseParams>()),
         ("relu_forward", size_of::<ElementwiseParams>()),

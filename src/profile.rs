@@ -1,0 +1,237 @@
+//! `postergrad profile`: training steps of a model on random data with every
+//! kernel timed (GPU timestamp queries, or the wall clock per submission
+//! where the adapter has none), summed per kernel, beside the step's wall
+//! time, its effective GFLOP/s and the share of the adapter's own peak.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Timer};
+use crate::nn::{LayerSpec, Model, ModelKind};
+use crate::ops::{Adam, AdamConfig};
+use crate::rng::Rng;
+use crate::tape::{Mode, Tape};
+use crate::tensor::Tensor;
+use std::time::Instant;
+
+/// What to profile.
+#[derive(Clone, Copy, Debug)]
+pub struct ProfileConfig {
+    pub model: ModelKind,
+    pub size: usize,
+    pub batch: usize,
+    /// Timed steps, after one untimed warm-up step (compilation, allocation).
+    pub steps: usize,
+    pub labels: usize,
+}
+
+/// Uniforms of `peak_fma`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PeakParams {
+    pub iters: u32,
+    pub count: u32,
+    pub _pad: [u32; 2],
+}
+
+/// One kernel's total over the timed steps, per step.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelRow {
+    pub name: String,
+    pub calls: f64,
+    pub ms: f64,
+    pub share: f64,
+}
+
+/// The profiler's result (`--json` prints it).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProfileReport {
+    pub adapter: String,
+    pub timer: String,
+    pub model: String,
+    pub size: usize,
+    pub batch: usize,
+    pub steps: usize,
+    /// Wall time of one training step (forward, backward, Adam, loss read).
+    pub step_ms: f64,
+    pub ms_per_sample: f64,
+    /// Sum of the kernel times of one step.
+    pub kernel_ms: f64,
+    /// Convolution and dense FLOP of one step (forward + both backward
+    /// products; a multiply-add counts 2), per sample.
+    pub gflop_per_sample: f64,
+    /// Those FLOP over the step's wall time.
+    pub gflops: f64,
+    /// The adapter's register-only multiply-add rate (`peak_fma`).
+    pub peak_gflops: f64,
+    pub kernels: Vec<KernelRow>,
+}
+
+/// Convolution and dense FLOP of one training step per sample: forward,
+/// input gradient (not for the first layer, whose input is the image) and
+/// weight gradient.
+pub fn step_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Result<f64> {
+    let layers = model.describe(size, labels)?;
+    let mut input = vec![3usize, size, size];
+    let mut total = 0.0;
+    for (i, l) in layers.iter().enumerate() {
+        let fwd = match &l.spec {
+            LayerSpec::Conv2d {
+                filters, kernel, ..
+            } => 2.0 * (filters * l.output[1] * l.output[2] * input[0] * kernel * kernel) as f64,
+            LayerSpec::Dense { units, .. } => {
+                2.0 * (units * input.iter().product::<usize>()) as f64
+            }
+            _ => 0.0,
+        };
+        total += fwd * if i == 0 { 2.0 } else { 3.0 };
+        input = l.output.clone();
+    }
+    Ok(total)
+}
+
+/// The adapter's multiply-add throughput in GFLOP/s: `peak_fma` on enough
+/// invocations to fill it, best of three.
+pub fn peak_gflops(gpu: &Gpu) -> Result<f64> {
+    let count = 1 << 16;
+    let iters = if gpu.adapter().is_cpu { 256 } else { 16384 };
+    let out = Tensor::uninit(gpu, [count], "peak_fma")?;
+    let p = PeakParams {
+        iters,
+        count: count as u32,
+        _pad: [0; 2],
+    };
+    let mut best = f64::INFINITY;
+    for _ in 0..4 {
+        let t = Instant::now();
+        gpu.dispatch("peak_fma", &p, &[&out], gpu.grid_1d(count, 64))?;
+        gpu.sync()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(count as f64 * iters as f64 * 256.0 / best / 1e9)
+}
+
+/// Runs 1 + `steps` training steps and times every kernel of the last `steps`.
+pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
+    if config.batch == 0 || config.steps == 0 {
+        return Err(Error::Config {
+            what: "profile".into(),
+            message: "--batch and --steps must be at least 1".into(),
+        });
+    }
+    let (size, batch, labels) = (config.size, config.batch, config.labels);
+    let model = Model::new(gpu, config.model, size, labels, 0)?;
+    let params = model.params();
+    let mut adam = Adam::new(gpu, &params, AdamConfig::default())?;
+    let mut rng = Rng::new(1);
+    let x = Tensor::from_slice(
+        gpu,
+        [batch, 3, size, size],
+        &rng.vec_f32(batch * 3 * size * size, 0.0, 1.0),
+    )?;
+    let y: Vec<f32> = (0..batch * labels)
+        .map(|_| (rng.uniform() < 0.1) as u8 as f32)
+        .collect();
+    let y = Tensor::from_slice(gpu, [batch, labels], &y)?;
+    let step = |i: usize, adam: &mut Adam| -> Result<()> {
+        let tape = Tape::new(gpu, Mode::Training);
+        let loss = model.loss(
+            &tape,
+            &tape.constant(x.clone()),
+            &tape.constant(y.clone()),
+            i as u32,
+        )?;
+        tape.backward(&loss)?;
+        adam.step(gpu, &params)?;
+        loss.value.to_vec(gpu)?;
+        Ok(())
+    };
+    step(0, &mut adam)?;
+    let mut wall = 0.0;
+    let mut rows: Vec<KernelRow> = Vec::new();
+    let mut timer = Timer::Timestamps;
+    for i in 1..=config.steps {
+        gpu.profile_begin()?;
+        let t = Instant::now();
+        step(i, &mut adam)?;
+        wall += t.elapsed().as_secs_f64();
+        let prof = gpu.profile_end()?;
+        timer = prof.timer;
+        for (name, s) in prof.dispatches {
+            match rows.iter_mut().find(|r| r.name == name) {
+                Some(r) => {
+                    r.calls += 1.0;
+                    r.ms += s * 1e3;
+                }
+                None => rows.push(KernelRow {
+                    name: name.to_string(),
+                    calls: 1.0,
+                    ms: s * 1e3,
+                    share: 0.0,
+                }),
+            }
+        }
+    }
+    let n = config.steps as f64;
+    let kernel_ms: f64 = rows.iter().map(|r| r.ms).sum::<f64>() / n;
+    for r in &mut rows {
+        r.calls /= n;
+        r.ms /= n;
+        r.share = r.ms / kernel_ms.max(1e-12);
+    }
+    rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    let step_ms = wall / n * 1e3;
+    let flop = step_flop_per_sample(config.model, size, labels)?;
+    let gflops = flop * batch as f64 / (step_ms * 1e-3) / 1e9;
+    Ok(ProfileReport {
+        adapter: gpu.adapter().to_string(),
+        timer: match timer {
+            Timer::Timestamps => "GPU timestamp queries".into(),
+            Timer::WallClock => {
+                "wall clock per submission (the adapter has no timestamp queries)".into()
+            }
+        },
+        model: config.model.name().into(),
+        size,
+        batch,
+        steps: config.steps,
+        step_ms,
+        ms_per_sample: step_ms / batch as f64,
+        kernel_ms,
+        gflop_per_sample: flop / 1e9,
+        gflops,
+        peak_gflops: peak_gflops(gpu)?,
+        kernels: rows,
+    })
+}
+
+/// The report as a table.
+pub fn table(r: &ProfileReport) -> String {
+    let mut out = format!(
+        "adapter: {}\ntimer: {}\n{} at {}×{}, batch {}, {} timed step(s) after 1 warm-up\n\n",
+        r.adapter, r.timer, r.model, r.size, r.size, r.batch, r.steps
+    );
+    out += &format!(
+        "{:<28} {:>9} {:>11} {:>7}\n",
+        "kernel", "calls", "ms/step", "share"
+    );
+    for k in &r.kernels {
+        out += &format!(
+            "{:<28} {:>9.0} {:>11.2} {:>6.1}%\n",
+            k.name,
+            k.calls,
+            k.ms,
+            100.0 * k.share
+        );
+    }
+    out += &format!(
+        "\nkernels {:.1} ms of a {:.1} ms step ({:.1} ms/sample)\n",
+        r.kernel_ms, r.step_ms, r.ms_per_sample
+    );
+    out += &format!(
+        "conv + dense work {:.3} GFLOP/sample → {:.2} GFLOP/s; adapter peak (peak_fma) {:.1} GFLOP/s: {:.1}% of peak\n",
+        r.gflop_per_sample,
+        r.gflops,
+        r.peak_gflops,
+        100.0 * r.gflops / r.peak_gflops
+    );
+    out
+}
