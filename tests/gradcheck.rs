@@ -207,12 +207,58 @@ fn catches_a_missing_stride_test_in_conv2d_backward_input() {
 fn catches_a_flipped_sign_in_conv2d_backward_weight() {
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight",
-        "acc[i][j] = acc[i][j] + g[i] * xv;",
-        "acc[i][j] = acc[i][j] - g[i] * xv;",
+        "a0 = a0 + x_lo.x * g;",
+        "a0 = a0 - x_lo.x * g;",
         "conv2d",
         20_000,
     );
     assert_caught(&f, "dw");
+}
+
+#[test]
+fn catches_a_wrong_shift_in_the_conv2d_strip() {
+    // the stride-1 strip loads the wrong next input when it shifts to the
+    // next kx: the forward and the stride-1 backward-input (same kernel) fail
+    let f = failing_small_cases_with_mutation(
+        "conv2d_forward",
+        "ix0 + i32(8u + kx)",
+        "ix0 + i32(9u + kx)",
+        "conv2d",
+        20_000,
+    );
+    assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
+    assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_wrong_pixel_in_the_strided_conv2d_path() {
+    // only the stride-2 cases run the reload path
+    let f = failing_small_cases_with_mutation(
+        "conv2d_forward",
+        "r1 = input_at(plane, iy, ix0 + i32(1u * s + kx));",
+        "r1 = input_at(plane, iy, ix0 + i32(0u * s + kx));",
+        "conv2d",
+        20_000,
+    );
+    assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
+}
+
+#[test]
+fn catches_an_unflipped_kernel_in_backward_input() {
+    // backward-input at stride 1 is the forward with the kernel transposed
+    // and flipped by conv2d_pack_weights: forgetting the flip breaks dx only
+    let f = failing_small_cases_with_mutation(
+        "conv2d_pack_weights",
+        "let flipped = (params.kh - 1u - ky) * params.kw + (params.kw - 1u - kx);",
+        "let flipped = ky * params.kw + kx;",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "dx");
+    assert!(
+        !f.iter().any(|c| c.contains("forward")),
+        "the forward does not use the flip: {f:?}"
+    );
 }
 
 #[test]
