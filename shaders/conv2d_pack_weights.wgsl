@@ -12,6 +12,8 @@
 // guarantees, so the host binds window (g, k) at byte offset (g·K + k)·65536.
 // Thread mapping: one invocation per packed float; invocation
 // gid.x + gid.y·num_workgroups.x·64 → (window, element).
+// Bounds: invocations past `total` return; channels past Cout or Cin and
+// taps past the chunk write 0, so every float of every window is defined.
 
 alias real = f32;
 

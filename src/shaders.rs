@@ -86,11 +86,11 @@ pub const SHADERS: &[(&str, &str)] = &[
         "maxpool_forward",
         include_str!("../shaders/maxpool_forward.wgsl"),
     ),
+    ("peak_fma", include_str!("../shaders/peak_fma.wgsl")),
     (
         "reduce_partials",
         include_str!("../shaders/reduce_partials.wgsl"),
     ),
-    ("peak_fma", include_str!("../shaders/peak_fma.wgsl")),
     (
         "relu_backward",
         include_str!("../shaders/relu_backward.wgsl"),
