@@ -178,26 +178,12 @@ pub struct ConvParams {
 }
 
 /// Uniforms of `conv2d_forward` (which also runs backward-input for
-/// stride 1, with the roles of x/y and Cin/Cout swapped).
+/// stride 1, with the roles of x/y and Cin/Cout swapped): the sizes every
+/// conv kernel gets (`conv.chunk` unused), then the dispatch's slice.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ConvForwardParams {
-    pub n: u32,
-    pub cin: u32,
-    pub h: u32,
-    pub w: u32,
-    pub cout: u32,
-    pub kh: u32,
-    pub kw: u32,
-    pub stride: u32,
-    pub oh: u32,
-    pub ow: u32,
-    pub pad_top: u32,
-    pub pad_left: u32,
-    /// First element of the input window.
-    pub x_base: u32,
-    /// First element of the output window.
-    pub y_base: u32,
+    pub conv: ConvParams,
     /// First input channel of this dispatch's chunk.
     pub ci0: u32,
     /// Input channels in the chunk.
@@ -206,7 +192,6 @@ pub struct ConvForwardParams {
     pub co0: u32,
     /// Bit 1: add the bias; bit 2: add into the output.
     pub mode: u32,
-    pub _pad: [u32; 2],
 }
 
 /// Uniforms of `conv2d_pack_weights`.
@@ -236,24 +221,32 @@ const MODE_ACCUMULATE: u32 = 2;
 const PACK_BIAS: u32 = 1;
 const PACK_TRANSPOSED: u32 = 2;
 
-/// A convolution in the roles `conv2d_forward` sees: input [n, cin, h, w],
-/// output [n, cout, oh, ow] (for backward-input: dy in, dx out).
-struct Roles {
-    g: ConvGeometry,
-    /// Packing: (transposed and flipped, with bias).
-    transposed: bool,
+/// How `conv2d_pack_weights` lays out the kernel.
+enum Packing<'t> {
+    /// As stored, with this bias (the forward).
+    WithBias(&'t Tensor),
+    /// Transposed and flipped, no bias (backward-input at stride 1).
+    TransposedFlipped,
+}
+
+/// The kernel packed into 64 KiB windows, one per (group of 16 output
+/// channels, chunk of `cc` input channels).
+struct PackedWeights {
+    tensor: Tensor,
+    chunks: usize,
+    cc: usize,
     bias: bool,
 }
 
-/// Packs the kernel (and bias) into 64 KiB windows, one per (group of 16
-/// output channels, chunk of input channels); returns (packed, chunks, cc).
+/// Packs `w` for the convolution `g`, given in the roles `conv2d_forward`
+/// sees: input [n, cin, h, w], output [n, cout, oh, ow] (for backward-input:
+/// dy in, dx out).
 fn pack_weights(
     gpu: &Gpu,
-    roles: &Roles,
+    g: &ConvGeometry,
     w: &Tensor,
-    b: Option<&Tensor>,
-) -> Result<(Tensor, usize, usize)> {
-    let g = &roles.g;
+    packing: Packing,
+) -> Result<PackedWeights> {
     let taps = g.kh * g.kw;
     let cc = ((WINDOW - GROUP) / (GROUP * taps)).min(g.cin);
     if cc == 0 {
@@ -269,7 +262,12 @@ fn pack_weights(
     }
     let chunks = g.cin.div_ceil(cc);
     let windows = g.cout.div_ceil(GROUP) * chunks;
-    let packed = Tensor::uninit(gpu, [windows * WINDOW], "conv2d_pack_weights")?;
+    let tensor = Tensor::uninit(gpu, [windows * WINDOW], "conv2d_pack_weights")?;
+    let (mode, b) = match packing {
+        Packing::WithBias(b) => (PACK_BIAS, b),
+        // the kernel binds a bias either way; it reads none here
+        Packing::TransposedFlipped => (PACK_TRANSPOSED, w),
+    };
     let p = PackParams {
         cout: g.cout as u32,
         cin: g.cin as u32,
@@ -277,31 +275,34 @@ fn pack_weights(
         kw: g.kw as u32,
         chunks: chunks as u32,
         cc: cc as u32,
-        mode: if roles.transposed { PACK_TRANSPOSED } else { 0 }
-            | if roles.bias { PACK_BIAS } else { 0 },
+        mode,
         total: (windows * WINDOW) as u32,
     };
     gpu.dispatch(
         "conv2d_pack_weights",
         &p,
-        &[w, b.unwrap_or(w), &packed],
+        &[w, b, &tensor],
         gpu.grid_1d(windows * WINDOW, 64),
     )?;
-    Ok((packed, chunks, cc))
+    Ok(PackedWeights {
+        tensor,
+        chunks,
+        cc,
+        bias: mode == PACK_BIAS,
+    })
 }
 
 /// Runs `conv2d_forward` over every sample window, channel group and input
-/// chunk: y = conv(x, packed) (+ bias) (+ y when `accumulate`).
+/// chunk: y = conv(x, packed) (+ bias) (+ y when `accumulate`), `g` in the
+/// roles of [`pack_weights`].
 fn forward_tiles(
     gpu: &Gpu,
-    roles: &Roles,
+    g: &ConvGeometry,
     x: &Tensor,
-    packed: (&Tensor, usize, usize),
+    packed: &PackedWeights,
     y: &Tensor,
     accumulate: bool,
 ) -> Result<()> {
-    let g = &roles.g;
-    let (packed, chunks, cc) = packed;
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     for r in sample_ranges(gpu, g) {
         let n = r.len();
@@ -309,31 +310,18 @@ fn forward_tiles(
         let (yw, yb) = gpu.window(y, r.start * ys, n * ys);
         let strips = n * g.oh * g.ow.div_ceil(8);
         for group in 0..g.cout.div_ceil(GROUP) {
-            for k in 0..chunks {
+            for k in 0..packed.chunks {
                 let first = k == 0 && !accumulate;
                 let p = ConvForwardParams {
-                    n: n as u32,
-                    cin: g.cin as u32,
-                    h: g.h as u32,
-                    w: g.w as u32,
-                    cout: g.cout as u32,
-                    kh: g.kh as u32,
-                    kw: g.kw as u32,
-                    stride: g.stride as u32,
-                    oh: g.oh as u32,
-                    ow: g.ow as u32,
-                    pad_top: g.pad_top as u32,
-                    pad_left: g.pad_left as u32,
-                    x_base: xb,
-                    y_base: yb,
-                    ci0: (k * cc) as u32,
-                    cc: (cc.min(g.cin - k * cc)) as u32,
+                    conv: g.params(n, xb, yb, 0),
+                    ci0: (k * packed.cc) as u32,
+                    cc: packed.cc.min(g.cin - k * packed.cc) as u32,
                     co0: (group * GROUP) as u32,
-                    mode: if roles.bias && k == 0 { MODE_BIAS } else { 0 }
+                    mode: if packed.bias && k == 0 { MODE_BIAS } else { 0 }
                         | if first { 0 } else { MODE_ACCUMULATE },
-                    _pad: [0; 2],
                 };
-                let window = Bind::range(packed, (group * chunks + k) * WINDOW, WINDOW);
+                let start = (group * packed.chunks + k) * WINDOW;
+                let window = Bind::range(&packed.tensor, start, WINDOW);
                 gpu.dispatch_bound(
                     "conv2d_forward",
                     &p,
@@ -397,13 +385,8 @@ pub fn conv2d_forward(
     let g = ConvGeometry::new(x.dims(), w.dims(), config)?;
     b.expect_shape("conv2d", "bias must be [out channels]", &[g.cout])?;
     let y = Tensor::uninit(gpu, g.output_shape(), "conv2d_forward")?;
-    let roles = Roles {
-        g,
-        transposed: false,
-        bias: true,
-    };
-    let (packed, chunks, cc) = pack_weights(gpu, &roles, w, Some(b))?;
-    forward_tiles(gpu, &roles, x, (&packed, chunks, cc), &y, false)?;
+    let packed = pack_weights(gpu, &g, w, Packing::WithBias(b))?;
+    forward_tiles(gpu, &g, x, &packed, &y, false)?;
     Ok(y)
 }
 
@@ -424,26 +407,22 @@ pub fn conv2d_backward_input(
     if g.stride == 1 {
         // dx = full correlation of dy with the flipped, transposed kernel:
         // the forward kernel with the roles swapped and padding KH − 1 − pt.
-        let roles = Roles {
-            g: ConvGeometry {
-                n: g.n,
-                cin: g.cout,
-                h: g.oh,
-                w: g.ow,
-                cout: g.cin,
-                kh: g.kh,
-                kw: g.kw,
-                stride: 1,
-                oh: g.h,
-                ow: g.w,
-                pad_top: g.kh - 1 - g.pad_top,
-                pad_left: g.kw - 1 - g.pad_left,
-            },
-            transposed: true,
-            bias: false,
+        let roles = ConvGeometry {
+            n: g.n,
+            cin: g.cout,
+            h: g.oh,
+            w: g.ow,
+            cout: g.cin,
+            kh: g.kh,
+            kw: g.kw,
+            stride: 1,
+            oh: g.h,
+            ow: g.w,
+            pad_top: g.kh - 1 - g.pad_top,
+            pad_left: g.kw - 1 - g.pad_left,
         };
-        let (packed, chunks, cc) = pack_weights(gpu, &roles, w, None)?;
-        return forward_tiles(gpu, &roles, dy, (&packed, chunks, cc), dx, true);
+        let packed = pack_weights(gpu, &roles, w, Packing::TransposedFlipped)?;
+        return forward_tiles(gpu, &roles, dy, &packed, dx, true);
     }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     for r in sample_ranges(gpu, &g) {
