@@ -109,6 +109,61 @@ pub fn peak_gflops(gpu: &Gpu) -> Result<f64> {
     Ok(count as f64 * iters as f64 * 256.0 / best / 1e9)
 }
 
+/// Training steps of a model on one fixed random batch (uniform pixels,
+/// 10 % positive labels): what `profile` and `examples/poster_step.rs` time.
+pub struct RandomStep<'g> {
+    gpu: &'g Gpu,
+    pub model: Model,
+    adam: Adam,
+    x: Tensor,
+    y: Tensor,
+}
+
+impl<'g> RandomStep<'g> {
+    pub fn new(
+        gpu: &'g Gpu,
+        kind: ModelKind,
+        size: usize,
+        batch: usize,
+        labels: usize,
+    ) -> Result<RandomStep<'g>> {
+        let model = Model::new(gpu, kind, size, labels, 0)?;
+        let adam = Adam::new(gpu, &model.params(), AdamConfig::default())?;
+        let mut rng = Rng::new(1);
+        let x = Tensor::from_slice(
+            gpu,
+            [batch, 3, size, size],
+            &rng.vec_f32(batch * 3 * size * size, 0.0, 1.0),
+        )?;
+        let y: Vec<f32> = (0..batch * labels)
+            .map(|_| (rng.uniform() < 0.1) as u8 as f32)
+            .collect();
+        let y = Tensor::from_slice(gpu, [batch, labels], &y)?;
+        Ok(RandomStep {
+            gpu,
+            model,
+            adam,
+            x,
+            y,
+        })
+    }
+
+    /// One step (forward, BCE, backward, Adam) with dropout step `step`;
+    /// returns the loss, read back (which waits for the GPU).
+    pub fn step(&mut self, step: u32) -> Result<f32> {
+        let tape = Tape::new(self.gpu, Mode::Training);
+        let loss = self.model.loss(
+            &tape,
+            &tape.constant(self.x.clone()),
+            &tape.constant(self.y.clone()),
+            step,
+        )?;
+        tape.backward(&loss)?;
+        self.adam.step(self.gpu, &self.model.params())?;
+        Ok(loss.value.to_vec(self.gpu)?[0])
+    }
+}
+
 /// Runs 1 + `steps` training steps and times every kernel of the last `steps`.
 pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
     if config.batch == 0 || config.steps == 0 {
@@ -117,41 +172,15 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
             message: "--batch and --steps must be at least 1".into(),
         });
     }
-    let (size, batch, labels) = (config.size, config.batch, config.labels);
-    let model = Model::new(gpu, config.model, size, labels, 0)?;
-    let params = model.params();
-    let mut adam = Adam::new(gpu, &params, AdamConfig::default())?;
-    let mut rng = Rng::new(1);
-    let x = Tensor::from_slice(
-        gpu,
-        [batch, 3, size, size],
-        &rng.vec_f32(batch * 3 * size * size, 0.0, 1.0),
-    )?;
-    let y: Vec<f32> = (0..batch * labels)
-        .map(|_| (rng.uniform() < 0.1) as u8 as f32)
-        .collect();
-    let y = Tensor::from_slice(gpu, [batch, labels], &y)?;
-    let step = |i: usize, adam: &mut Adam| -> Result<()> {
-        let tape = Tape::new(gpu, Mode::Training);
-        let loss = model.loss(
-            &tape,
-            &tape.constant(x.clone()),
-            &tape.constant(y.clone()),
-            i as u32,
-        )?;
-        tape.backward(&loss)?;
-        adam.step(gpu, &params)?;
-        loss.value.to_vec(gpu)?;
-        Ok(())
-    };
-    step(0, &mut adam)?;
+    let mut run = RandomStep::new(gpu, config.model, config.size, config.batch, config.labels)?;
+    run.step(0)?;
     let mut wall = 0.0;
     let mut rows: Vec<KernelRow> = Vec::new();
     let mut timer = Timer::Timestamps;
     for i in 1..=config.steps {
         gpu.profile_begin()?;
         let t = Instant::now();
-        step(i, &mut adam)?;
+        run.step(i as u32)?;
         wall += t.elapsed().as_secs_f64();
         let prof = gpu.profile_end()?;
         timer = prof.timer;
@@ -179,7 +208,8 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
     }
     rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
     let step_ms = wall / n * 1e3;
-    let flop = step_flop_per_sample(config.model, size, labels)?;
+    let (size, batch) = (config.size, config.batch);
+    let flop = step_flop_per_sample(config.model, size, config.labels)?;
     let gflops = flop * batch as f64 / (step_ms * 1e-3) / 1e9;
     Ok(ProfileReport {
         adapter: gpu.adapter().to_string(),
