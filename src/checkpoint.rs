@@ -101,7 +101,7 @@ fn ckpt_error(path: &Path, message: impl Into<String>) -> Error {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| Error::Io {
         path: path.display().to_string(),
-        source,
+        error: source,
     };
     let name = path
         .file_name()
@@ -166,9 +166,19 @@ pub fn save_model(gpu: &Gpu, path: &Path, model: &Model, info: &CheckpointInfo) 
 impl Checkpoint {
     /// Reads and validates a checkpoint file.
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
+        let bytes = std::fs::read(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ckpt_error(
+                    path,
+                    "not found; pass the model.safetensors of a finished run \
+                     (runs/<name>/model.safetensors)",
+                )
+            } else {
+                Error::Io {
+                    path: path.display().to_string(),
+                    error: source,
+                }
+            }
         })?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
             ckpt_error(

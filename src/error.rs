@@ -77,11 +77,10 @@ pub enum Error {
     Config { what: String, message: String },
 
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", io_reason(error))]
     Io {
         path: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A dataset file is malformed (a CSV row, a header, a label value).
@@ -111,6 +110,19 @@ pub enum Error {
         total: usize,
         names: String,
     },
+}
+
+/// An I/O error in words a user acts on ("not found" rather than
+/// "No such file or directory (os error 2)").
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "not found".into(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (check the file's owner and mode)".into()
+        }
+        std::io::ErrorKind::StorageFull => "no space left on the device".into(),
+        _ => e.to_string(),
+    }
 }
 
 /// The library's result type.

@@ -374,7 +374,7 @@ impl Gpu {
     pub fn override_shaders_from_dir(&self, dir: &std::path::Path) -> Result<Vec<String>> {
         let io = |e| Error::Io {
             path: dir.display().to_string(),
-            source: e,
+            error: e,
         };
         let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -385,7 +385,7 @@ impl Gpu {
             let name = path.file_stem().unwrap().to_string_lossy().to_string();
             let src = std::fs::read_to_string(&path).map_err(|e| Error::Io {
                 path: path.display().to_string(),
-                source: e,
+                error: e,
             })?;
             self.override_shader(&name, src)?;
             names.push(name);

@@ -36,7 +36,7 @@ pub struct EpochRecord {
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Io {
         path: path.display().to_string(),
-        source: std::io::Error::other(format!("drawing the learning curve: {e}")),
+        error: std::io::Error::other(format!("drawing the learning curve: {e}")),
     }
 }
 

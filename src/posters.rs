@@ -99,10 +99,31 @@ impl PosterSet {
                 "is not a directory; --data wants a directory holding train.csv and Images/".into(),
             ));
         }
-        let file = std::fs::File::open(&csv_path).map_err(|source| Error::Io {
-            path: csv_path.display().to_string(),
-            source,
+        let file = std::fs::File::open(&csv_path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                csv_error(
+                    &csv_path,
+                    None,
+                    "not found; --data wants the tutorial's layout: train.csv (Id, Genre, one \
+                     0/1 column per genre) and Images/<Id>.jpg"
+                        .into(),
+                )
+            } else {
+                Error::Io {
+                    path: csv_path.display().to_string(),
+                    error: source,
+                }
+            }
         })?;
+        if file.metadata().map(|m| m.len() == 0).unwrap_or(false) {
+            return Err(csv_error(
+                &csv_path,
+                None,
+                "is empty; it needs a header line `Id,Genre,<genre>,<genre>,…` and one row per \
+                 poster"
+                    .into(),
+            ));
+        }
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .has_headers(true)
@@ -329,21 +350,70 @@ impl PosterSet {
     }
 }
 
+/// The most memory one poster may take while decoded (before resizing):
+/// 256 MiB, e.g. 9,000 × 9,000 RGB at 8 bits. A decoding thread never holds
+/// more than this plus the small resized copy.
+pub const MAX_DECODED_BYTES: u64 = 256 << 20;
+
+/// Reads one poster (JPEG or PNG; grayscale, RGBA, CMYK and 16-bit images
+/// are converted) and resizes it to `size`×`size` RGB, HWC u8. The error
+/// says what is wrong with the file and what to do.
 pub fn load_image_file(path: &Path, size: usize) -> std::result::Result<Vec<u8>, String> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| e.to_string())?
+    use image::{ImageDecoder, ImageReader};
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "file not found".to_string(),
+        _ => format!("unreadable: {e}"),
+    })?;
+    if bytes.is_empty() {
+        return Err("the file is empty (0 bytes); download the poster again".into());
+    }
+    let reader = ImageReader::new(std::io::Cursor::new(&bytes[..]))
         .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .decode()
-        .map_err(|e| e.to_string())?
-        .to_rgb8();
+        .map_err(|e| format!("unreadable: {e}"))?;
+    let Some(format) = reader.format() else {
+        return Err(format!(
+            "not an image postergrad can read (its first bytes are neither JPEG nor PNG: {:02x?}); \
+             convert it to JPEG or PNG",
+            &bytes[..bytes.len().min(4)]
+        ));
+    };
+    let name = match format {
+        image::ImageFormat::Jpeg => "JPEG",
+        image::ImageFormat::Png => "PNG",
+        other => {
+            return Err(format!(
+                "a {other:?} image; postergrad reads JPEG and PNG: convert it"
+            ))
+        }
+    };
+    let corrupt = |e: image::ImageError| {
+        format!(
+            "a damaged or truncated {name} file ({}); download the poster again",
+            e.to_string().trim()
+        )
+    };
+    let decoder = reader.into_decoder().map_err(corrupt)?;
+    let (w, h) = decoder.dimensions();
+    let decoded = decoder.total_bytes();
+    if decoded > MAX_DECODED_BYTES {
+        return Err(format!(
+            "{w}×{h} pixels would take {} MB decoded, more than the {} MB a poster may use; \
+             shrink it first (e.g. `convert {} -resize 2000x2000 small.jpg`)",
+            decoded >> 20,
+            MAX_DECODED_BYTES >> 20,
+            path.display()
+        ));
+    }
+    let img = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     let s = size as u32;
-    let img = if img.dimensions() == (s, s) {
+    let img = if (img.width(), img.height()) == (s, s) {
         img
     } else {
-        image::imageops::resize(&img, s, s, image::imageops::FilterType::Triangle)
+        // Resized in the file's own pixel format, then converted: a huge or
+        // 16-bit poster is never copied at full size.
+        img.resize_exact(s, s, image::imageops::FilterType::Triangle)
     };
-    Ok(img.into_raw())
+    Ok(img.to_rgb8().into_raw())
 }
 
 /// HWC u8 → CHW f32 in [0, 1], appended to `out`.

@@ -264,12 +264,12 @@ fn write_history(path: &Path, history: &[EpochRecord]) -> Result<()> {
     for r in history {
         w.serialize(r).map_err(|e| Error::Io {
             path: path.display().to_string(),
-            source: std::io::Error::other(e),
+            error: std::io::Error::other(e),
         })?;
     }
     let bytes = w.into_inner().map_err(|e| Error::Io {
         path: path.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
+        error: std::io::Error::other(e.to_string()),
     })?;
     write_atomically(path, &bytes)
 }
@@ -398,7 +398,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
     let model_path = out.join("model.safetensors");
     std::fs::create_dir_all(out).map_err(|source| Error::Io {
         path: out.display().to_string(),
-        source,
+        error: source,
     })?;
     if config.resume && config.force {
         return Err(Error::Config {
@@ -458,12 +458,10 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             return Err(Error::Config {
                 what: "--resume".into(),
                 message: format!(
-                    "the run in {} was started with different settings; continue it with the same                      data, --model, --size, --batch, --lr, --seed, --val-split and --limit.
-                       saved: {}
-  now:   {}",
+                    "the run in {} was started with other settings: {}; resume with the \
+                     run's own settings (see its config.json), or start a new run with --out",
                     out.display(),
-                    serde_json::to_string(&saved).unwrap_or_default(),
-                    serde_json::to_string(&settings).unwrap_or_default()
+                    settings_diff(&saved, &settings)
                 ),
             });
         }
@@ -701,6 +699,19 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
     })
 }
 
+/// "size: saved 128, now 64; seed: saved 0, now 1": the settings that differ.
+fn settings_diff(saved: &RunSettings, now: &RunSettings) -> String {
+    let (a, b) = (serde_json::json!(saved), serde_json::json!(now));
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return String::new();
+    };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: saved {v}, now {}", b.get(k).cloned().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Brings the run directory up to date after an epoch, each file atomically.
 /// `train_state.safetensors` goes last: if the process dies before it, a
 /// resume redoes the epoch (and drops any history row beyond the state's).
@@ -730,7 +741,7 @@ fn save_epoch(
     learning_curve(&tmp, title, history, &report.baseline)?;
     std::fs::rename(&tmp, &png).map_err(|source| Error::Io {
         path: png.display().to_string(),
-        source,
+        error: source,
     })?;
     checkpoint::save_model(gpu, &out.join("model.safetensors"), model, meta)?;
     let mut state: Vec<(String, &Tensor)> = model.named_tensors();
