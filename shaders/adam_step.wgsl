@@ -4,6 +4,10 @@
 //   v ← v + (g² − v)(1 − β2)
 //   p ← p − α · m / (√v + ε),     α = lr · √(1 − β2ᵗ) / (1 − β1ᵗ)   (bias correction, on the host in f64)
 //
+// Guard: guard[0] counts the non-finite values found in this step's loss and
+// gradients (nonfinite_count); when it is not zero nothing is updated, so a
+// diverging step never reaches the weights or the moments.
+//
 // Thread mapping: one invocation per parameter, i = gid.x + gid.y · num_workgroups.x · 256.
 // Bounds: invocations with i ≥ n return.
 // Windows: tensors larger than one binding are processed in element ranges; every
@@ -28,11 +32,12 @@ struct AdamParams {
 @group(0) @binding(2) var<storage, read_write> p: array<real>;
 @group(0) @binding(3) var<storage, read_write> m: array<real>;
 @group(0) @binding(4) var<storage, read_write> v: array<real>;
+@group(0) @binding(5) var<storage, read> guard: array<u32>;
 
 @compute @workgroup_size(256)
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = gid.x + gid.y * nwg.x * 256u;
-    if (r >= params.n) {
+    if (r >= params.n || guard[0] != 0u) {
         return;
     }
     let i = params.base + r;

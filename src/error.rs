@@ -103,6 +103,21 @@ pub enum Error {
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: String, message: String },
 
+    /// Training stopped before its last epoch: a non-finite loss or
+    /// gradient, a lost device, a failed write. Says where, why, and which
+    /// checkpoint on disk is intact.
+    #[error("training stopped at {at}: {cause}\n{checkpoint}")]
+    Stopped {
+        at: String,
+        cause: Box<Error>,
+        checkpoint: String,
+    },
+
+    /// The loss or a gradient became NaN or infinite (the diagnosis names
+    /// the tensors and the first layer at fault).
+    #[error("{0}")]
+    NonFinite(String),
+
     /// A gradient-check suite found kernels whose results are wrong.
     #[error("gradient check failed: {failed} of {total} checks out of tolerance ({names})")]
     GradcheckFailed {

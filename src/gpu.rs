@@ -337,6 +337,13 @@ impl Gpu {
     }
 
     /// The chosen adapter.
+    /// Destroys the device, as a driver reset or an unplugged GPU would:
+    /// every later call fails with [`Error::Gpu`] ("device lost"). For
+    /// testing that a run survives losing its GPU.
+    pub fn lose_device(&self) {
+        self.device.destroy();
+    }
+
     pub fn adapter(&self) -> &AdapterSummary {
         &self.summary
     }

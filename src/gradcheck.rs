@@ -517,20 +517,28 @@ pub fn check_adam(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
         let p = Tensor::from_slice(gpu, [n], &p0)?;
         let m = Tensor::zeros(gpu, [n], "adam m")?;
         let v = Tensor::zeros(gpu, [n], "adam v")?;
+        let guard = ops::nonfinite::Counters::new(gpu, 1)?;
         let (mut p64, mut m64, mut v64) = (to64(&p0), vec![0.0; n], vec![0.0; n]);
         for t in 1..=3u64 {
             let g = rng.vec_f32(n, -1.0, 1.0);
             let gt = Tensor::from_slice(gpu, [n], &g)?;
-            ops::adam::adam_step(gpu, &config, t, &gt, &p, &m, &v)?;
+            ops::adam::adam_step(gpu, &config, t, &gt, &p, (&m, &v), &guard)?;
             ops::adam::cpu::adam_step(&config, t, &to64(&g), &mut p64, &mut m64, &mut v64);
         }
+        // A fourth step whose gradient holds a NaN: the guard counts it and
+        // the update leaves p, m and v exactly as they were.
+        let mut g = rng.vec_f32(n, -1.0, 1.0);
+        g[n / 2] = f32::NAN;
+        let gt = Tensor::from_slice(gpu, [n], &g)?;
+        guard.count(gpu, &gt, 1)?;
+        ops::adam::adam_step(gpu, &config, 4, &gt, &p, (&m, &v), &guard)?;
         let tol = Tolerance {
             atol: 1e-6,
             rtol: 1e-5,
         };
         for (name, gpu_t, want) in [("p", &p, &p64), ("m", &m, &m64), ("v", &v, &v64)] {
             let got = to64(&gpu_t.to_vec(gpu)?);
-            let check = format!("{name} after 3 steps vs f64 reference");
+            let check = format!("{name} after 3 steps + 1 NaN-guarded vs f64 reference");
             rows.push(Row::new("adam", &format!("[{n}]"), &check, &got, want, tol));
         }
     }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -354,6 +355,23 @@ fn cmd_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
         workers: a.workers.unwrap_or_else(Loader::default_workers),
         ..Default::default()
     };
+    // Ctrl-C: the first stops after the current step with a checkpoint, a
+    // second one quits at once (every file on disk is written atomically,
+    // so even that loses nothing already saved).
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: quitting now; the last checkpoint on disk is intact");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: stopping after this step and writing a checkpoint (Ctrl-C again to quit at once)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let config = train::TrainConfig {
+        stop: Some(stop),
+        ..config
+    };
     let gpu = open_gpu()?;
     let bar = ProgressBar::hidden();
     let started = Instant::now();
@@ -427,6 +445,21 @@ fn cmd_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
         }
     })?;
     bar.finish_and_clear();
+    if let Some(at) = summary.stopped {
+        println!(
+            "stopped by Ctrl-C after step {} (epoch {}, batch {} of {}); the state is saved in {}",
+            at.step,
+            at.epoch,
+            at.batch,
+            at.batches,
+            summary.out.join("train_state.safetensors").display()
+        );
+        println!(
+            "continue exactly where it stopped with:\n  {}",
+            resume_command(&summary.out)
+        );
+        return Ok(ExitCode::from(130));
+    }
     if let Some(m) = summary.last {
         println!(
             "\nvalidation ({} posters)     model   label-prior baseline",
@@ -446,6 +479,30 @@ fn cmd_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
         summary.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// This process's `postergrad train …` command line, made to resume `out`:
+/// `--force` dropped, `--resume` and `--out` added where missing.
+fn resume_command(out: &Path) -> String {
+    let mut args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--force" && a != "--resume")
+        .collect();
+    if !args.iter().any(|a| a == "--out" || a.starts_with("--out=")) {
+        args.extend(["--out".into(), out.display().to_string()]);
+    }
+    args.push("--resume".into());
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:+,".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect();
+    format!("postergrad {}", quoted.join(" "))
 }
 
 fn print_metric_rows(m: &Metrics, b: &Metrics) {

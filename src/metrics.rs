@@ -91,7 +91,9 @@ pub fn average_precision(scores: &[f32], truth: &[bool]) -> Option<f64> {
     while i < order.len() {
         // One threshold: every sample tied with order[i].
         let s = scores[order[i]];
-        while i < order.len() && scores[order[i]] == s {
+        // total_cmp, not ==: a NaN score is one threshold too (NaN == NaN
+        // is false and would never advance).
+        while i < order.len() && scores[order[i]].total_cmp(&s).is_eq() {
             tp += truth[order[i]] as usize;
             seen += 1;
             i += 1;
@@ -159,6 +161,9 @@ mod tests {
         assert_abs_diff_eq!(ap, 5.0 / 6.0, epsilon = 1e-12);
         // All scores tied: AP is the positive rate.
         let ap = average_precision(&[0.3; 5], &[true, false, false, true, false]).unwrap();
+        // A diverged model's NaN scores form one tied threshold (this looped forever once).
+        let nan = average_precision(&[f32::NAN; 4], &[true, false, false, true]).unwrap();
+        assert_eq!(nan, 0.5);
         assert_abs_diff_eq!(ap, 0.4, epsilon = 1e-12);
         assert_eq!(average_precision(&[0.3, 0.2], &[false, false]), None);
     }

@@ -560,6 +560,18 @@ impl Model {
     /// Probabilities [batch, labels] for images [batch, 3, size, size].
     /// `step` varies the dropout masks from one training step to the next.
     pub fn forward(&self, tape: &Tape, x: &Var, step: u32) -> Result<Var> {
+        self.forward_layers(tape, x, step, |_, _| Ok(()))
+    }
+
+    /// [`Model::forward`], handing each layer's output to `each` as it is
+    /// computed (the non-finite diagnosis looks at them one by one).
+    pub fn forward_layers(
+        &self,
+        tape: &Tape,
+        x: &Var,
+        step: u32,
+        mut each: impl FnMut(&Layer, &Var) -> Result<()>,
+    ) -> Result<Var> {
         let dims = x.shape().dims();
         if dims.len() != 4 || dims[1..] != [3, self.size, self.size] {
             return Err(Error::Shape {
@@ -607,6 +619,7 @@ impl Model {
                 (LayerSpec::Flatten, _) => flatten(tape, &h)?,
                 (spec, _) => unreachable!("layer {spec:?} built without its weights"),
             };
+            each(layer, &h)?;
         }
         Ok(h)
     }

@@ -95,6 +95,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         "relu_backward",
         include_str!("../shaders/relu_backward.wgsl"),
     ),
+    (
+        "nonfinite_count",
+        include_str!("../shaders/nonfinite_count.wgsl"),
+    ),
     ("relu_forward", include_str!("../shaders/relu_forward.wgsl")),
     (
         "sigmoid_backward",

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -92,6 +93,11 @@ pub struct TrainConfig {
     pub cache_bytes: u64,
     /// Decoding threads.
     pub workers: usize,
+    /// When set (by a Ctrl-C handler), training stops after the current
+    /// step, writes `train_state.safetensors` there, and returns with
+    /// [`TrainSummary::stopped`] telling where; `resume` continues from
+    /// that very step.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for TrainConfig {
@@ -114,6 +120,7 @@ impl Default for TrainConfig {
             strict: false,
             cache_bytes: 1 << 30,
             workers: Loader::default_workers(),
+            stop: None,
         }
     }
 }
@@ -167,6 +174,34 @@ pub struct TrainSummary {
     pub val_count: usize,
     pub skipped: usize,
     pub out: PathBuf,
+    /// Where a run asked to stop ([`TrainConfig::stop`]) stopped; None when
+    /// it completed its epochs.
+    pub stopped: Option<StopPoint>,
+}
+
+/// Where an interrupted run stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopPoint {
+    pub epoch: usize,
+    /// Batches of `epoch` done, of `batches`.
+    pub batch: usize,
+    pub batches: usize,
+    /// Optimizer steps taken in the whole run.
+    pub step: u64,
+}
+
+/// The running sums of an epoch stopped part-way, saved in the training
+/// state so that `--resume` carries on from the next batch with exactly the
+/// numbers an uninterrupted epoch would have.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct PartialEpoch {
+    epoch: usize,
+    batches_done: usize,
+    loss_sum: f64,
+    seen: usize,
+    correct: usize,
+    waited: f64,
+    seconds: f64,
 }
 
 /// Opens the dataset a config names.
@@ -435,6 +470,10 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
     let mut adam = Adam::new(gpu, &params, config.adam)?;
     let mut history: Vec<EpochRecord> = vec![];
     let mut start_epoch = 0;
+    // The state on disk a failure can fall back to, in words, and the
+    // running sums of an epoch that a Ctrl-C cut short.
+    let mut saved: Option<String> = None;
+    let mut partial: Option<PartialEpoch> = None;
     if config.resume {
         if !state_path.exists() {
             return Err(Error::Config {
@@ -446,7 +485,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             });
         }
         let state = Checkpoint::load(&state_path)?;
-        let saved: RunSettings = state
+        let saved_settings: RunSettings = state
             .metadata
             .get("run")
             .and_then(|s| serde_json::from_str(s).ok())
@@ -454,14 +493,14 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
                 path: state_path.display().to_string(),
                 message: "has no readable `run` settings".into(),
             })?;
-        if saved != settings {
+        if saved_settings != settings {
             return Err(Error::Config {
                 what: "--resume".into(),
                 message: format!(
                     "the run in {} was started with other settings: {}; resume with the \
                      run's own settings (see its config.json), or start a new run with --out",
                     out.display(),
-                    settings_diff(&saved, &settings)
+                    settings_diff(&saved_settings, &settings)
                 ),
             });
         }
@@ -472,6 +511,12 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         }
         adam.t = state.info.step;
         start_epoch = state.info.epoch;
+        partial = state
+            .metadata
+            .get("partial")
+            .and_then(|s| serde_json::from_str::<PartialEpoch>(s).ok())
+            .filter(|p| p.epoch == start_epoch + 1);
+        saved = Some(describe_state(&state_path, start_epoch, adam.t, partial.as_ref()));
         let hist_path = out.join("history.csv");
         if hist_path.exists() {
             history = read_history(&hist_path)?;
@@ -482,6 +527,14 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
                 "{} has already completed {start_epoch} epochs: nothing to do (pass --epochs {} or more to continue)",
                 out.display(),
                 start_epoch + 1
+            )
+        } else if let Some(p) = &partial {
+            format!(
+                "resuming {} in epoch {} after batch {} (step {})",
+                out.display(),
+                p.epoch,
+                p.batches_done,
+                adam.t
             )
         } else {
             format!(
@@ -554,6 +607,12 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         data: set.describe(),
     };
 
+    let stop_requested = || {
+        config
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst))
+    };
     for epoch in start_epoch + 1..=config.epochs {
         let started = Instant::now();
         let order = epoch_order(&train_rows, config.seed, epoch);
@@ -562,20 +621,31 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             epochs: config.epochs,
             samples: order.len(),
         });
-        let (mut loss_sum, mut seen, mut correct) = (0.0f64, 0usize, 0usize);
+        let mut all = batches(&order, config.batch);
+        let total_batches = all.len();
+        let mut sums = partial.take().unwrap_or(PartialEpoch {
+            epoch,
+            ..Default::default()
+        });
+        let todo = all.split_off(sums.batches_done.min(total_batches));
+        if sums.seen > 0 {
+            on(Event::Step {
+                samples: sums.seen,
+                loss: sums.loss_sum / sums.seen as f64,
+            });
+        }
         let mut loader = Loader::with_flips(
             set.clone(),
             cache.clone(),
-            batches(&order, config.batch),
+            todo,
             size,
             config.workers,
             tuned.then_some(config.seed ^ (epoch as u64) << 32),
         );
-        let mut waited = 0.0;
         loop {
             let asked = Instant::now();
             let Some(b) = loader.next() else { break };
-            waited += asked.elapsed().as_secs_f64();
+            sums.waited += asked.elapsed().as_secs_f64();
             for (i, message) in &b.failed {
                 if config.strict {
                     return Err(Error::Config {
@@ -587,41 +657,57 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
                     on(Event::Warning(format!("{message}; skipped")));
                 }
             }
+            sums.batches_done += 1;
             let n = b.rows.len();
-            if n == 0 {
-                continue;
-            }
-            let tape = Tape::new(gpu, Mode::Training);
-            let x = tape.constant(Tensor::from_slice(gpu, [n, 3, size, size], &b.x)?);
-            let y = tape.constant(Tensor::from_slice(gpu, [n, genres], &b.y)?);
-            let p = model.forward(&tape, &x, adam.t as u32)?;
-            let loss = crate::ops::binary_cross_entropy(&tape, &p, &y)?;
-            tape.backward(&loss)?;
-            adam.step(gpu, &params)?;
-            let probs = p.value.to_vec(gpu)?;
-            let l = loss.value.to_vec(gpu)?[0] as f64;
-            if !l.is_finite() {
-                return Err(Error::Config {
-                    what: format!("epoch {epoch}, step {}", adam.t),
-                    message: format!(
-                        "the training loss became {l}; lower --lr (now {})",
-                        config.adam.learning_rate
-                    ),
+            if n > 0 {
+                let (l, probs) = train_step(gpu, &model, &mut adam, &b, size, genres).map_err(
+                    |e| {
+                        stopped(
+                            e,
+                            format!(
+                                "epoch {epoch}, step {} (batch {} of {total_batches})",
+                                adam.t + 1,
+                                sums.batches_done
+                            ),
+                            &saved,
+                            config,
+                        )
+                    },
+                )?;
+                sums.loss_sum += l * n as f64;
+                sums.seen += n;
+                sums.correct += probs
+                    .iter()
+                    .zip(&b.y)
+                    .filter(|(p, y)| (**p >= 0.5) == (**y > 0.5))
+                    .count();
+                on(Event::Step {
+                    samples: sums.seen,
+                    loss: sums.loss_sum / sums.seen as f64,
                 });
             }
-            loss_sum += l * n as f64;
-            seen += n;
-            correct += probs
-                .iter()
-                .zip(&b.y)
-                .filter(|(p, y)| (**p >= 0.5) == (**y > 0.5))
-                .count();
-            on(Event::Step {
-                samples: seen,
-                loss: loss_sum / seen as f64,
-            });
+            if stop_requested() && sums.batches_done < total_batches {
+                sums.seconds += started.elapsed().as_secs_f64();
+                let meta = info(epoch - 1, adam.t);
+                save_state(gpu, out, &model, &adam, &meta, &settings, Some(&sums))?;
+                return Ok(TrainSummary {
+                    history,
+                    baseline,
+                    last,
+                    val_count,
+                    skipped: reported.len() + missing_count,
+                    out: out.clone(),
+                    stopped: Some(StopPoint {
+                        epoch,
+                        batch: sums.batches_done,
+                        batches: total_batches,
+                        step: adam.t,
+                    }),
+                });
+            }
         }
-        let train_seconds = started.elapsed().as_secs_f64();
+        let (loss_sum, seen, correct, waited) = (sums.loss_sum, sums.seen, sums.correct, sums.waited);
+        let train_seconds = sums.seconds + started.elapsed().as_secs_f64();
         on(Event::Validating {
             samples: val_rows.len(),
         });
@@ -637,7 +723,8 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
                 config.batch,
                 config.workers,
                 |_| {},
-            )?;
+            )
+            .map_err(|e| stopped(e, format!("epoch {epoch}, validation"), &saved, config))?;
             for (i, message) in &pr.failed {
                 if reported.insert(*i) {
                     on(Event::Warning(format!("{message}; skipped")));
@@ -659,7 +746,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             val_map: v.map,
             val_micro_f1: v.micro_f1,
             val_precision_at_3: v.precision_at_3,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: sums.seconds + started.elapsed().as_secs_f64(),
             samples_per_second: seen as f64 / train_seconds.max(1e-9),
             loader_wait_seconds: waited,
         };
@@ -686,8 +773,26 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             &history,
             &report,
             &title,
-        )?;
+        )
+        .map_err(|e| stopped(e, format!("epoch {epoch}, saving"), &saved, config))?;
+        saved = Some(describe_state(&state_path, epoch, adam.t, None));
         on(Event::EpochEnd(&record));
+        if stop_requested() && epoch < config.epochs {
+            return Ok(TrainSummary {
+                history,
+                baseline,
+                last,
+                val_count,
+                skipped: reported.len() + missing_count,
+                out: out.clone(),
+                stopped: Some(StopPoint {
+                    epoch,
+                    batch: total_batches,
+                    batches: total_batches,
+                    step: adam.t,
+                }),
+            });
+        }
     }
     Ok(TrainSummary {
         history,
@@ -696,7 +801,135 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         val_count,
         skipped: reported.len() + missing_count,
         out: out.clone(),
+        stopped: None,
     })
+}
+
+/// One training step on a decoded batch: forward, loss, backward, and the
+/// guarded Adam update. Returns the batch's mean loss and its probabilities.
+/// A NaN or ±Inf in the loss or any gradient leaves the weights untouched
+/// and becomes [`Error::NonFinite`], naming the tensors and the first layer
+/// whose output went non-finite.
+fn train_step(
+    gpu: &Gpu,
+    model: &Model,
+    adam: &mut Adam,
+    b: &crate::loader::Batch,
+    size: usize,
+    genres: usize,
+) -> Result<(f64, Vec<f32>)> {
+    let n = b.rows.len();
+    let params = model.params();
+    let tape = Tape::new(gpu, Mode::Training);
+    let x = tape.constant(Tensor::from_slice(gpu, [n, 3, size, size], &b.x)?);
+    let y = tape.constant(Tensor::from_slice(gpu, [n, genres], &b.y)?);
+    let step = adam.t as u32;
+    let p = model.forward(&tape, &x, step)?;
+    let loss = crate::ops::binary_cross_entropy(&tape, &p, &y)?;
+    tape.backward(&loss)?;
+    adam.step_guarded(gpu, &params, Some(&loss.value))?;
+    let probs = p.value.to_vec(gpu)?;
+    let l = loss.value.to_vec(gpu)?[0] as f64;
+    let faults = adam.faults(gpu, &params)?;
+    if faults.is_empty() {
+        return Ok((l, probs));
+    }
+    adam.t -= 1;
+    Err(Error::NonFinite(diagnose(
+        gpu,
+        model,
+        &x,
+        step,
+        &faults,
+        adam.config.learning_rate,
+    )?))
+}
+
+/// Reruns the faulty step's forward pass (same weights, same dropout masks:
+/// the guarded update left them as they were), counting the non-finite
+/// values of every layer's output on the GPU, and says what went wrong
+/// where.
+fn diagnose(
+    gpu: &Gpu,
+    model: &Model,
+    x: &crate::tape::Var,
+    step: u32,
+    faults: &[crate::ops::adam::Fault],
+    lr: f64,
+) -> Result<String> {
+    let counters = crate::ops::nonfinite::Counters::new(gpu, model.layers.len())?;
+    let tape = Tape::new(gpu, Mode::Training);
+    let mut outputs: Vec<(String, String, usize)> = vec![];
+    model.forward_layers(&tape, x, step, |layer, h| {
+        outputs.push((
+            layer.info.name.clone(),
+            h.shape().to_string(),
+            h.value.numel(),
+        ));
+        counters.count(gpu, &h.value, outputs.len())
+    })?;
+    let counts = counters.read(gpu)?;
+    let listed: Vec<String> = faults
+        .iter()
+        .take(4)
+        .map(|f| format!("{} ({} of {} values)", f.what, f.count, f.numel))
+        .chain((faults.len() > 4).then(|| format!("and {} more", faults.len() - 4)))
+        .collect();
+    let first = match outputs.iter().zip(&counts[1..]).find(|(_, &c)| c > 0) {
+        Some(((name, shape, numel), c)) => format!(
+            "the first layer whose output is non-finite is `{name}` (output {shape}: {c} of \
+             {numel} values NaN or ±Inf)"
+        ),
+        None => format!(
+            "every layer's output is finite; the gradient that went non-finite first (backward \
+             runs from the loss) is {}",
+            faults.last().map(|f| f.what.as_str()).unwrap_or("?")
+        ),
+    };
+    Ok(format!(
+        "NaN or ±Inf in {}; {first}. The step was not applied. Lower --lr (now {lr:e}) or look \
+         at the data of this batch",
+        listed.join(", ")
+    ))
+}
+
+/// Wraps a failure during the epochs: where it happened, and which state on
+/// disk survives it.
+fn stopped(cause: Error, at: String, saved: &Option<String>, config: &TrainConfig) -> Error {
+    let checkpoint = match (saved, &cause) {
+        (None, _) => "no checkpoint had been written yet (the run stopped before its first \
+                      epoch ended); nothing is lost but this run's time"
+            .to_string(),
+        (Some(state), Error::NonFinite(_)) => format!(
+            "the last good checkpoint, {state}, is intact and was not overwritten; the same \
+             settings would diverge at the same step, so start afresh with other settings \
+             (--force), or evaluate {}",
+            config.out.join("model.safetensors").display()
+        ),
+        (Some(state), _) => format!(
+            "the last checkpoint, {state}, is intact; once the cause is fixed, continue with \
+             `postergrad train --resume --out {}` and the same settings",
+            config.out.display()
+        ),
+    };
+    Error::Stopped {
+        at,
+        cause: Box::new(cause),
+        checkpoint,
+    }
+}
+
+/// "runs/x/train_state.safetensors (after epoch 2, step 350)".
+fn describe_state(path: &Path, epoch: usize, step: u64, partial: Option<&PartialEpoch>) -> String {
+    match partial {
+        Some(p) => format!(
+            "{} (epoch {}, after batch {}, step {step})",
+            path.display(),
+            p.epoch,
+            p.batches_done
+        ),
+        None => format!("{} (after epoch {epoch}, step {step})", path.display()),
+    }
 }
 
 /// "size: saved 128, now 64; seed: saved 0, now 1": the settings that differ.
@@ -744,6 +977,20 @@ fn save_epoch(
         error: source,
     })?;
     checkpoint::save_model(gpu, &out.join("model.safetensors"), model, meta)?;
+    save_state(gpu, out, model, adam, meta, settings, None)
+}
+
+/// Writes `train_state.safetensors`: the model, Adam's moments, the run's
+/// settings and, for an epoch stopped part-way, its running sums.
+fn save_state(
+    gpu: &Gpu,
+    out: &Path,
+    model: &Model,
+    adam: &Adam,
+    meta: &CheckpointInfo,
+    settings: &RunSettings,
+    partial: Option<&PartialEpoch>,
+) -> Result<()> {
     let mut state: Vec<(String, &Tensor)> = model.named_tensors();
     let params = model.params();
     let names: Vec<(String, String)> = params
@@ -754,12 +1001,16 @@ fn save_epoch(
         state.push((m_name.clone(), m));
         state.push((v_name.clone(), v));
     }
+    let mut extra = vec![("run", serde_json::to_string(settings).unwrap_or_default())];
+    if let Some(p) = partial {
+        extra.push(("partial", serde_json::to_string(p).unwrap_or_default()));
+    }
     checkpoint::save(
         gpu,
         &out.join("train_state.safetensors"),
         &state,
         meta,
-        &[("run", serde_json::to_string(settings).unwrap_or_default())],
+        &extra,
     )
 }
 

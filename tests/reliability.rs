@@ -161,3 +161,102 @@ fn a_huge_image_is_refused_before_it_is_decoded() {
     );
     assert!(before.elapsed().as_secs_f64() < 1.0, "decoded before refusing");
 }
+
+// ---------------------------------------------------------------------------
+// Numerical faults and lost devices: the run stops, its checkpoint survives.
+
+use postergrad::checkpoint::Checkpoint;
+use postergrad::nn::ModelKind;
+use postergrad::posters::SyntheticConfig;
+use postergrad::train::{train, Event, TrainConfig};
+use postergrad::{Error, Gpu};
+
+/// An MLP on 40 synthetic posters at 46×46: one batch per epoch.
+fn one_batch_epochs(out: PathBuf) -> TrainConfig {
+    TrainConfig {
+        synthetic: SyntheticConfig { count: 40, seed: 3 },
+        model: ModelKind::Mlp,
+        size: Some(46),
+        epochs: 3,
+        batch: 64,
+        out,
+        workers: 1,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_diverging_run_stops_at_the_step_naming_the_layer_and_the_last_good_checkpoint() {
+    let gpu = Gpu::new().unwrap();
+    let out = tmp("nan");
+    let mut config = one_batch_epochs(out.clone());
+    // Step 1 moves every weight by ~3e37; step 2's first dense layer then
+    // sums to +Inf, and the next one to Inf − Inf = NaN.
+    config.adam.learning_rate = 1e38;
+    let err = train(&gpu, &config, |_| {}).unwrap_err();
+    assert!(matches!(&err, Error::Stopped { cause, .. } if matches!(**cause, Error::NonFinite(_))), "{err:?}");
+    let state = out.join("train_state.safetensors");
+    assert_has(
+        &err.to_string(),
+        &[
+            "training stopped at epoch 2, step 2 (batch 1 of 1)",
+            "NaN or ±Inf in dense.kernel gradient (",
+            "the first layer whose output is non-finite is `dense` (output [34, 64]",
+            "The step was not applied. Lower --lr (now 1e38)",
+            &format!("the last good checkpoint, {} (after epoch 1, step 1), is intact", state.display()),
+        ],
+    );
+    let saved = Checkpoint::load(&state).unwrap();
+    assert_eq!((saved.info.epoch, saved.info.step), (1, 1));
+    let w = saved.tensor("dense.kernel", &[3 * 46 * 46, 64]).unwrap();
+    assert!(w.iter().all(|v| v.is_finite()));
+    assert!(w.iter().any(|v| v.abs() > 1e36), "step 1 did not take the huge step");
+}
+
+#[test]
+fn a_fault_in_the_first_epoch_says_no_checkpoint_exists_yet() {
+    let gpu = Gpu::new().unwrap();
+    let mut config = one_batch_epochs(tmp("nan-early"));
+    config.synthetic.count = 200;
+    config.batch = 16;
+    config.adam.learning_rate = 1e38;
+    let err = train(&gpu, &config, |_| {}).unwrap_err().to_string();
+    assert_has(
+        &err,
+        &["training stopped at epoch 1, step 2 (batch 2 of 11)", "no checkpoint had been written yet"],
+    );
+}
+
+#[test]
+fn losing_the_device_mid_run_stops_it_with_the_last_checkpoint_intact() {
+    let gpu = Gpu::new().unwrap();
+    let out = tmp("lost");
+    let config = one_batch_epochs(out.clone());
+    let err = train(&gpu, &config, |e| {
+        if let Event::EpochEnd(r) = e {
+            if r.epoch == 1 {
+                gpu.lose_device();
+            }
+        }
+    })
+    .unwrap_err();
+    let text = err.to_string();
+    assert_has(
+        &text,
+        &[
+            "training stopped at epoch 2",
+            "GPU error",
+            "(after epoch 1, step 1), is intact",
+            "continue with `postergrad train --resume --out",
+        ],
+    );
+    // A new device picks the run up from that checkpoint and finishes it.
+    let gpu = Gpu::new().unwrap();
+    let resumed = TrainConfig {
+        resume: true,
+        ..config
+    };
+    let summary = train(&gpu, &resumed, |_| {}).unwrap();
+    assert_eq!(summary.history.len(), 3);
+    assert_eq!(Checkpoint::load(&out.join("model.safetensors")).unwrap().info.epoch, 3);
+}

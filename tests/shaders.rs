@@ -12,6 +12,7 @@ use postergrad::ops::{
     dense::DenseParams,
     dropout::DropoutParams,
     maxpool::PoolParams,
+    nonfinite::NonfiniteParams,
     AddScaledParams, ElementwiseParams, FillParams,
 };
 use postergrad::profile::PeakParams;
@@ -96,7 +97,8 @@ fn every_shader_validates_as_f64_by_changing_the_alias_line() {
     for (name, src) in SHADERS {
         // transcendental built-ins have no f64 overloads; those shaders get
         // WGSL implementations in the f64 gradient-check mode.
-        if src.contains("exp(") || src.contains("log(") {
+        // The non-finite guard reads f32 bits and says so ("f32 only").
+        if src.contains("exp(") || src.contains("log(") || src.contains("f32 only:") {
             continue;
         }
         let f64_src = src.replace("alias real = f32;", "alias real = f64;");
@@ -131,6 +133,7 @@ fn uniform_structs_match_their_host_mirrors() {
         ("fill", size_of::<FillParams>()),
         ("maxpool_backward", size_of::<PoolParams>()),
         ("maxpool_forward", size_of::<PoolParams>()),
+        ("nonfinite_count", size_of::<NonfiniteParams>()),
         ("peak_fma", size_of::<PeakParams>()),
         ("reduce_partials", size_of::<ReduceParams>()),
         ("relu_backward", size_of::<ElementwiseParams>()),

@@ -7,6 +7,8 @@ use crate::gpu::Gpu;
 use crate::tape::Param;
 use crate::tensor::Tensor;
 
+use super::nonfinite::Counters;
+
 /// Adam's hyper-parameters (defaults: Keras's).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
@@ -75,15 +77,17 @@ pub struct AdamParams {
     pub _pad: [u32; 3],
 }
 
-/// One Adam update of `p` in place, with moments `m`, `v` (step `t`, 1-based).
+/// One Adam update of `p` in place, with moments `(m, v)` (step `t`,
+/// 1-based), skipped when the total of `guard` (a [`Counters`] buffer) is
+/// not zero.
 pub fn adam_step(
     gpu: &Gpu,
     config: &AdamConfig,
     t: u64,
     g: &Tensor,
     p: &Tensor,
-    m: &Tensor,
-    v: &Tensor,
+    (m, v): (&Tensor, &Tensor),
+    guard: &Counters,
 ) -> Result<()> {
     for (what, x) in [("gradient", g), ("first moment", m), ("second moment", v)] {
         x.expect_shape(
@@ -103,17 +107,30 @@ pub fn adam_step(
     gpu.dispatch(
         "adam_step",
         &params,
-        &[g, p, m, v],
+        &[g, p, m, v, &guard.buffer],
         gpu.grid_1d(p.numel(), 256),
     )
 }
 
-/// Adam's state: the step count and two moment tensors per parameter.
+/// A tensor of the last step that held NaN or ±Inf values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    /// "loss" or the parameter's gradient ("dense_1.kernel gradient").
+    pub what: String,
+    /// How many of its elements are non-finite.
+    pub count: u32,
+    pub numel: usize,
+}
+
+/// Adam's state: the step count, two moment tensors per parameter, and the
+/// non-finite counters that guard every step.
 pub struct Adam {
     pub config: AdamConfig,
     /// Steps taken so far.
     pub t: u64,
     moments: Vec<(Tensor, Tensor)>,
+    /// Slot 1: the loss; slot 2 + i: parameter i's gradient.
+    guard: Counters,
 }
 
 impl Adam {
@@ -133,11 +150,25 @@ impl Adam {
             config,
             t: 0,
             moments,
+            guard: Counters::new(gpu, params.len() + 1)?,
         })
     }
 
     /// Updates every parameter from its accumulated gradient.
     pub fn step(&mut self, gpu: &Gpu, params: &[&Param]) -> Result<()> {
+        self.step_guarded(gpu, params, None)
+    }
+
+    /// Counts the non-finite values of `loss` and of every gradient, then
+    /// updates every parameter — unless a count is not zero, in which case
+    /// the GPU leaves weights and moments as they were; [`Adam::faults`]
+    /// tells which tensors were at fault. All recorded, no host round trip.
+    pub fn step_guarded(
+        &mut self,
+        gpu: &Gpu,
+        params: &[&Param],
+        loss: Option<&Tensor>,
+    ) -> Result<()> {
         if params.len() != self.moments.len() {
             return Err(Error::Config {
                 what: "adam".into(),
@@ -148,11 +179,45 @@ impl Adam {
                 ),
             });
         }
+        self.guard.clear(gpu);
+        if let Some(loss) = loss {
+            self.guard.count(gpu, loss, 1)?;
+        }
+        for (i, p) in params.iter().enumerate() {
+            self.guard.count(gpu, &p.grad, i + 2)?;
+        }
         self.t += 1;
         for (p, (m, v)) in params.iter().zip(&self.moments) {
-            adam_step(gpu, &self.config, self.t, &p.grad, &p.value, m, v)?;
+            adam_step(gpu, &self.config, self.t, &p.grad, &p.value, (m, v), &self.guard)?;
         }
         Ok(())
+    }
+
+    /// The tensors of the last step that held non-finite values (empty when
+    /// the step was applied). One read from the GPU.
+    pub fn faults(&self, gpu: &Gpu, params: &[&Param]) -> Result<Vec<Fault>> {
+        let counts = self.guard.read(gpu)?;
+        if counts[0] == 0 {
+            return Ok(vec![]);
+        }
+        let mut out = vec![];
+        if counts[1] > 0 {
+            out.push(Fault {
+                what: "loss".into(),
+                count: counts[1],
+                numel: 1,
+            });
+        }
+        for (p, &c) in params.iter().zip(&counts[2..]) {
+            if c > 0 {
+                out.push(Fault {
+                    what: format!("{} gradient", p.name),
+                    count: c,
+                    numel: p.grad.numel(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The moment tensors (m, v) per parameter, for checkpoints.

@@ -12,6 +12,7 @@ pub mod conv2d;
 pub mod dense;
 pub mod dropout;
 pub mod maxpool;
+pub mod nonfinite;
 pub mod relu;
 pub mod sigmoid;
 
