@@ -254,6 +254,20 @@ impl Checkpoint {
         })
     }
 
+    /// Every tensor's name, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The shape and values of the tensor called `name`, whatever its shape.
+    pub fn get(&self, name: &str) -> Option<(&[usize], &[f32])> {
+        self.tensors
+            .get(name)
+            .map(|(shape, values)| (&shape[..], &values[..]))
+    }
+
     /// The tensor called `name`, checked against the shape it must have.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
         let (got, values) = self.tensors.get(name).ok_or_else(|| {

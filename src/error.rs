@@ -78,10 +78,7 @@ pub enum Error {
 
     /// Reading or writing a file failed.
     #[error("{path}: {}", io_reason(error))]
-    Io {
-        path: String,
-        error: std::io::Error,
-    },
+    Io { path: String, error: std::io::Error },
 
     /// A dataset file is malformed (a CSV row, a header, a label value).
     #[error("{file}{}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]

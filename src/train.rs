@@ -411,6 +411,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
     let missing_count = drop_missing_images(&mut set, config, &mut on)?;
     let genres = set.genres.len();
     let size = resolve_size(config.model, config.size, &set, genres)?;
+    check_fits(gpu, config.model, size, genres, config.batch)?;
     let (train_rows, val_rows) = set.split(config.seed, config.limit, config.val_split)?;
     let prior = set.label_prior(&train_rows);
     let settings = RunSettings {
@@ -435,6 +436,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         path: out.display().to_string(),
         error: source,
     })?;
+    remove_stale_temporaries(out);
     if config.resume && config.force {
         return Err(Error::Config {
             what: "--resume and --force".into(),
@@ -516,7 +518,12 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             .get("partial")
             .and_then(|s| serde_json::from_str::<PartialEpoch>(s).ok())
             .filter(|p| p.epoch == start_epoch + 1);
-        saved = Some(describe_state(&state_path, start_epoch, adam.t, partial.as_ref()));
+        saved = Some(describe_state(
+            &state_path,
+            start_epoch,
+            adam.t,
+            partial.as_ref(),
+        ));
         let hist_path = out.join("history.csv");
         if hist_path.exists() {
             history = read_history(&hist_path)?;
@@ -660,8 +667,8 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             sums.batches_done += 1;
             let n = b.rows.len();
             if n > 0 {
-                let (l, probs) = train_step(gpu, &model, &mut adam, &b, size, genres).map_err(
-                    |e| {
+                let (l, probs) =
+                    train_step(gpu, &model, &mut adam, &b, size, genres).map_err(|e| {
                         stopped(
                             e,
                             format!(
@@ -672,8 +679,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
                             &saved,
                             config,
                         )
-                    },
-                )?;
+                    })?;
                 sums.loss_sum += l * n as f64;
                 sums.seen += n;
                 sums.correct += probs
@@ -706,7 +712,8 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
                 });
             }
         }
-        let (loss_sum, seen, correct, waited) = (sums.loss_sum, sums.seen, sums.correct, sums.waited);
+        let (loss_sum, seen, correct, waited) =
+            (sums.loss_sum, sums.seen, sums.correct, sums.waited);
         let train_seconds = sums.seconds + started.elapsed().as_secs_f64();
         on(Event::Validating {
             samples: val_rows.len(),
@@ -932,6 +939,78 @@ fn describe_state(path: &Path, epoch: usize, step: u64, partial: Option<&Partial
     }
 }
 
+/// Refuses, before anything is allocated, a model and batch whose largest
+/// tensor would not fit one buffer of this adapter, naming the tensor and
+/// the largest `--batch` that fits.
+fn check_fits(gpu: &Gpu, kind: ModelKind, size: usize, genres: usize, batch: usize) -> Result<()> {
+    let limit = gpu.limits().max_buffer_size;
+    let mb = |b: u64| b as f64 / 1e6;
+    let layers = kind.describe(size, genres)?;
+    // Parameters (4 bytes each, the kernel dominating its layer's count).
+    if let Some(l) = layers.iter().find(|l| 4 * l.trainable as u64 > limit) {
+        return Err(Error::Config {
+            what: format!("--size {size}"),
+            message: format!(
+                "layer `{}` of model {kind} has {} parameters ({:.0} MB), more than the {:.0} MB \
+                 the adapter allows per buffer; use a smaller --size",
+                l.name.clone(),
+                l.trainable,
+                mb(4 * l.trainable as u64),
+                mb(limit)
+            ),
+        });
+    }
+    // Activations: the input images and every layer's output, per sample.
+    let (name, shape, per_sample) = layers
+        .iter()
+        .map(|l| {
+            (
+                l.name.clone(),
+                l.output.clone(),
+                l.output.iter().product::<usize>(),
+            )
+        })
+        .chain([("input".to_string(), vec![3, size, size], 3 * size * size)])
+        .max_by_key(|(_, _, n)| *n)
+        .unwrap_or_default();
+    let per_sample = 4 * per_sample as u64;
+    let fits = limit / per_sample.max(1);
+    if batch as u64 > fits {
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        return Err(Error::Config {
+            what: format!("--batch {batch}"),
+            message: format!(
+                "at --size {size} the output of `{name}` ([{batch}, {}]) needs {:.0} MB, more \
+                 than the {:.0} MB the adapter allows per buffer; {}",
+                dims.join(", "),
+                mb(per_sample * batch as u64),
+                mb(limit),
+                if fits == 0 {
+                    "use a smaller --size".to_string()
+                } else {
+                    format!("use --batch {fits} or less, or a smaller --size")
+                }
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Deletes the `.<name>.tmp-<pid>` files a killed run can leave behind (each
+/// file is written to such a temporary and renamed into place; the file
+/// itself is always whole).
+fn remove_stale_temporaries(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && (name.contains(".tmp-") || name.ends_with(".tmp.png")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// "size: saved 128, now 64; seed: saved 0, now 1": the settings that differ.
 fn settings_diff(saved: &RunSettings, now: &RunSettings) -> String {
     let (a, b) = (serde_json::json!(saved), serde_json::json!(now));
@@ -940,7 +1019,12 @@ fn settings_diff(saved: &RunSettings, now: &RunSettings) -> String {
     };
     a.iter()
         .filter(|(k, v)| b.get(*k) != Some(v))
-        .map(|(k, v)| format!("{k}: saved {v}, now {}", b.get(k).cloned().unwrap_or_default()))
+        .map(|(k, v)| {
+            format!(
+                "{k}: saved {v}, now {}",
+                b.get(k).cloned().unwrap_or_default()
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

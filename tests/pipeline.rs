@@ -175,8 +175,36 @@ fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_result() {
         ..b.clone()
     };
     let err = train(&gpu, &other, |_| {}).unwrap_err().to_string();
-    assert!(err.contains("different settings"), "{err}");
+    assert!(
+        err.contains("other settings: batch: saved 16, now 8"),
+        "{err}"
+    );
 
+    // Resume, and stop (as Ctrl-C does) after the second step of epoch 2.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let mut steps = 0;
+    let stopped = train(
+        &gpu,
+        &TrainConfig {
+            epochs: 2,
+            resume: true,
+            stop: Some(stop),
+            ..b.clone()
+        },
+        |e| {
+            if let postergrad::train::Event::Step { .. } = e {
+                steps += 1;
+                if steps == 2 {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        },
+    )
+    .unwrap();
+    let at = stopped.stopped.expect("the run did not stop");
+    assert_eq!((at.epoch, at.batch, at.batches, at.step), (2, 2, 5, 7));
+    // Then finish it: the partial epoch continues from batch 3.
     let resumed = train(
         &gpu,
         &TrainConfig {

@@ -21,7 +21,11 @@ fn assert_has(text: &str, needles: &[&str]) {
 }
 
 /// A 40×60 poster of one colour in `color` type `T`, saved as `name`.
-fn save_flat<P: image::Pixel<Subpixel: image::Primitive>>(dir: &Path, name: &str, pixel: P) -> PathBuf
+fn save_flat<P: image::Pixel<Subpixel: image::Primitive>>(
+    dir: &Path,
+    name: &str,
+    pixel: P,
+) -> PathBuf
 where
     image::ImageBuffer<P, Vec<P::Subpixel>>: Into<image::DynamicImage>,
 {
@@ -57,14 +61,38 @@ fn assert_color(path: &Path, want: [u8; 3], tol: u8) {
 fn every_image_format_a_poster_comes_in_is_decoded_and_converted() {
     let dir = tmp("formats");
     use image::{Luma, LumaA, Rgb, Rgba};
-    assert_color(&save_flat(&dir, "rgb.png", Rgb([200u8, 40, 10])), [200, 40, 10], 0);
-    assert_color(&save_flat(&dir, "rgb.jpg", Rgb([200u8, 40, 10])), [200, 40, 10], 3);
+    assert_color(
+        &save_flat(&dir, "rgb.png", Rgb([200u8, 40, 10])),
+        [200, 40, 10],
+        0,
+    );
+    assert_color(
+        &save_flat(&dir, "rgb.jpg", Rgb([200u8, 40, 10])),
+        [200, 40, 10],
+        3,
+    );
     assert_color(&save_flat(&dir, "gray.jpg", Luma([90u8])), [90, 90, 90], 2);
     assert_color(&save_flat(&dir, "gray.png", Luma([90u8])), [90, 90, 90], 0);
-    assert_color(&save_flat(&dir, "graya.png", LumaA([90u8, 255])), [90, 90, 90], 0);
-    assert_color(&save_flat(&dir, "rgba.png", Rgba([200u8, 40, 10, 128])), [200, 40, 10], 0);
-    assert_color(&save_flat(&dir, "rgb16.png", Rgb([51400u16, 10280, 2570])), [200, 40, 10], 0);
-    assert_color(&save_flat(&dir, "gray16.png", Luma([23130u16])), [90, 90, 90], 0);
+    assert_color(
+        &save_flat(&dir, "graya.png", LumaA([90u8, 255])),
+        [90, 90, 90],
+        0,
+    );
+    assert_color(
+        &save_flat(&dir, "rgba.png", Rgba([200u8, 40, 10, 128])),
+        [200, 40, 10],
+        0,
+    );
+    assert_color(
+        &save_flat(&dir, "rgb16.png", Rgb([51400u16, 10280, 2570])),
+        [200, 40, 10],
+        0,
+    );
+    assert_color(
+        &save_flat(&dir, "gray16.png", Luma([23130u16])),
+        [90, 90, 90],
+        0,
+    );
     // CMYK JPEG (print-shop posters): pure cyan.
     let cmyk = dir.join("cmyk.jpg");
     let pixels: Vec<u8> = [255u8, 0, 0, 0].repeat(40 * 60);
@@ -85,12 +113,19 @@ fn broken_image_files_are_named_with_what_to_do() {
     let dir = tmp("broken");
     let empty = dir.join("empty.jpg");
     std::fs::write(&empty, b"").unwrap();
-    assert_has(&load_image_file(&empty, 8).unwrap_err(), &["empty (0 bytes)", "download the poster again"]);
+    assert_has(
+        &load_image_file(&empty, 8).unwrap_err(),
+        &["empty (0 bytes)", "download the poster again"],
+    );
     let text = dir.join("text.jpg");
     std::fs::write(&text, b"<html>404 Not Found</html>").unwrap();
     assert_has(
         &load_image_file(&text, 8).unwrap_err(),
-        &["not an image", "neither JPEG nor PNG", "convert it to JPEG or PNG"],
+        &[
+            "not an image",
+            "neither JPEG nor PNG",
+            "convert it to JPEG or PNG",
+        ],
     );
     let gone = dir.join("gone.jpg");
     assert_has(&load_image_file(&gone, 8).unwrap_err(), &["file not found"]);
@@ -101,7 +136,10 @@ fn broken_image_files_are_named_with_what_to_do() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     assert_has(
         &load_image_file(&cut, 8).unwrap_err(),
-        &["a damaged or truncated JPEG file", "download the poster again"],
+        &[
+            "a damaged or truncated JPEG file",
+            "download the poster again",
+        ],
     );
     let gif = dir.join("poster.jpg");
     std::fs::write(&gif, b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap();
@@ -117,7 +155,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -155,11 +197,17 @@ fn a_huge_image_is_refused_before_it_is_decoded() {
         &err,
         &[
             "30000×40000 pixels would take 3433 MB decoded",
-            &format!("more than the {} MB a poster may use", MAX_DECODED_BYTES >> 20),
+            &format!(
+                "more than the {} MB a poster may use",
+                MAX_DECODED_BYTES >> 20
+            ),
             "shrink it first",
         ],
     );
-    assert!(before.elapsed().as_secs_f64() < 1.0, "decoded before refusing");
+    assert!(
+        before.elapsed().as_secs_f64() < 1.0,
+        "decoded before refusing"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -194,7 +242,10 @@ fn a_diverging_run_stops_at_the_step_naming_the_layer_and_the_last_good_checkpoi
     // sums to +Inf, and the next one to Inf − Inf = NaN.
     config.adam.learning_rate = 1e38;
     let err = train(&gpu, &config, |_| {}).unwrap_err();
-    assert!(matches!(&err, Error::Stopped { cause, .. } if matches!(**cause, Error::NonFinite(_))), "{err:?}");
+    assert!(
+        matches!(&err, Error::Stopped { cause, .. } if matches!(**cause, Error::NonFinite(_))),
+        "{err:?}"
+    );
     let state = out.join("train_state.safetensors");
     assert_has(
         &err.to_string(),
@@ -203,14 +254,20 @@ fn a_diverging_run_stops_at_the_step_naming_the_layer_and_the_last_good_checkpoi
             "NaN or ±Inf in dense.kernel gradient (",
             "the first layer whose output is non-finite is `dense` (output [34, 64]",
             "The step was not applied. Lower --lr (now 1e38)",
-            &format!("the last good checkpoint, {} (after epoch 1, step 1), is intact", state.display()),
+            &format!(
+                "the last good checkpoint, {} (after epoch 1, step 1), is intact",
+                state.display()
+            ),
         ],
     );
     let saved = Checkpoint::load(&state).unwrap();
     assert_eq!((saved.info.epoch, saved.info.step), (1, 1));
     let w = saved.tensor("dense.kernel", &[3 * 46 * 46, 64]).unwrap();
     assert!(w.iter().all(|v| v.is_finite()));
-    assert!(w.iter().any(|v| v.abs() > 1e36), "step 1 did not take the huge step");
+    assert!(
+        w.iter().any(|v| v.abs() > 1e36),
+        "step 1 did not take the huge step"
+    );
 }
 
 #[test]
@@ -223,7 +280,10 @@ fn a_fault_in_the_first_epoch_says_no_checkpoint_exists_yet() {
     let err = train(&gpu, &config, |_| {}).unwrap_err().to_string();
     assert_has(
         &err,
-        &["training stopped at epoch 1, step 2 (batch 2 of 11)", "no checkpoint had been written yet"],
+        &[
+            "training stopped at epoch 1, step 2 (batch 2 of 11)",
+            "no checkpoint had been written yet",
+        ],
     );
 }
 
@@ -258,5 +318,470 @@ fn losing_the_device_mid_run_stops_it_with_the_last_checkpoint_intact() {
     };
     let summary = train(&gpu, &resumed, |_| {}).unwrap();
     assert_eq!(summary.history.len(), 3);
-    assert_eq!(Checkpoint::load(&out.join("model.safetensors")).unwrap().info.epoch, 3);
+    assert_eq!(
+        Checkpoint::load(&out.join("model.safetensors"))
+            .unwrap()
+            .info
+            .epoch,
+        3
+    );
+}
+
+// ---------------------------------------------------------------------------
+// No lost work: Ctrl-C and SIGKILL at random moments, then --resume.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+
+const RUN: &[&str] = &[
+    "train",
+    "--model",
+    "mlp",
+    "--size",
+    "46",
+    "--limit",
+    "400",
+    "--batch",
+    "16",
+    "--workers",
+    "1",
+];
+
+fn postergrad(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_postergrad"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts `postergrad train` and returns once it has begun training (its
+/// "data:" line is out, so the Ctrl-C handler is installed).
+fn start(args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postergrad"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen += &line;
+        if line.starts_with("data:") {
+            break;
+        }
+    }
+    (child, out, seen)
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+/// A delay in [lo, hi) ms that differs from run to run (printed, so that a
+/// failure can be replayed).
+fn random_ms(lo: u64, hi: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let ms = lo + (nanos ^ (nanos >> 13)) % (hi - lo);
+    println!("delay: {ms} ms");
+    ms
+}
+
+/// The uninterrupted run every interrupted one must reproduce bit for bit,
+/// and how long it took (in ms): kills land at random moments within it.
+fn reference_run(dir: &Path) -> (PathBuf, u64) {
+    let out = dir.join("reference");
+    let mut args = RUN.to_vec();
+    let o = out.display().to_string();
+    args.extend(["--out", &o, "--epochs", "4"]);
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = postergrad(&args);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    (out, started.elapsed().as_millis() as u64)
+}
+
+/// Same tensors, bit for bit, and the same losses in history.csv.
+fn assert_same_run(a: &Path, b: &Path) {
+    let (ca, cb) = (
+        Checkpoint::load(&a.join("model.safetensors")).unwrap(),
+        Checkpoint::load(&b.join("model.safetensors")).unwrap(),
+    );
+    assert_eq!(ca.info.step, cb.info.step);
+    assert_eq!(ca.names(), cb.names());
+    for name in ca.names() {
+        let (ta, tb) = (ca.get(name).unwrap(), cb.get(name).unwrap());
+        assert_eq!(ta.0, tb.0, "{name}");
+        let same =
+            ta.1.iter()
+                .zip(tb.1)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{name} differs from the uninterrupted run");
+    }
+    let losses = |d: &Path| -> Vec<String> {
+        std::fs::read_to_string(d.join("history.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(8).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(losses(a), losses(b));
+}
+
+#[test]
+fn ctrl_c_stops_after_the_step_saves_and_resumes_to_the_uninterrupted_weights() {
+    let dir = tmp("ctrlc");
+    let (reference, ms) = reference_run(&dir);
+    let out = dir.join("stopped");
+    let o = out.display().to_string();
+    let mut args = RUN.to_vec();
+    args.extend(["--out", &o, "--epochs", "4"]);
+    let (mut child, mut stdout, mut text) = start(&args);
+    std::thread::sleep(std::time::Duration::from_millis(random_ms(
+        ms / 4,
+        ms * 3 / 4,
+    )));
+    signal(&child, "-INT");
+    stdout.read_to_string(&mut text).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert_has(
+        &text,
+        &[
+            "stopped by Ctrl-C after step",
+            &format!("the state is saved in {o}/train_state.safetensors"),
+            "continue exactly where it stopped with:",
+        ],
+    );
+    let command = text
+        .lines()
+        .skip_while(|l| !l.starts_with("continue exactly"))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        command.ends_with(&format!("--out {o} --resume")),
+        "{command}"
+    );
+    let resume: Vec<&str> = command.split(' ').skip(1).collect();
+    let (code, stdout, stderr) = postergrad(&resume);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("resuming"), "{stdout}");
+    assert_same_run(&reference, &out);
+}
+
+#[test]
+fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
+    let dir = tmp("sigkill");
+    let (reference, ms) = reference_run(&dir);
+    let out = dir.join("killed");
+    let o = out.display().to_string();
+    let state = out.join("train_state.safetensors");
+    for _ in 0..4 {
+        let mut args = RUN.to_vec();
+        args.extend(["--out", &o, "--epochs", "4"]);
+        args.push(if state.exists() {
+            "--resume"
+        } else {
+            "--force"
+        });
+        let (mut child, _stdout, _) = start(&args);
+        std::thread::sleep(std::time::Duration::from_millis(random_ms(ms / 10, ms / 2)));
+        signal(&child, "-KILL");
+        child.wait().unwrap();
+        // Whatever the moment: each file is the old or the new one, whole.
+        for name in ["model.safetensors", "train_state.safetensors"] {
+            let path = out.join(name);
+            if path.exists() {
+                let c = Checkpoint::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                println!("{name}: epoch {} step {}", c.info.epoch, c.info.step);
+            }
+        }
+    }
+    let mut args = RUN.to_vec();
+    args.extend(["--out", &o, "--epochs", "4"]);
+    args.push(if state.exists() {
+        "--resume"
+    } else {
+        "--force"
+    });
+    let (code, stdout, stderr) = postergrad(&args);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_same_run(&reference, &out);
+}
+
+#[test]
+fn a_killed_runs_temporaries_are_cleared_when_it_resumes() {
+    let dir = tmp("stale");
+    let out = dir.join("run");
+    let o = out.display().to_string();
+    let mut args = RUN.to_vec();
+    args.extend(["--out", &o, "--epochs", "1"]);
+    assert_eq!(postergrad(&args).0, Some(0));
+    let stale = out.join(".model.safetensors.tmp-999999");
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+    args.truncate(args.len() - 2);
+    args.extend(["--epochs", "2", "--resume"]);
+    let (code, stdout, stderr) = postergrad(&args);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stale.exists());
+}
+
+// ---------------------------------------------------------------------------
+// Bad input through the command line: each error names the culprit and the
+// fix, the exit status is 1, nothing panics.
+
+fn expect_cli_error(args: &[&str], needles: &[&str]) {
+    let (code, stdout, stderr) = postergrad(args);
+    assert_eq!(code, Some(1), "{args:?} exited {code:?}: {stdout}{stderr}");
+    assert!(stderr.contains("error: "), "{args:?}: {stderr}");
+    assert_has(&stderr, needles);
+}
+
+fn dataset(dir: &Path, csv: &str) -> String {
+    std::fs::create_dir_all(dir.join("Images")).unwrap();
+    std::fs::write(dir.join("train.csv"), csv).unwrap();
+    dir.display().to_string()
+}
+
+#[test]
+fn bad_datasets_are_errors_naming_the_file_the_line_and_the_fix() {
+    let dir = tmp("cli-data");
+    let missing = dir.join("nowhere").display().to_string();
+    expect_cli_error(
+        &["train", "--data", &missing],
+        &[
+            "nowhere: is not a directory",
+            "--data wants a directory holding train.csv and Images/",
+        ],
+    );
+    let no_csv = dir.join("no-csv");
+    std::fs::create_dir_all(&no_csv).unwrap();
+    expect_cli_error(
+        &["train", "--data", &no_csv.display().to_string()],
+        &["no-csv/train.csv: not found", "the tutorial's layout"],
+    );
+    for (name, csv, needles) in [
+        (
+            "empty",
+            "",
+            vec!["train.csv: is empty", "needs a header line `Id,Genre"],
+        ),
+        (
+            "no-id",
+            "Name,Genre,Drama\nx,\"['Drama']\",1\n",
+            vec![
+                "train.csv, line 1",
+                "no `Id` column (columns: Name, Genre, Drama)",
+            ],
+        ),
+        (
+            "columns",
+            "Id,Genre,Drama,Comedy\na,['Drama', 'Comedy'],1,1\n",
+            vec!["train.csv, line 2", "5 columns, but the header has 4"],
+        ),
+        (
+            "label",
+            "Id,Genre,Drama\na,\"['Drama']\",yes\n",
+            vec![
+                "train.csv, line 2",
+                "genre `Drama` is `yes`",
+                "expected 0 or 1",
+            ],
+        ),
+        (
+            "dupes",
+            "Id,Genre,Drama\na,\"['Drama']\",1\na,\"[]\",0\n",
+            vec!["Id a appears on lines 2 and 3 with different labels"],
+        ),
+        (
+            "no-images",
+            "Id,Genre,Drama\na,\"['Drama']\",1\nb,\"[]\",0\n",
+            vec!["nor any of the 2 images", "Images/<Id>.jpg"],
+        ),
+    ] {
+        let d = dataset(&dir.join(name), csv);
+        expect_cli_error(&["train", "--data", &d], &needles);
+    }
+}
+
+#[test]
+fn bad_settings_are_errors_naming_the_option() {
+    let dir = tmp("cli-settings");
+    let o = dir.join("run").display().to_string();
+    for (args, needles) in [
+        (
+            vec!["train", "--size", "30"],
+            vec![
+                "--size 30: model poster collapses",
+                "the smallest input size that works is 46",
+            ],
+        ),
+        (
+            vec!["train", "--batch", "0"],
+            vec!["--batch: must be at least 1"],
+        ),
+        (
+            vec!["train", "--size", "2000", "--batch", "64"],
+            vec![
+                "--batch 64: at --size 2000 the output of `batch_normalization` ([64, 16, 1998, \
+                 1998]) needs 16351 MB, more than the",
+                "the adapter allows per buffer; use --batch",
+            ],
+        ),
+        (
+            vec!["train", "--model", "mlp", "--size", "3000"],
+            vec![
+                "--size 3000: layer `dense` of model mlp has 1728000064 parameters (6912 MB)",
+                "use a smaller --size",
+            ],
+        ),
+        (
+            vec!["train", "--lr", "-0.1"],
+            vec!["learning rate: must be a positive number, got -0.1"],
+        ),
+        (
+            vec!["train", "--lr", "NaN"],
+            vec!["learning rate: must be a positive number, got NaN"],
+        ),
+        (
+            vec!["train", "--val-split", "0"],
+            vec!["--val-split: must be between 0 and 1"],
+        ),
+        (
+            vec!["train", "--val-split", "1.5"],
+            vec!["--val-split: must be between 0 and 1"],
+        ),
+        (
+            vec!["train", "--limit", "5000"],
+            vec![
+                "--limit 5000: exceeds the 1200 posters",
+                "leave --limit out to use them all",
+            ],
+        ),
+        (
+            vec!["train", "--out", &o, "--resume"],
+            vec!["--resume", "train_state.safetensors does not exist"],
+        ),
+    ] {
+        expect_cli_error(&args, &needles);
+    }
+    // An existing run is never silently overwritten.
+    let mut args = RUN.to_vec();
+    args.extend(["--out", &o, "--epochs", "1"]);
+    assert_eq!(postergrad(&args).0, Some(0));
+    let before = std::fs::read(dir.join("run/model.safetensors")).unwrap();
+    expect_cli_error(
+        &args,
+        &[
+            "already holds a run",
+            "pass --resume to continue it, --force",
+        ],
+    );
+    let mut other = args.clone();
+    other.extend(["--seed", "7", "--resume"]);
+    expect_cli_error(
+        &other,
+        &["was started with other settings: seed: saved 0, now 7"],
+    );
+    assert_eq!(
+        std::fs::read(dir.join("run/model.safetensors")).unwrap(),
+        before
+    );
+}
+
+/// `src` rewritten: its metadata patched by `meta`, tensors dropped by `keep`.
+fn rewrite_checkpoint(src: &Path, dst: &Path, meta: &[(&str, &str)], keep: impl Fn(&str) -> bool) {
+    let bytes = std::fs::read(src).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut metadata = header.metadata().clone().unwrap();
+    for (k, v) in meta {
+        metadata.insert(k.to_string(), v.to_string());
+    }
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().filter(|(n, _)| keep(n)).collect();
+    safetensors::serialize_to_file(tensors, Some(metadata), dst).unwrap();
+}
+
+#[test]
+fn bad_checkpoints_and_predict_inputs_say_what_differs() {
+    let dir = tmp("cli-ckpt");
+    let o = dir.join("run").display().to_string();
+    let mut args = RUN.to_vec();
+    args.extend(["--out", &o, "--epochs", "1"]);
+    assert_eq!(postergrad(&args).0, Some(0));
+    let good = dir.join("run/model.safetensors");
+    let poster = dir.join("poster.png");
+    image::RgbImage::from_pixel(30, 45, image::Rgb([9, 9, 9]))
+        .save(&poster)
+        .unwrap();
+    let p = poster.display().to_string();
+    let predict = |ckpt: &Path, needles: &[&str]| {
+        expect_cli_error(
+            &["predict", "--checkpoint", &ckpt.display().to_string(), &p],
+            needles,
+        )
+    };
+    predict(
+        &dir.join("missing.safetensors"),
+        &[
+            "missing.safetensors: not found",
+            "pass the model.safetensors of a finished run",
+        ],
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    predict(
+        &truncated,
+        &["truncated.safetensors: not a safetensors file"],
+    );
+    let other_size = dir.join("size.safetensors");
+    rewrite_checkpoint(&good, &other_size, &[("size", "64")], |_| true);
+    predict(
+        &other_size,
+        &["tensor `dense.kernel` has shape [6348, 64], the model needs [12288, 64]"],
+    );
+    let other_model = dir.join("model.safetensors");
+    rewrite_checkpoint(&good, &other_model, &[("model", "poster")], |_| true);
+    predict(
+        &other_model,
+        &["has no tensor `conv2d.kernel` (does it belong to another model?)"],
+    );
+    let holes = dir.join("holes.safetensors");
+    rewrite_checkpoint(&good, &holes, &[], |n| n != "dense_1.bias");
+    predict(&holes, &["has no tensor `dense_1.bias`"]);
+    // predict on something that is not an image; the good posters still print.
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "not a poster").unwrap();
+    let (code, stdout, stderr) = postergrad(&[
+        "predict",
+        "--checkpoint",
+        &good.display().to_string(),
+        &text.display().to_string(),
+        &p,
+    ]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert_has(&stderr, &["notes.txt: not an image postergrad can read"]);
+    assert!(stdout.contains("poster.png"), "{stdout}");
 }

@@ -188,7 +188,15 @@ impl Adam {
         }
         self.t += 1;
         for (p, (m, v)) in params.iter().zip(&self.moments) {
-            adam_step(gpu, &self.config, self.t, &p.grad, &p.value, (m, v), &self.guard)?;
+            adam_step(
+                gpu,
+                &self.config,
+                self.t,
+                &p.grad,
+                &p.value,
+                (m, v),
+                &self.guard,
+            )?;
         }
         Ok(())
     }
