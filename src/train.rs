@@ -667,14 +667,14 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             sums.batches_done += 1;
             let n = b.rows.len();
             if n > 0 {
+                let step = adam.t + 1;
                 let (l, probs) =
                     train_step(gpu, &model, &mut adam, &b, size, genres).map_err(|e| {
                         stopped(
                             e,
                             format!(
                                 "epoch {epoch}, step {} (batch {} of {total_batches})",
-                                adam.t + 1,
-                                sums.batches_done
+                                step, sums.batches_done
                             ),
                             &saved,
                             config,

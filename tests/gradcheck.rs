@@ -359,9 +359,22 @@ fn catches_a_wrong_adam_update() {
     assert!(!report.passed());
     let err = report.into_result().unwrap_err().to_string();
     assert!(
-        err.starts_with("gradient check failed:") && err.contains("adam p after 3 steps"),
+        err.starts_with("gradient check failed:")
+            && err.contains("adam p after 3 steps + 1 NaN-guarded"),
         "{err}"
     );
+}
+
+#[test]
+fn catches_an_adam_update_that_ignores_the_nonfinite_guard() {
+    let src = shaders::source("adam_step").unwrap();
+    let gpu = Gpu::new().unwrap();
+    let broken = src.replacen("guard[0] != 0u", "guard[0] == 0xffffffffu", 1);
+    assert_ne!(broken, src);
+    gpu.override_shader("adam_step", broken).unwrap();
+    let report = suite(&gpu, &["adam"], 0);
+    let err = report.into_result().unwrap_err().to_string();
+    assert!(err.contains("NaN-guarded"), "{err}");
 }
 
 #[test]

@@ -301,10 +301,11 @@ fn losing_the_device_mid_run_stops_it_with_the_last_checkpoint_intact() {
     })
     .unwrap_err();
     let text = err.to_string();
+    println!("{text}");
     assert_has(
         &text,
         &[
-            "training stopped at epoch 2",
+            "training stopped at epoch 2, step 2 (batch 1 of 1): GPU error: device lost",
             "GPU error",
             "(after epoch 1, step 1), is intact",
             "continue with `postergrad train --resume --out",
@@ -784,4 +785,33 @@ fn bad_checkpoints_and_predict_inputs_say_what_differs() {
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert_has(&stderr, &["notes.txt: not an image postergrad can read"]);
     assert!(stdout.contains("poster.png"), "{stdout}");
+}
+
+#[test]
+fn nonfinite_count_counts_exactly_the_nan_and_inf_values() {
+    use postergrad::ops::nonfinite::{cpu, Counters};
+    let gpu = Gpu::new().unwrap();
+    let mut x: Vec<f32> = (0..100_000).map(|i| (i as f32 - 5e4) * 1e33).collect();
+    // Edge values that are finite: the largest float, a subnormal, −0.
+    x[1] = f32::MAX;
+    x[2] = f32::MIN_POSITIVE / 4.0;
+    x[3] = -0.0;
+    for (i, v) in [
+        (10, f32::NAN),
+        (20, f32::INFINITY),
+        (99_999, f32::NEG_INFINITY),
+    ] {
+        x[i] = v;
+    }
+    let want = cpu::nonfinite_count(&x);
+    assert_eq!(want, 3);
+    let t = postergrad::Tensor::from_slice(&gpu, [x.len()], &x).unwrap();
+    let finite = postergrad::Tensor::from_slice(&gpu, [3], &[1.0, f32::MAX, -0.0]).unwrap();
+    let counters = Counters::new(&gpu, 2).unwrap();
+    counters.count(&gpu, &t, 1).unwrap();
+    counters.count(&gpu, &finite, 2).unwrap();
+    assert_eq!(counters.read(&gpu).unwrap(), vec![want, want, 0]);
+    counters.clear(&gpu);
+    assert_eq!(counters.read(&gpu).unwrap(), vec![0, 0, 0]);
+    assert!(counters.count(&gpu, &t, 3).is_err());
 }
