@@ -65,7 +65,14 @@ pub struct Row {
     pub passed: bool,
     /// The worst element: (index, tested value, trusted value).
     pub worst: Option<(usize, f64, f64)>,
+    /// The first elements out of tolerance (index, tested, trusted) — or,
+    /// when every element passed, simply the first elements — at most
+    /// [`SHOWN_ELEMENTS`], for `gradcheck --verbose` and failure reports.
+    pub first: Vec<(usize, f64, f64)>,
 }
+
+/// How many elements a failure report (or `--verbose`) lists per check.
+pub const SHOWN_ELEMENTS: usize = 5;
 
 impl Row {
     /// Compares `got` against the trusted `want` and makes the report line.
@@ -78,6 +85,25 @@ impl Row {
         tol: Tolerance,
     ) -> Row {
         let (max_abs, max_rel, passed, worst) = compare(got, want, tol);
+        let outside = |(&a, &b): (&f64, &f64)| {
+            let d = (a - b).abs();
+            d.is_nan() || d > tol.atol + tol.rtol * b.abs()
+        };
+        let pairs = got.iter().zip(want);
+        let mut first: Vec<(usize, f64, f64)> = pairs
+            .clone()
+            .enumerate()
+            .filter(|(_, p)| outside(*p))
+            .take(SHOWN_ELEMENTS)
+            .map(|(i, (&a, &b))| (i, a, b))
+            .collect();
+        if first.is_empty() {
+            first = pairs
+                .take(SHOWN_ELEMENTS)
+                .enumerate()
+                .map(|(i, (&a, &b))| (i, a, b))
+                .collect();
+        }
         Row {
             op: op.to_string(),
             shape: shape.to_string(),
@@ -87,6 +113,7 @@ impl Row {
             tol,
             passed,
             worst,
+            first,
         }
     }
 }
@@ -251,6 +278,38 @@ impl fmt::Display for Report {
             self.rows.len() - failed,
             failed
         )
+    }
+}
+
+impl Report {
+    /// Element by element, as llm.c's checker prints them: for every failed
+    /// check (every check when `all`), its first elements out of tolerance
+    /// — index, the tested (analytic / GPU) value, the trusted (numeric /
+    /// f64 reference) value and their difference. Passing checks list
+    /// their first elements.
+    pub fn details(&self, all: bool) -> String {
+        let mut out = String::new();
+        for r in self.rows.iter().filter(|r| all || !r.passed) {
+            out += &format!(
+                "{} {} {} — {}:\n    {:>8} {:>16} {:>16} {:>12}\n",
+                r.op,
+                r.shape,
+                r.check,
+                if r.passed {
+                    "first elements (all within tolerance)"
+                } else {
+                    "first elements out of tolerance"
+                },
+                "index",
+                "tested",
+                "trusted",
+                "difference"
+            );
+            for &(i, a, b) in &r.first {
+                out += &format!("    {i:>8} {a:>16.8e} {b:>16.8e} {:>12.3e}\n", a - b);
+            }
+        }
+        out
     }
 }
 

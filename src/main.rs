@@ -46,6 +46,10 @@ enum Command {
         /// Load shaders/*.wgsl overrides from this directory (to study a modified kernel).
         #[arg(long)]
         shader_dir: Option<PathBuf>,
+        /// After the table, list every check's first elements (index, tested, trusted,
+        /// difference); failed checks are always listed.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Train a model on posters (default: the embedded synthetic posters) and write a run directory.
     Train(TrainArgs),
@@ -223,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             op,
             seed,
             shader_dir,
+            verbose,
         } => {
             let gpu = open_gpu()?;
             if let Some(dir) = shader_dir {
@@ -237,6 +242,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let report = gradcheck::run(&gpu, &gradcheck::Options { seed, ops: op })?;
             println!("{report}");
+            if verbose || !report.passed() {
+                println!("\n{}", report.details(verbose));
+            }
             Ok(if report.passed() {
                 ExitCode::SUCCESS
             } else {

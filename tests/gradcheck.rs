@@ -402,15 +402,49 @@ fn cli_gradcheck_exits_non_zero_with_a_broken_shader_dir() {
         stdout.contains("FAIL") && stdout.contains("dx vs f64 reference"),
         "{stdout}"
     );
+    // The failure report lists the first mismatching elements: the negated
+    // kernel gives exactly minus the reference, element by element.
+    let section = stdout
+        .split("sigmoid [3, 37] dx vs f64 reference — first elements out of tolerance:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no element report in:\n{stdout}"));
+    let rows: Vec<Vec<f64>> = section
+        .lines()
+        .skip(1)
+        .take(postergrad::gradcheck::SHOWN_ELEMENTS)
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(
+        rows.len(),
+        postergrad::gradcheck::SHOWN_ELEMENTS,
+        "{section}"
+    );
+    for r in &rows {
+        let (tested, trusted, diff) = (r[1], r[2], r[3]);
+        assert!(
+            (tested + trusted).abs() <= 1e-5 * trusted.abs().max(1e-3),
+            "{r:?}"
+        );
+        assert!(
+            (diff - (tested - trusted)).abs() <= 1e-3 * diff.abs(),
+            "{r:?}"
+        );
+    }
 
     let ok = std::process::Command::new(env!("CARGO_BIN_EXE_postergrad"))
-        .args(["gradcheck", "--op", "sigmoid,relu"])
+        .args(["gradcheck", "--op", "sigmoid,relu", "--verbose"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{stdout}");
     assert!(
         stdout.contains("0 failed") && !stdout.contains("dense"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "relu [64, 1000] dx vs f64 reference — first elements (all within tolerance)"
+        ),
         "{stdout}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
