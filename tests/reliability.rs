@@ -480,7 +480,7 @@ fn ctrl_c_stops_after_the_step_saves_and_resumes_to_the_uninterrupted_weights() 
         .trim()
         .to_string();
     assert!(
-        command.ends_with(&format!("--out {o} --resume")),
+        command.contains(&format!(" --out {o} ")) && command.ends_with(" --resume"),
         "{command}"
     );
     let resume: Vec<&str> = command.split(' ').skip(1).collect();
