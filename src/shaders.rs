@@ -86,6 +86,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         "maxpool_forward",
         include_str!("../shaders/maxpool_forward.wgsl"),
     ),
+    (
+        "nonfinite_count",
+        include_str!("../shaders/nonfinite_count.wgsl"),
+    ),
     ("peak_fma", include_str!("../shaders/peak_fma.wgsl")),
     (
         "reduce_partials",
@@ -94,10 +98,6 @@ pub const SHADERS: &[(&str, &str)] = &[
     (
         "relu_backward",
         include_str!("../shaders/relu_backward.wgsl"),
-    ),
-    (
-        "nonfinite_count",
-        include_str!("../shaders/nonfinite_count.wgsl"),
     ),
     ("relu_forward", include_str!("../shaders/relu_forward.wgsl")),
     (
