@@ -620,7 +620,9 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             .as_ref()
             .is_some_and(|s| s.load(Ordering::SeqCst))
     };
-    for epoch in start_epoch + 1..=config.epochs {
+    // Where a requested stop left the run (None: it ran all its epochs).
+    let mut stopped_at: Option<StopPoint> = None;
+    'epochs: for epoch in start_epoch + 1..=config.epochs {
         let started = Instant::now();
         let order = epoch_order(&train_rows, config.seed, epoch);
         on(Event::EpochStart {
@@ -696,24 +698,15 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
                 sums.seconds += started.elapsed().as_secs_f64();
                 let meta = info(epoch - 1, adam.t);
                 save_state(gpu, out, &model, &adam, &meta, &settings, Some(&sums))?;
-                return Ok(TrainSummary {
-                    history,
-                    baseline,
-                    last,
-                    val_count,
-                    skipped: reported.len() + missing_count,
-                    out: out.clone(),
-                    stopped: Some(StopPoint {
-                        epoch,
-                        batch: sums.batches_done,
-                        batches: total_batches,
-                        step: adam.t,
-                    }),
+                stopped_at = Some(StopPoint {
+                    epoch,
+                    batch: sums.batches_done,
+                    batches: total_batches,
+                    step: adam.t,
                 });
+                break 'epochs;
             }
         }
-        let (loss_sum, seen, correct, waited) =
-            (sums.loss_sum, sums.seen, sums.correct, sums.waited);
         let train_seconds = sums.seconds + started.elapsed().as_secs_f64();
         on(Event::Validating {
             samples: val_rows.len(),
@@ -746,16 +739,16 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         let v = val.unwrap_or_default();
         let record = EpochRecord {
             epoch,
-            loss: loss_sum / seen.max(1) as f64,
-            binary_accuracy: correct as f64 / (seen.max(1) * genres) as f64,
+            loss: sums.loss_sum / sums.seen.max(1) as f64,
+            binary_accuracy: sums.correct as f64 / (sums.seen.max(1) * genres) as f64,
             val_loss: v.bce,
             val_binary_accuracy: v.binary_accuracy,
             val_map: v.map,
             val_micro_f1: v.micro_f1,
             val_precision_at_3: v.precision_at_3,
             seconds: sums.seconds + started.elapsed().as_secs_f64(),
-            samples_per_second: seen as f64 / train_seconds.max(1e-9),
-            loader_wait_seconds: waited,
+            samples_per_second: sums.seen as f64 / train_seconds.max(1e-9),
+            loader_wait_seconds: sums.waited,
         };
         history.push(record.clone());
         last = val;
@@ -785,20 +778,13 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         saved = Some(describe_state(&state_path, epoch, adam.t, None));
         on(Event::EpochEnd(&record));
         if stop_requested() && epoch < config.epochs {
-            return Ok(TrainSummary {
-                history,
-                baseline,
-                last,
-                val_count,
-                skipped: reported.len() + missing_count,
-                out: out.clone(),
-                stopped: Some(StopPoint {
-                    epoch,
-                    batch: total_batches,
-                    batches: total_batches,
-                    step: adam.t,
-                }),
+            stopped_at = Some(StopPoint {
+                epoch,
+                batch: total_batches,
+                batches: total_batches,
+                step: adam.t,
             });
+            break;
         }
     }
     Ok(TrainSummary {
@@ -808,7 +794,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         val_count,
         skipped: reported.len() + missing_count,
         out: out.clone(),
-        stopped: None,
+        stopped: stopped_at,
     })
 }
 

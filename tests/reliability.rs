@@ -348,6 +348,13 @@ const RUN: &[&str] = &[
     "1",
 ];
 
+/// `RUN` writing to `out` for `epochs` epochs.
+fn run_args<'a>(out: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    let mut args = RUN.to_vec();
+    args.extend(["--out", out, "--epochs", epochs]);
+    args
+}
+
 fn postergrad(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_postergrad"))
         .args(args)
@@ -411,9 +418,8 @@ fn random_ms(lo: u64, hi: u64) -> u64 {
 /// and how long it took (in ms): kills land at random moments within it.
 fn reference_run(dir: &Path) -> (PathBuf, u64) {
     let out = dir.join("reference");
-    let mut args = RUN.to_vec();
     let o = out.display().to_string();
-    args.extend(["--out", &o, "--epochs", "4"]);
+    let args = run_args(&o, "4");
     let started = std::time::Instant::now();
     let (code, stdout, stderr) = postergrad(&args);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
@@ -453,8 +459,7 @@ fn ctrl_c_stops_after_the_step_saves_and_resumes_to_the_uninterrupted_weights() 
     let (reference, ms) = reference_run(&dir);
     let out = dir.join("stopped");
     let o = out.display().to_string();
-    let mut args = RUN.to_vec();
-    args.extend(["--out", &o, "--epochs", "4"]);
+    let args = run_args(&o, "4");
     let (mut child, mut stdout, mut text) = start(&args);
     std::thread::sleep(std::time::Duration::from_millis(random_ms(
         ms / 4,
@@ -497,15 +502,18 @@ fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
     let out = dir.join("killed");
     let o = out.display().to_string();
     let state = out.join("train_state.safetensors");
-    for _ in 0..4 {
-        let mut args = RUN.to_vec();
-        args.extend(["--out", &o, "--epochs", "4"]);
+    // Resume what the last kill left, or start afresh when it left nothing.
+    let continue_run = || {
+        let mut args = run_args(&o, "4");
         args.push(if state.exists() {
             "--resume"
         } else {
             "--force"
         });
-        let (mut child, _stdout, _) = start(&args);
+        args
+    };
+    for _ in 0..4 {
+        let (mut child, _stdout, _) = start(&continue_run());
         std::thread::sleep(std::time::Duration::from_millis(random_ms(ms / 10, ms / 2)));
         signal(&child, "-KILL");
         child.wait().unwrap();
@@ -518,14 +526,7 @@ fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
             }
         }
     }
-    let mut args = RUN.to_vec();
-    args.extend(["--out", &o, "--epochs", "4"]);
-    args.push(if state.exists() {
-        "--resume"
-    } else {
-        "--force"
-    });
-    let (code, stdout, stderr) = postergrad(&args);
+    let (code, stdout, stderr) = postergrad(&continue_run());
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert_same_run(&reference, &out);
 }
@@ -535,14 +536,12 @@ fn a_killed_runs_temporaries_are_cleared_when_it_resumes() {
     let dir = tmp("stale");
     let out = dir.join("run");
     let o = out.display().to_string();
-    let mut args = RUN.to_vec();
-    args.extend(["--out", &o, "--epochs", "1"]);
-    assert_eq!(postergrad(&args).0, Some(0));
+    assert_eq!(postergrad(&run_args(&o, "1")).0, Some(0));
     let stale = out.join(".model.safetensors.tmp-999999");
     std::fs::write(&stale, b"half a checkpoint").unwrap();
-    args.truncate(args.len() - 2);
-    args.extend(["--epochs", "2", "--resume"]);
-    let (code, stdout, stderr) = postergrad(&args);
+    let mut resume = run_args(&o, "2");
+    resume.push("--resume");
+    let (code, stdout, stderr) = postergrad(&resume);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(!stale.exists());
 }
@@ -687,8 +686,7 @@ fn bad_settings_are_errors_naming_the_option() {
         expect_cli_error(&args, &needles);
     }
     // An existing run is never silently overwritten.
-    let mut args = RUN.to_vec();
-    args.extend(["--out", &o, "--epochs", "1"]);
+    let args = run_args(&o, "1");
     assert_eq!(postergrad(&args).0, Some(0));
     let before = std::fs::read(dir.join("run/model.safetensors")).unwrap();
     expect_cli_error(
@@ -728,8 +726,7 @@ fn rewrite_checkpoint(src: &Path, dst: &Path, meta: &[(&str, &str)], keep: impl 
 fn bad_checkpoints_and_predict_inputs_say_what_differs() {
     let dir = tmp("cli-ckpt");
     let o = dir.join("run").display().to_string();
-    let mut args = RUN.to_vec();
-    args.extend(["--out", &o, "--epochs", "1"]);
+    let args = run_args(&o, "1");
     assert_eq!(postergrad(&args).0, Some(0));
     let good = dir.join("run/model.safetensors");
     let poster = dir.join("poster.png");
