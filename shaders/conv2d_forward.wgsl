@@ -16,7 +16,8 @@
 // They are named variables, not arrays: lavapipe (Mesa 22.3) keeps private
 // arrays in memory even when every index is constant after unrolling, which
 // measured 5–8× slower (docs/kernels/conv2d.md).
-// Weights come from `wu`, a 64 KiB uniform window holding the chunk packed by
+// Weights come from `wu`, a 64 KiB uniform window (WINDOW values: 16384 in
+// f32, 8192 in f64) holding the chunk packed by
 // conv2d_pack_weights as [ci − ci0][ky][kx][16 channels] (four vec4 per tap;
 // the group's 16 biases in the last vec4s). Every invocation of a dispatch
 // reads the same weights: a uniform load, a broadcast on SIMD adapters.
@@ -35,6 +36,8 @@
 // window's first element (the host splits batches larger than one binding).
 
 alias real = f32;
+const REAL_BYTES: u32 = 4u;
+const WINDOW: u32 = 65536u / REAL_BYTES; // values per 64 KiB weight window
 
 // The first 16 fields are ConvParams, as in every conv kernel (chunk unused here).
 struct ConvForwardParams {
@@ -47,7 +50,7 @@ struct ConvForwardParams {
 
 @group(0) @binding(0) var<uniform> params: ConvForwardParams;
 @group(0) @binding(1) var<storage, read> x: array<real>;
-@group(0) @binding(2) var<uniform> wu: array<vec4<real>, 4096>;
+@group(0) @binding(2) var<uniform> wu: array<vec4<real>, WINDOW / 4u>;
 @group(0) @binding(3) var<storage, read_write> y: array<real>;
 
 // x[n, ci, iy, ix] of the window, or 0 outside the input.
@@ -161,7 +164,7 @@ fn conv2d_forward(
     let use_bias = (params.mode & 1u) != 0u;
     let accumulate = (params.mode & 2u) != 0u;
     for (var q = 0u; q < 4u; q = q + 1u) {
-        let bias = select(vec4<real>(0.0), wu[4092u + q], use_bias);
+        let bias = select(vec4<real>(0.0), wu[WINDOW / 4u - 4u + q], use_bias);
         for (var i = 0u; i < 4u; i = i + 1u) {
             let co = params.co0 + 4u * q + i;
             if (co >= params.cout) {

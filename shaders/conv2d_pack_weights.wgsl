@@ -1,21 +1,24 @@
 // conv2d_pack_weights: the uniform weight windows read by conv2d_forward
 //
-//   packed[(g·K + k)·16384 + ((c·KH + ky)·KW + kx)·16 + i] = w[co, ci, ky, kx]
+//   packed[(g·K + k)·WINDOW + ((c·KH + ky)·KW + kx)·16 + i] = w[co, ci, ky, kx]
 //       with co = 16·g + i (the output channel), ci = k·cc + c (the input channel)
-//   packed[(g·K + k)·16384 + 16368 + i] = b[co] for k = 0 (bias), else 0
+//   packed[(g·K + k)·WINDOW + WINDOW − 16 + i] = b[co] for k = 0 (bias), else 0
 //   Transposed (mode bit 2, for backward-input): the roles swap and the taps flip,
 //   packed[…((c·KH + ky)·KW + kx)·16 + i] = w[ci, co, KH−1−ky, KW−1−kx].
 //   w: [Cout, Cin, KH, KW] (before the swap), b: [Cout]; channels past the
 //   tensor (the last group's tail, the last chunk's tail) pack 0.
 //
-// Each window is 16384 floats = 64 KiB, the largest uniform binding wgpu
-// guarantees, so the host binds window (g, k) at byte offset (g·K + k)·65536.
+// Each window is 64 KiB, the largest uniform binding wgpu guarantees:
+// WINDOW = 16384 values in f32, 8192 in f64; the host binds window (g, k) at
+// byte offset (g·K + k)·65536.
 // Thread mapping: one invocation per packed float; invocation
 // gid.x + gid.y·num_workgroups.x·64 → (window, element).
 // Bounds: invocations past `total` return; channels past Cout or Cin and
 // taps past the chunk write 0, so every float of every window is defined.
 
 alias real = f32;
+const REAL_BYTES: u32 = 4u;
+const WINDOW: u32 = 65536u / REAL_BYTES; // values per 64 KiB weight window
 
 struct PackParams {
     cout: u32,    // output channels in the packed roles
@@ -25,7 +28,7 @@ struct PackParams {
     chunks: u32,  // K: input-channel chunks per group
     cc: u32,      // input channels per chunk
     mode: u32,    // bit 1: pack the bias; bit 2: transposed and flipped
-    total: u32,   // floats to write: groups · K · 16384
+    total: u32,   // values to write: groups · K · WINDOW
 }
 
 @group(0) @binding(0) var<uniform> params: PackParams;
@@ -42,13 +45,13 @@ fn conv2d_pack_weights(
     if (idx >= params.total) {
         return;
     }
-    let window = idx / 16384u;
-    let e = idx % 16384u;
+    let window = idx / WINDOW;
+    let e = idx % WINDOW;
     let g = window / params.chunks;
     let k = window % params.chunks;
     var v = real(0.0);
-    if (e >= 16368u) {
-        let co = g * 16u + (e - 16368u);
+    if (e >= WINDOW - 16u) {
+        let co = g * 16u + (e - (WINDOW - 16u));
         if ((params.mode & 1u) != 0u && k == 0u && co < params.cout) {
             v = b[co];
         }

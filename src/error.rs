@@ -68,6 +68,11 @@ pub enum Error {
     #[error("no shader named '{0}' (the shaders are the files in shaders/*.wgsl)")]
     UnknownShader(String),
 
+    /// f64 kernels were asked for on an adapter without `SHADER_F64`, or an
+    /// f32-only kernel was asked for in f64.
+    #[error("{what}: {message}")]
+    Precision { what: String, message: String },
+
     /// wgpu reported a validation or out-of-memory error, or lost the device.
     #[error("GPU error: {0}")]
     Gpu(String),

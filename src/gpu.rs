@@ -21,8 +21,47 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::shaders;
+use crate::shaders::{self, Precision};
 use crate::tensor::Tensor;
+
+/// Host element types a tensor can be written from and read into; the
+/// device converts to and from its own [`Precision`].
+pub trait Real: Copy {
+    fn to_f32(self) -> f32;
+    fn to_f64(self) -> f64;
+    fn from_f32(x: f32) -> Self;
+    fn from_f64(x: f64) -> Self;
+}
+
+impl Real for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+}
+
+impl Real for f64 {
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f32(x: f32) -> Self {
+        x as f64
+    }
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+}
 
 /// One compute kernel, named once: `shaders/<name>.wgsl` holds the entry
 /// point `<name>`, which is also the pipeline label, the bench id and the doc
@@ -87,17 +126,18 @@ impl<'t> Bind<'t> {
         Bind {
             tensor,
             offset: 0,
-            size: tensor.numel() as u64 * 4,
+            size: tensor.bytes(),
         }
     }
 
     /// `len` elements of `tensor` from element `start`; the caller keeps
     /// `start` aligned for the binding's kind (conv2d binds 64 KiB windows).
     pub fn range(tensor: &'t Tensor, start: usize, len: usize) -> Bind<'t> {
+        let e = tensor.real_bytes() as u64;
         Bind {
             tensor,
-            offset: start as u64 * 4,
-            size: len as u64 * 4,
+            offset: start as u64 * e,
+            size: len as u64 * e,
         }
     }
 }
@@ -118,6 +158,10 @@ pub struct PooledBuffer {
 impl PooledBuffer {
     pub(crate) fn raw(&self) -> &wgpu::Buffer {
         self.buffer.as_ref().expect("buffer present until drop")
+    }
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
     }
 }
 
@@ -193,6 +237,7 @@ pub struct Gpu {
     stats: Cell<GpuStats>,
     errors: Arc<Mutex<Vec<String>>>,
     profiling: RefCell<Option<Profiling>>,
+    precision: Precision,
 }
 
 fn rank(t: wgpu::DeviceType) -> u32 {
@@ -211,10 +256,27 @@ impl Gpu {
     /// name contains it (case-insensitive). Among the rest: discrete GPU first,
     /// then integrated, virtual, CPU; Vulkan before GL on a tie.
     pub fn new() -> Result<Gpu> {
-        pollster::block_on(Self::new_async())
+        Self::with_precision(Precision::F32)
     }
 
-    async fn new_async() -> Result<Gpu> {
+    /// Like [`Gpu::new`], with every kernel instantiated in `precision` and
+    /// every tensor stored in it. f64 needs the adapter's `SHADER_F64`
+    /// (lavapipe has it; many desktop GPUs do): without it, a
+    /// [`Error::Precision`] says so.
+    pub fn with_precision(precision: Precision) -> Result<Gpu> {
+        let gpu = pollster::block_on(Self::new_async(precision))?;
+        if precision == Precision::F64 && !gpu.summary.shader_f64 {
+            return Err(Error::Precision {
+                what: format!("adapter '{}'", gpu.summary.name),
+                message: "has no SHADER_F64 feature, so kernels cannot run in f64 \
+                          (on this machine, Vulkan lavapipe has it: unset WGPU_BACKEND or set it to vulkan)"
+                    .into(),
+            });
+        }
+        Ok(gpu)
+    }
+
+    async fn new_async(precision: Precision) -> Result<Gpu> {
         // 1. The instance: which backends to look at (from the environment).
         let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         let backends = desc.backends;
@@ -333,10 +395,20 @@ impl Gpu {
                 ..Default::default()
             }),
             errors,
+            precision,
         })
     }
 
-    /// The chosen adapter.
+    /// The element type of every tensor and kernel on this device.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Bytes per tensor element (4 for f32, 8 for f64).
+    pub fn real_bytes(&self) -> usize {
+        self.precision.bytes()
+    }
+
     /// Destroys the device, as a driver reset or an unplugged GPU would:
     /// every later call fails with [`Error::Gpu`] ("device lost"). For
     /// testing that a run survives losing its GPU.
@@ -416,6 +488,7 @@ impl Gpu {
             Some(s) => s.clone(),
             None => shaders::source(kernel)?.to_string(),
         };
+        let source = shaders::instantiate(&source, self.precision);
         // A shader module is the parsed WGSL; a compute pipeline is one entry
         // point of it, compiled for this device. `layout: None` lets wgpu derive
         // the bind-group layout from the bindings the entry point uses.
@@ -438,7 +511,10 @@ impl Gpu {
             });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Shader {
-                shader: format!("shaders/{kernel}.wgsl"),
+                shader: match self.precision {
+                    Precision::F32 => format!("shaders/{kernel}.wgsl"),
+                    p => format!("shaders/{kernel}.wgsl (instantiated in {p})"),
+                },
                 message: e.to_string(),
             });
         }
@@ -521,7 +597,7 @@ impl Gpu {
                 expected: dst.shape().to_string(),
             });
         }
-        let bytes = src.numel() as u64 * 4;
+        let bytes = src.bytes();
         self.with_encoder(|e| e.copy_buffer_to_buffer(src.buf.raw(), 0, dst.buf.raw(), 0, bytes));
         Ok(())
     }
@@ -529,19 +605,30 @@ impl Gpu {
     /// Uploads host data into a tensor. `queue.write_buffer` takes effect at
     /// the *start* of the next submission, before any kernel recorded now, so
     /// pending kernels are submitted first to keep program order.
-    pub(crate) fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
+    /// Values are converted to the device's precision (f64 values are
+    /// rounded on an f32 device).
+    pub(crate) fn write<T: Real>(&self, t: &Tensor, data: &[T]) -> Result<()> {
         if self.encoder.borrow().is_some() {
             self.flush()?;
         }
-        self.queue
-            .write_buffer(t.buf.raw(), 0, bytemuck::cast_slice(data));
+        let bytes: Vec<u8> = match self.precision {
+            Precision::F32 => {
+                let v: Vec<f32> = data.iter().map(|x| x.to_f32()).collect();
+                bytemuck::cast_slice(&v).to_vec()
+            }
+            Precision::F64 => {
+                let v: Vec<f64> = data.iter().map(|x| x.to_f64()).collect();
+                bytemuck::cast_slice(&v).to_vec()
+            }
+        };
+        self.queue.write_buffer(t.buf.raw(), 0, &bytes);
         Ok(())
     }
 
     /// Downloads a tensor: submits pending work, copies into a mappable
     /// staging buffer and waits for it.
-    pub(crate) fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
-        let bytes = t.numel() as u64 * 4;
+    pub(crate) fn read<T: Real>(&self, t: &Tensor) -> Result<Vec<T>> {
+        let bytes = t.bytes();
         let staging = self
             .staging
             .borrow_mut()
@@ -562,7 +649,16 @@ impl Gpu {
         self.with_encoder(|e| e.copy_buffer_to_buffer(t.buf.raw(), 0, &staging, 0, bytes));
         self.flush()?;
         let bytes_read = self.map_read(&staging)?;
-        let out = bytemuck::pod_collect_to_vec::<u8, f32>(&bytes_read);
+        let out = match self.precision {
+            Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes_read)
+                .into_iter()
+                .map(T::from_f32)
+                .collect(),
+            Precision::F64 => bytemuck::pod_collect_to_vec::<u8, f64>(&bytes_read)
+                .into_iter()
+                .map(T::from_f64)
+                .collect(),
+        };
         self.staging
             .borrow_mut()
             .entry(bytes)
@@ -848,16 +944,17 @@ impl Gpu {
     /// the window's first element counted from the bound offset (kernels add
     /// it to their indices).
     pub fn window<'t>(&self, t: &'t Tensor, start: usize, len: usize) -> (Bind<'t>, u32) {
-        let align = self.limits.min_storage_buffer_offset_alignment.max(4) as u64;
-        let start_bytes = start as u64 * 4;
+        let e = t.real_bytes() as u64;
+        let align = self.limits.min_storage_buffer_offset_alignment.max(8) as u64;
+        let start_bytes = start as u64 * e;
         let offset = start_bytes / align * align;
-        let end = ((start + len) as u64 * 4).min(t.numel() as u64 * 4);
+        let end = ((start + len) as u64 * e).min(t.bytes());
         let bind = Bind {
             tensor: t,
             offset,
             size: end - offset,
         };
-        (bind, ((start_bytes - offset) / 4) as u32)
+        (bind, ((start_bytes - offset) / e) as u32)
     }
 
     /// Splits `n` samples into consecutive ranges whose windows fit one

@@ -1,5 +1,12 @@
 //! Every WGSL shader, compiled into the binary. `shaders/<name>.wgsl` holds
 //! the entry point `<name>`; a test checks this table lists every file.
+//!
+//! Each shader is written once, for the element type `real`, declared by one
+//! line `alias real = f32;`. [`instantiate`] makes the f64 version of the
+//! same source: it swaps that line (and `const REAL_BYTES: u32 = 4u;`, where
+//! a shader sizes a uniform window in bytes), renames the transcendental
+//! calls `exp(`/`log(` to the WGSL implementations in
+//! `shaders/lib/f64_math.wgsl` and appends that library.
 
 use crate::error::{Error, Result};
 
@@ -77,6 +84,7 @@ pub const SHADERS: &[(&str, &str)] = &[
         "dropout_forward",
         include_str!("../shaders/dropout_forward.wgsl"),
     ),
+    ("exp_log", include_str!("../shaders/exp_log.wgsl")),
     ("fill", include_str!("../shaders/fill.wgsl")),
     (
         "maxpool_backward",
@@ -117,4 +125,100 @@ pub fn source(name: &str) -> Result<&'static str> {
         .find(|(n, _)| *n == name)
         .map(|(_, s)| *s)
         .ok_or_else(|| Error::UnknownShader(name.to_string()))
+}
+
+/// The element type the kernels are instantiated in: `f32` for training,
+/// `f64` for gradient checks at PyTorch's tolerances (`gradcheck --dtype f64`,
+/// where the adapter has `SHADER_F64`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    #[default]
+    F32,
+    F64,
+}
+
+impl Precision {
+    /// Bytes per element.
+    pub fn bytes(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::F64 => 8,
+        }
+    }
+    /// The WGSL / Rust type name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// WGSL implementations of exp and log for f64 (see the file's header).
+pub const F64_MATH: &str = include_str!("../shaders/lib/f64_math.wgsl");
+
+/// The lines that name the element type, as written (f32) and in f64.
+const PRECISION_LINES: &[(&str, &str)] = &[
+    ("alias real = f32;", "alias real = f64;"),
+    ("const REAL_BYTES: u32 = 4u;", "const REAL_BYTES: u32 = 8u;"),
+];
+
+/// The built-ins that have no f64 version on Vulkan, and their replacements.
+const F64_CALLS: &[(&str, &str)] = &[("exp", "exp_f64"), ("log", "log_f64")];
+
+/// The source of a shader in the given precision (unchanged for f32).
+pub fn instantiate(source: &str, precision: Precision) -> String {
+    if precision == Precision::F32 {
+        return source.to_string();
+    }
+    let mut out = source.to_string();
+    for (f32_line, f64_line) in PRECISION_LINES {
+        out = out.replace(f32_line, f64_line);
+    }
+    let mut uses_math = false;
+    for (builtin, replacement) in F64_CALLS {
+        let renamed = rename_calls(&out, builtin, replacement);
+        uses_math |= renamed != out;
+        out = renamed;
+    }
+    if uses_math {
+        out.push_str("\n");
+        out.push_str(F64_MATH);
+    }
+    out
+}
+
+/// Renames calls `name(` to `replacement(` where `name` is a whole identifier
+/// (not the tail of `fast_exp(` or a field `.exp(`), outside `//` comments.
+fn rename_calls(source: &str, name: &str, replacement: &str) -> String {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    let pattern = format!("{name}(");
+    let mut out = String::with_capacity(source.len());
+    for line in source.split_inclusive('\n') {
+        let (code, comment) = match line.find("//") {
+            Some(c) => line.split_at(c),
+            None => (line, ""),
+        };
+        let mut rest = code;
+        while let Some(at) = rest.find(&pattern) {
+            let before = rest[..at].chars().next_back();
+            out.push_str(&rest[..at]);
+            if before.is_some_and(ident) {
+                out.push_str(&pattern);
+            } else {
+                out.push_str(replacement);
+                out.push('(');
+            }
+            rest = &rest[at + pattern.len()..];
+        }
+        out.push_str(rest);
+        out.push_str(comment);
+    }
+    out
 }

@@ -1,4 +1,7 @@
-//! `Tensor`: f32 data living in a GPU buffer, plus a row-major shape.
+//! `Tensor`: numbers living in a GPU buffer, plus a row-major shape. The
+//! element type is the device's [`Precision`](crate::shaders::Precision):
+//! f32 (training) or f64 (gradient checks); host data is converted on upload
+//! and download.
 //!
 //! A tensor owns a reference-counted handle to a pooled buffer: cloning a
 //! tensor is cheap and shares the data, and when the last handle goes the
@@ -9,7 +12,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, PooledBuffer};
+use crate::gpu::{Gpu, PooledBuffer, Real};
 
 /// A row-major shape, e.g. `[batch, features]`.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
@@ -64,7 +67,7 @@ impl fmt::Debug for Shape {
     }
 }
 
-/// f32 values in a GPU buffer with a shape.
+/// Values (f32, or f64 on an f64 device) in a GPU buffer with a shape.
 #[derive(Clone)]
 pub struct Tensor {
     pub(crate) buf: Rc<PooledBuffer>,
@@ -84,7 +87,7 @@ impl Tensor {
         if shape.numel() == 0 {
             return Err(Error::EmptyTensor { op, shape });
         }
-        let buf = gpu.take_buffer(shape.numel() as u64 * 4, op)?;
+        let buf = gpu.take_buffer((shape.numel() * gpu.real_bytes()) as u64, op)?;
         Ok(Tensor {
             buf: Rc::new(buf),
             shape,
@@ -99,8 +102,9 @@ impl Tensor {
         Ok(t)
     }
 
-    /// Uploads host data. `data.len()` must equal the shape's element count.
-    pub fn from_slice(gpu: &Gpu, shape: impl Into<Shape>, data: &[f32]) -> Result<Tensor> {
+    /// Uploads host data (f32 or f64, converted to the device's precision).
+    /// `data.len()` must equal the shape's element count.
+    pub fn from_slice<T: Real>(gpu: &Gpu, shape: impl Into<Shape>, data: &[T]) -> Result<Tensor> {
         let shape = shape.into();
         if data.len() != shape.numel() {
             return Err(Error::DataLength {
@@ -116,7 +120,7 @@ impl Tensor {
     }
 
     /// Overwrites the contents with host data of the same length.
-    pub fn write(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
+    pub fn write<T: Real>(&self, gpu: &Gpu, data: &[T]) -> Result<()> {
         if data.len() != self.numel() {
             return Err(Error::DataLength {
                 op: "upload",
@@ -131,6 +135,21 @@ impl Tensor {
     /// Downloads the data (submits pending work and waits for it).
     pub fn to_vec(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         gpu.read(self)
+    }
+
+    /// Downloads the data as f64 (exact on an f64 device).
+    pub fn to_vec_f64(&self, gpu: &Gpu) -> Result<Vec<f64>> {
+        gpu.read(self)
+    }
+
+    /// Size of the buffer in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.buf.size()
+    }
+
+    /// Bytes per element: 4 (f32) or 8 (f64).
+    pub fn real_bytes(&self) -> usize {
+        (self.buf.size() / self.numel() as u64) as usize
     }
 
     /// The shape.

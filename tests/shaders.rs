@@ -11,13 +11,14 @@ use postergrad::ops::{
     conv2d::{ConvForwardParams, ConvParams, PackParams, ReduceParams},
     dense::DenseParams,
     dropout::DropoutParams,
+    exp_log::{exp_log, ExpLogParams, Transcendental},
     maxpool::PoolParams,
     nonfinite::NonfiniteParams,
     AddScaledParams, ElementwiseParams, FillParams,
 };
 use postergrad::profile::PeakParams;
-use postergrad::shaders::SHADERS;
-use postergrad::Gpu;
+use postergrad::shaders::{instantiate, F64_MATH, SHADERS};
+use postergrad::{Gpu, Precision, Tensor};
 use wgpu::naga;
 
 fn shader_files() -> Vec<String> {
@@ -93,17 +94,147 @@ fn every_shader_is_valid_wgsl_with_its_own_entry_point_and_header() {
 }
 
 #[test]
-fn every_shader_validates_as_f64_by_changing_the_alias_line() {
+fn every_shader_validates_when_instantiated_in_f64() {
     for (name, src) in SHADERS {
-        // transcendental built-ins have no f64 overloads; those shaders get
-        // WGSL implementations in the f64 gradient-check mode.
         // The non-finite guard reads f32 bits and says so ("f32 only").
-        if src.contains("exp(") || src.contains("log(") || src.contains("f32 only:") {
+        if src.contains("f32 only:") {
             continue;
         }
-        let f64_src = src.replace("alias real = f32;", "alias real = f64;");
-        parse(name, &f64_src);
+        let f64_src = instantiate(src, Precision::F64);
+        assert!(f64_src.contains("alias real = f64;"), "{name}");
+        for builtin in ["exp", "log"] {
+            assert!(
+                !calls(&f64_src, builtin),
+                "{name}: f64 {builtin} must come from shaders/lib/f64_math.wgsl"
+            );
+        }
+        parse(&format!("{name} (f64)"), &f64_src);
     }
+    // only the shaders that call exp/log get the library
+    assert!(instantiate(SHADERS[0].1, Precision::F64).len() < SHADERS[0].1.len() + 64);
+    assert!(instantiate(
+        postergrad::shaders::source("sigmoid_forward").unwrap(),
+        Precision::F64
+    )
+    .contains("fn exp_f64("));
+}
+
+/// Whether the code (comments stripped) calls the function `name`.
+fn calls(src: &str, name: &str) -> bool {
+    src.lines().any(|line| {
+        let code = line.split("//").next().unwrap();
+        code.match_indices(&format!("{name}(")).any(|(at, _)| {
+            !code[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        })
+    })
+}
+
+#[test]
+fn the_f64_math_library_is_valid_wgsl_on_its_own() {
+    let module = parse("lib/f64_math", F64_MATH);
+    assert!(module.entry_points.is_empty());
+    let names: Vec<_> = module
+        .functions
+        .iter()
+        .filter_map(|(_, f)| f.name.clone())
+        .collect();
+    for f in ["exp_f64", "log_f64", "exp2_int_f64"] {
+        assert!(names.iter().any(|n| n == f), "{f} missing: {names:?}");
+    }
+}
+
+/// exp and log on the GPU against Rust's, element by element; returns the
+/// largest relative error of each.
+fn transcendental_errors(gpu: &Gpu) -> (f64, f64) {
+    // exp over [−708, 709] (normal results), log over [1e-300, 1e300]
+    let n = 20_000;
+    let xs: Vec<f64> = (0..n)
+        .map(|i| -708.0 + 1417.0 * i as f64 / (n - 1) as f64)
+        .collect();
+    let ls: Vec<f64> = (0..n)
+        .map(|i| 10f64.powf(-300.0 + 600.0 * i as f64 / (n - 1) as f64))
+        .collect();
+    let rel = |got: &[f64], want: &[f64]| {
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| ((g - w) / w).abs())
+            .fold(0.0f64, |m, e| {
+                m.max(if e.is_nan() { f64::INFINITY } else { e })
+            })
+    };
+    let x = Tensor::from_slice(gpu, [n], &xs).unwrap();
+    let l = Tensor::from_slice(gpu, [n], &ls).unwrap();
+    let exp = exp_log(gpu, &x, Transcendental::Exp).unwrap();
+    let log = exp_log(gpu, &l, Transcendental::Log).unwrap();
+    // the inputs as the device holds them (f32 rounds them)
+    let xs = x.to_vec_f64(gpu).unwrap();
+    let ls = l.to_vec_f64(gpu).unwrap();
+    let want_exp: Vec<f64> = xs.iter().map(|v| v.exp()).collect();
+    let want_log: Vec<f64> = ls.iter().map(|v| v.ln()).collect();
+    let (got_exp, got_log) = (exp.to_vec_f64(gpu).unwrap(), log.to_vec_f64(gpu).unwrap());
+    if gpu.precision() == Precision::F32 {
+        // f32 overflows past ±88: compare where f32 holds the result
+        let keep: Vec<usize> = (0..n).filter(|&i| xs[i].abs() < 80.0).collect();
+        let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let keep_log: Vec<usize> = (0..n).filter(|&i| ls[i] > 1e-37 && ls[i] < 1e38).collect();
+        return (
+            rel(&pick(&got_exp, &keep), &pick(&want_exp, &keep)),
+            rel(&pick(&got_log, &keep_log), &pick(&want_log, &keep_log)),
+        );
+    }
+    (rel(&got_exp, &want_exp), rel(&got_log, &want_log))
+}
+
+#[test]
+fn f64_exp_and_log_in_wgsl_match_rust_to_1e_15() {
+    let gpu = match Gpu::with_precision(Precision::F64) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let (exp_err, log_err) = transcendental_errors(&gpu);
+    eprintln!("f64 exp max rel error {exp_err:.2e}, log {log_err:.2e}");
+    assert!(exp_err < 1e-15, "exp_f64: max relative error {exp_err:e}");
+    assert!(log_err < 1e-15, "log_f64: max relative error {log_err:e}");
+
+    // special values
+    let x = Tensor::from_slice(&gpu, [5], &[0.0f64, -800.0, 800.0, -1e-320, 1.0]).unwrap();
+    let e = exp_log(&gpu, &x, Transcendental::Exp)
+        .unwrap()
+        .to_vec_f64(&gpu)
+        .unwrap();
+    assert_eq!(e[0], 1.0);
+    assert_eq!(e[1], 0.0);
+    assert_eq!(e[2], f64::INFINITY);
+    assert!((e[4] - std::f64::consts::E).abs() <= f64::EPSILON * std::f64::consts::E);
+    let y = Tensor::from_slice(&gpu, [4], &[0.0f64, -1.0, 1.0, 5e-324]).unwrap();
+    let l = exp_log(&gpu, &y, Transcendental::Log)
+        .unwrap()
+        .to_vec_f64(&gpu)
+        .unwrap();
+    assert_eq!(l[0], f64::NEG_INFINITY);
+    assert!(l[1].is_nan());
+    assert_eq!(l[2], 0.0);
+    assert!(
+        (l[3] - 5e-324f64.ln()).abs() < 1e-12,
+        "log of the smallest subnormal: {}",
+        l[3]
+    );
+}
+
+#[test]
+fn f32_exp_and_log_are_the_builtins_within_f32_rounding() {
+    let gpu = Gpu::new().unwrap();
+    let (exp_err, log_err) = transcendental_errors(&gpu);
+    eprintln!("f32 exp max rel error {exp_err:.2e}, log {log_err:.2e}");
+    // an f32 result carries at least half an ulp (6e-8) of rounding
+    assert!(exp_err < 1e-5, "exp: {exp_err:e}");
+    assert!(log_err < 1e-5, "log: {log_err:e}");
 }
 
 #[test]
@@ -130,6 +261,7 @@ fn uniform_structs_match_their_host_mirrors() {
         ("dense_forward", size_of::<DenseParams>()),
         ("dropout_backward", size_of::<DropoutParams>()),
         ("dropout_forward", size_of::<DropoutParams>()),
+        ("exp_log", size_of::<ExpLogParams>()),
         ("fill", size_of::<FillParams>()),
         ("maxpool_backward", size_of::<PoolParams>()),
         ("maxpool_forward", size_of::<PoolParams>()),
@@ -173,6 +305,23 @@ fn uniform_structs_match_their_host_mirrors() {
 fn every_shader_compiles_on_the_adapter() {
     let gpu = Gpu::new().unwrap();
     for (name, _) in SHADERS {
+        gpu.compile(name).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn every_shader_compiles_in_f64_where_the_adapter_has_shader_f64() {
+    let gpu = match Gpu::with_precision(Precision::F64) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    for (name, src) in SHADERS {
+        if src.contains("f32 only:") {
+            continue;
+        }
         gpu.compile(name).unwrap_or_else(|e| panic!("{e}"));
     }
 }

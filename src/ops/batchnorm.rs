@@ -99,7 +99,7 @@ struct Plan {
 
 fn plan(gpu: &Gpu, x: &Tensor) -> Result<Plan> {
     let (n, c, plane) = layout(x)?;
-    let ranges = gpu.batch_chunks(n, &[(c * plane * 4) as u64]);
+    let ranges = gpu.batch_chunks(n, &[(c * plane * gpu.real_bytes()) as u64]);
     let mut chunk_offsets = Vec::with_capacity(ranges.len());
     let mut chunks = 0;
     for r in &ranges {

@@ -209,9 +209,10 @@ pub struct PackParams {
     pub total: u32,
 }
 
-/// Floats in one uniform weight window (64 KiB, the uniform binding size
-/// every wgpu adapter allows); the last 16 hold the group's biases.
-const WINDOW: usize = 16384;
+/// Bytes of one uniform weight window (64 KiB, the uniform binding size
+/// every wgpu adapter allows): 16384 values in f32, 8192 in f64 (the
+/// shaders' `WINDOW`); the last 16 values hold the group's biases.
+const WINDOW_BYTES: usize = 65536;
 /// Output channels per `conv2d_forward` dispatch.
 const GROUP: usize = 16;
 /// `ConvForwardParams::mode` bits.
@@ -233,6 +234,8 @@ enum Packing<'t> {
 /// channels, chunk of `cc` input channels).
 struct PackedWeights {
     tensor: Tensor,
+    /// Values per window.
+    window: usize,
     chunks: usize,
     cc: usize,
     bias: bool,
@@ -248,7 +251,8 @@ fn pack_weights(
     packing: Packing,
 ) -> Result<PackedWeights> {
     let taps = g.kh * g.kw;
-    let cc = ((WINDOW - GROUP) / (GROUP * taps)).min(g.cin);
+    let window = WINDOW_BYTES / gpu.real_bytes();
+    let cc = ((window - GROUP) / (GROUP * taps)).min(g.cin);
     if cc == 0 {
         return Err(Error::Config {
             what: "conv2d kernel size".into(),
@@ -256,13 +260,13 @@ fn pack_weights(
                 "a {}×{} kernel does not fit one 64 KiB weight window (at most {} taps)",
                 g.kh,
                 g.kw,
-                (WINDOW - GROUP) / GROUP
+                (window - GROUP) / GROUP
             ),
         });
     }
     let chunks = g.cin.div_ceil(cc);
     let windows = g.cout.div_ceil(GROUP) * chunks;
-    let tensor = Tensor::uninit(gpu, [windows * WINDOW], "conv2d_pack_weights")?;
+    let tensor = Tensor::uninit(gpu, [windows * window], "conv2d_pack_weights")?;
     let (mode, b) = match packing {
         Packing::WithBias(b) => (PACK_BIAS, b),
         // the kernel binds a bias either way; it reads none here
@@ -276,16 +280,17 @@ fn pack_weights(
         chunks: chunks as u32,
         cc: cc as u32,
         mode,
-        total: (windows * WINDOW) as u32,
+        total: (windows * window) as u32,
     };
     gpu.dispatch(
         "conv2d_pack_weights",
         &p,
         &[w, b, &tensor],
-        gpu.grid_1d(windows * WINDOW, 64),
+        gpu.grid_1d(windows * window, 64),
     )?;
     Ok(PackedWeights {
         tensor,
+        window,
         chunks,
         cc,
         bias: mode == PACK_BIAS,
@@ -320,8 +325,8 @@ fn forward_tiles(
                     mode: if packed.bias && k == 0 { MODE_BIAS } else { 0 }
                         | if first { 0 } else { MODE_ACCUMULATE },
                 };
-                let start = (group * packed.chunks + k) * WINDOW;
-                let window = Bind::range(&packed.tensor, start, WINDOW);
+                let start = (group * packed.chunks + k) * packed.window;
+                let window = Bind::range(&packed.tensor, start, packed.window);
                 gpu.dispatch_bound(
                     "conv2d_forward",
                     &p,
@@ -369,8 +374,8 @@ pub fn reduce_partials(gpu: &Gpu, partial: &Tensor, chunks: usize, out: &Tensor)
 }
 
 fn sample_ranges(gpu: &Gpu, g: &ConvGeometry) -> Vec<std::ops::Range<usize>> {
-    let x_bytes = (g.cin * g.h * g.w * 4) as u64;
-    let y_bytes = (g.cout * g.oh * g.ow * 4) as u64;
+    let x_bytes = (g.cin * g.h * g.w * gpu.real_bytes()) as u64;
+    let y_bytes = (g.cout * g.oh * g.ow * gpu.real_bytes()) as u64;
     gpu.batch_chunks(g.n, &[x_bytes, y_bytes])
 }
 
@@ -486,7 +491,7 @@ pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
     let d = dy.dims();
     db.expect_shape("conv2d_backward_bias", "db must be [channels]", &[d[1]])?;
     let per_sample = d[1] * d[2] * d[3];
-    for r in gpu.batch_chunks(d[0], &[(per_sample * 4) as u64]) {
+    for r in gpu.batch_chunks(d[0], &[(per_sample * gpu.real_bytes()) as u64]) {
         let n = r.len();
         let (dyw, yb) = gpu.window(dy, r.start * per_sample, n * per_sample);
         let chunks = (n * d[2] * d[3]).div_ceil(CHUNK);

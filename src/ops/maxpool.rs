@@ -94,7 +94,7 @@ pub fn maxpool_forward(gpu: &Gpu, x: &Tensor, config: MaxPoolConfig) -> Result<T
     let o = output_shape(x.dims(), config)?;
     let y = Tensor::uninit(gpu, o, "maxpool_forward")?;
     let (xs, ys) = (x.numel() / o[0], y.numel() / o[0]);
-    for r in gpu.batch_chunks(o[0], &[(xs * 4) as u64]) {
+    for r in gpu.batch_chunks(o[0], &[(xs * gpu.real_bytes()) as u64]) {
         let (xw, xb) = gpu.window(x, r.start * xs, r.len() * xs);
         let (yw, yb) = gpu.window(&y, r.start * ys, r.len() * ys);
         let p = params(x.dims(), &o, config, r.len(), xb, yb);
@@ -120,7 +120,7 @@ pub fn maxpool_backward(
     dy.expect_shape("maxpool_backward", "dy must match the output", &o)?;
     dx.expect_shape("maxpool_backward", "dx must match the input", x.dims())?;
     let (xs, ys) = (x.numel() / o[0], dy.numel() / o[0]);
-    for r in gpu.batch_chunks(o[0], &[(xs * 4) as u64]) {
+    for r in gpu.batch_chunks(o[0], &[(xs * gpu.real_bytes()) as u64]) {
         let (xw, xb) = gpu.window(x, r.start * xs, r.len() * xs);
         let (dxw, _) = gpu.window(dx, r.start * xs, r.len() * xs);
         let (dyw, yb) = gpu.window(dy, r.start * ys, r.len() * ys);

@@ -11,6 +11,7 @@ pub mod bce;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
+pub mod exp_log;
 pub mod maxpool;
 pub mod nonfinite;
 pub mod relu;
@@ -61,7 +62,7 @@ pub(crate) fn elementwise<P: bytemuck::Pod>(
     args: &[Arg],
     mut params: impl FnMut(u32, u32) -> P,
 ) -> Result<()> {
-    for range in gpu.batch_chunks(n, &[4]) {
+    for range in gpu.batch_chunks(n, &[gpu.real_bytes() as u64]) {
         let mut binds = Vec::with_capacity(args.len());
         let mut base = 0;
         for a in args {

@@ -46,6 +46,7 @@ impl Counters {
     /// Adds the number of non-finite elements of `x` to `slot` (1-based) and
     /// to the total.
     pub fn count(&self, gpu: &Gpu, x: &Tensor, slot: usize) -> Result<()> {
+        f32_only(gpu)?;
         if slot == 0 || slot >= self.buffer.numel() {
             return Err(Error::Config {
                 what: "nonfinite_count".into(),
@@ -68,6 +69,7 @@ impl Counters {
 
     /// The counts, slot 0 (the total) first.
     pub fn read(&self, gpu: &Gpu) -> Result<Vec<u32>> {
+        f32_only(gpu)?;
         Ok(self
             .buffer
             .to_vec(gpu)?
@@ -83,4 +85,19 @@ pub mod cpu {
     pub fn nonfinite_count(x: &[f32]) -> u32 {
         x.iter().filter(|v| !v.is_finite()).count() as u32
     }
+}
+
+/// The guard reads f32 bit patterns (shaders/nonfinite_count.wgsl): on an f64
+/// device (gradient checks only) it is refused rather than silently wrong.
+fn f32_only(gpu: &Gpu) -> Result<()> {
+    if gpu.precision() != crate::shaders::Precision::F32 {
+        return Err(Error::Precision {
+            what: "nonfinite_count".into(),
+            message: format!(
+                "the non-finite guard works on f32 tensors only; this device stores {}",
+                gpu.precision()
+            ),
+        });
+    }
+    Ok(())
 }
