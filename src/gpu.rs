@@ -269,7 +269,8 @@ impl Gpu {
             return Err(Error::Precision {
                 what: format!("adapter '{}'", gpu.summary.name),
                 message: "has no SHADER_F64 feature, so kernels cannot run in f64 \
-                          (on this machine, Vulkan lavapipe has it: unset WGPU_BACKEND or set it to vulkan)"
+                          (Mesa's Vulkan lavapipe and most desktop Vulkan drivers have it; \
+                          WGPU_BACKEND=vulkan selects Vulkan)"
                     .into(),
             });
         }

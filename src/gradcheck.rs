@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{self, AdamConfig};
 use crate::rng::Rng;
+use crate::shaders::Precision;
 use crate::tape::{Mode, Tape, Var};
 use crate::tensor::Tensor;
 
@@ -189,11 +190,19 @@ pub struct Case {
 const U32: f64 = 5.960_464_477_539_063e-8; // 2^-24
 const U64: f64 = 1.110_223_024_625_156_5e-16; // 2^-53
 
-/// The absolute error f32 arithmetic alone can leave in a value of magnitude
-/// `scale` produced by sums of `reduction` terms: 4·u·√reduction·scale
-/// (rounding errors of a sum grow like a random walk).
-pub fn rounding_floor(reduction: usize, scale: f64) -> f64 {
-    4.0 * U32 * (reduction as f64).sqrt() * scale
+/// The unit roundoff of a precision.
+fn unit_roundoff(precision: Precision) -> f64 {
+    match precision {
+        Precision::F32 => U32,
+        Precision::F64 => U64,
+    }
+}
+
+/// The absolute error arithmetic with unit roundoff `unit` alone can leave
+/// in a value of magnitude `scale` produced by sums of `reduction` terms:
+/// 4·u·√reduction·scale (rounding errors of a sum grow like a random walk).
+pub fn rounding_floor(unit: f64, reduction: usize, scale: f64) -> f64 {
+    4.0 * unit * (reduction as f64).sqrt() * scale
 }
 
 /// The noise of a central difference (f(x+εu)·v − f(x−εu)·v)/2ε that
@@ -372,6 +381,20 @@ const FD_TOL: Tolerance = Tolerance {
     atol: 1e-5,
     rtol: 1e-2,
 };
+/// f64 kernels (`--dtype f64`) vs the f64 reference: both compute in f64,
+/// so only rounding separates them (atol is raised to the case's f64
+/// rounding floor, as in f32).
+const REF_TOL_F64: Tolerance = Tolerance {
+    atol: 1e-12,
+    rtol: 1e-9,
+};
+/// f64 kernels vs f64 central differences of themselves: PyTorch
+/// gradcheck's own settings (eps 1e-6, atol 1e-5, rtol 1e-3).
+const F64_FD_EPS: f64 = 1e-6;
+const F64_FD_TOL: Tolerance = Tolerance {
+    atol: 1e-5,
+    rtol: 1e-3,
+};
 /// f64 finite differences of the reference.
 const REF_FD_EPS: f64 = 1e-6;
 const REF_FD_TOL: Tolerance = Tolerance {
@@ -379,16 +402,31 @@ const REF_FD_TOL: Tolerance = Tolerance {
     rtol: 1e-6,
 };
 
-fn to64(v: &[f32]) -> Vec<f64> {
+pub(crate) fn to64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
+/// Σ a_i·b_i with Neumaier's compensated summation: a probe v·f(x ± εu)
+/// sums up to millions of terms, and in plain f64 their rounding (≈ u·Σ|terms|,
+/// divided by 2ε = 2e-6) would reach the 1e-5 of the f64 check by itself.
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let (mut sum, mut carry) = (0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let term = x * y;
+        let t = sum + term;
+        carry += if sum.abs() >= term.abs() {
+            (sum - t) + term
+        } else {
+            (term - t) + sum
+        };
+        sum = t;
+    }
+    sum + carry
 }
 
-/// Runs the case's GPU forward on the given input values (nothing recorded).
-fn gpu_eval(gpu: &Gpu, case: &Case, values: &[Vec<f32>]) -> Result<Vec<f64>> {
+/// Runs the case's GPU forward on the given input values (nothing recorded;
+/// an f32 device rounds them to f32).
+fn gpu_eval(gpu: &Gpu, case: &Case, values: &[Vec<f64>]) -> Result<Vec<f64>> {
     let tape = Tape::new(gpu, Mode::Training);
     let vars = case
         .inputs
@@ -396,7 +434,7 @@ fn gpu_eval(gpu: &Gpu, case: &Case, values: &[Vec<f32>]) -> Result<Vec<f64>> {
         .zip(values)
         .map(|(i, v)| Ok(tape.constant(Tensor::from_slice(gpu, i.shape.clone(), v)?)))
         .collect::<Result<Vec<_>>>()?;
-    Ok(to64(&(case.gpu)(&tape, &vars)?.value.to_vec(gpu)?))
+    (case.gpu)(&tape, &vars)?.value.to_vec_f64(gpu)
 }
 
 /// The probing directions for an input of `n` elements: unit vectors, or the
@@ -427,15 +465,21 @@ fn directions(n: usize, grad: &[f64], rng: &mut Rng) -> Vec<Vec<f64>> {
     out
 }
 
-/// The four checks of one case.
+/// The four checks of one case, in the device's precision: f32 with the
+/// case's own step and tolerances, f64 with PyTorch gradcheck's.
 pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
     let mut rng = Rng::new(seed ^ 0xD1CE);
     let mut rows = Vec::new();
     let row = |check: String, got: &[f64], want: &[f64], tol: Tolerance| {
         Row::new(case.op, &case.shape, &check, got, want, tol)
     };
-    let x32: Vec<Vec<f32>> = case.inputs.iter().map(|i| i.data.clone()).collect();
-    let x64: Vec<Vec<f64>> = x32.iter().map(|v| to64(v)).collect();
+    let precision = gpu.precision();
+    let unit = unit_roundoff(precision);
+    let (case_ref_tol, fd_eps, case_fd_tol) = match precision {
+        Precision::F32 => (case.ref_tol, case.fd_eps, case.fd_tol),
+        Precision::F64 => (REF_TOL_F64, F64_FD_EPS, F64_FD_TOL),
+    };
+    let x64: Vec<Vec<f64>> = case.inputs.iter().map(|i| to64(&i.data)).collect();
 
     // 1. forward against the f64 reference.
     let tape = Tape::new(gpu, Mode::Training);
@@ -452,65 +496,62 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
         })
         .collect::<Result<Vec<_>>>()?;
     let out = (case.gpu)(&tape, &vars)?;
-    let y32 = to64(&out.value.to_vec(gpu)?);
+    let y_gpu = out.value.to_vec_f64(gpu)?;
     let y64 = (case.cpu_forward)(&x64);
     let ref_tol = |want: &[f64]| Tolerance {
-        atol: case.ref_tol.atol.max(rounding_floor(
+        atol: case_ref_tol.atol.max(rounding_floor(
+            unit,
             case.reduction,
             want.iter().fold(0.0f64, |m, x| m.max(x.abs())),
         )),
-        rtol: case.ref_tol.rtol,
+        rtol: case_ref_tol.rtol,
     };
     rows.push(row(
         "forward vs f64 reference".into(),
-        &y32,
+        &y_gpu,
         &y64,
         ref_tol(&y64),
     ));
 
     // 2. backward (vᵀJ) against the f64 reference.
-    let v32 = rng.vec_f32(y32.len(), -1.0, 1.0);
-    let v64 = to64(&v32);
-    let seed_t = Tensor::from_slice(gpu, out.shape().clone(), &v32)?;
+    let v64 = to64(&rng.vec_f32(y_gpu.len(), -1.0, 1.0));
+    let seed_t = Tensor::from_slice(gpu, out.shape().clone(), &v64)?;
     let grads = tape.backward_with(&out, seed_t)?;
     let ref_grads = (case.cpu_backward)(&x64, &v64);
     for (k, input) in case.inputs.iter().enumerate() {
         if !input.grad {
             continue;
         }
-        let g32 = to64(
-            &grads
-                .get(&vars[k])
-                .ok_or_else(|| {
-                    Error::Gpu(format!("{}: no gradient reached {}", case.op, input.name))
-                })?
-                .to_vec(gpu)?,
-        );
+        let g_gpu = grads
+            .get(&vars[k])
+            .ok_or_else(|| Error::Gpu(format!("{}: no gradient reached {}", case.op, input.name)))?
+            .to_vec_f64(gpu)?;
         let g_ref = ref_grads[k]
             .clone()
             .expect("reference backward covers every checked input");
         rows.push(row(
             format!("d{} vs f64 reference", input.name),
-            &g32,
+            &g_gpu,
             &g_ref,
             ref_tol(&g_ref),
         ));
 
-        // 3. GPU backward vs f32 central differences of the GPU forward;
+        // 3. GPU backward vs central differences of the GPU forward (in the
+        //    device's precision);
         // 4. reference backward vs f64 central differences of the reference.
-        let dirs = directions(input.data.len(), &g32, &mut rng);
+        let dirs = directions(input.data.len(), &g_gpu, &mut rng);
         let (mut ana, mut num, mut ana_ref, mut num_ref) = (vec![], vec![], vec![], vec![]);
         for u in &dirs {
-            let mut plus = x32.clone();
-            let mut minus = x32.clone();
+            let mut plus = x64.clone();
+            let mut minus = x64.clone();
             for (j, &uj) in u.iter().enumerate() {
-                plus[k][j] = (x64[k][j] + case.fd_eps * uj) as f32;
-                minus[k][j] = (x64[k][j] - case.fd_eps * uj) as f32;
+                plus[k][j] += fd_eps * uj;
+                minus[k][j] -= fd_eps * uj;
             }
             let fp = dot(&gpu_eval(gpu, case, &plus)?, &v64);
             let fm = dot(&gpu_eval(gpu, case, &minus)?, &v64);
-            num.push((fp - fm) / (2.0 * case.fd_eps));
-            ana.push(dot(&g32, u));
+            num.push((fp - fm) / (2.0 * fd_eps));
+            ana.push(dot(&g_gpu, u));
 
             let mut plus = x64.clone();
             let mut minus = x64.clone();
@@ -528,18 +569,23 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
         } else {
             "directions"
         };
-        let fd_tol = Tolerance {
-            atol: case.fd_tol.atol.max(fd_noise(
-                U32,
-                case.forward_reduction,
-                &v64,
-                &y32,
-                case.fd_eps,
-            )),
-            rtol: case.fd_tol.rtol,
+        // f32: atol is raised to the rounding noise of the differenced
+        // forward; f64: PyTorch's tolerances exactly, never raised.
+        let fd_tol = match precision {
+            Precision::F32 => Tolerance {
+                atol: case_fd_tol.atol.max(fd_noise(
+                    unit,
+                    case.forward_reduction,
+                    &v64,
+                    &y_gpu,
+                    fd_eps,
+                )),
+                rtol: case_fd_tol.rtol,
+            },
+            Precision::F64 => case_fd_tol,
         };
         rows.push(row(
-            format!("d{} vs f32 central diff ({how})", input.name),
+            format!("d{} vs {precision} central diff ({how})", input.name),
             &ana,
             &num,
             fd_tol,
@@ -566,11 +612,14 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Adam has no backward: three GPU steps against three f64 reference steps.
+/// Adam has no backward: three GPU steps against three f64 reference steps,
+/// then (in f32, where the non-finite guard exists) a fourth step whose
+/// gradient holds a NaN and must change nothing.
 pub fn check_adam(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut rng = Rng::new(seed ^ 0xADA3);
     let config = AdamConfig::default();
+    let f32_device = gpu.precision() == Precision::F32;
     for n in [1usize, 1000, 40_000] {
         let p0 = rng.vec_f32(n, -1.0, 1.0);
         let p = Tensor::from_slice(gpu, [n], &p0)?;
@@ -584,20 +633,28 @@ pub fn check_adam(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
             ops::adam::adam_step(gpu, &config, t, &gt, &p, (&m, &v), &guard)?;
             ops::adam::cpu::adam_step(&config, t, &to64(&g), &mut p64, &mut m64, &mut v64);
         }
-        // A fourth step whose gradient holds a NaN: the guard counts it and
-        // the update leaves p, m and v exactly as they were.
         let mut g = rng.vec_f32(n, -1.0, 1.0);
-        g[n / 2] = f32::NAN;
-        let gt = Tensor::from_slice(gpu, [n], &g)?;
-        guard.count(gpu, &gt, 1)?;
-        ops::adam::adam_step(gpu, &config, 4, &gt, &p, (&m, &v), &guard)?;
-        let tol = Tolerance {
-            atol: 1e-6,
-            rtol: 1e-5,
+        if f32_device {
+            // The guard counts the NaN and the update leaves p, m and v
+            // exactly as they were.
+            g[n / 2] = f32::NAN;
+            let gt = Tensor::from_slice(gpu, [n], &g)?;
+            guard.count(gpu, &gt, 1)?;
+            ops::adam::adam_step(gpu, &config, 4, &gt, &p, (&m, &v), &guard)?;
+        }
+        let (tol, steps) = match gpu.precision() {
+            Precision::F32 => (
+                Tolerance {
+                    atol: 1e-6,
+                    rtol: 1e-5,
+                },
+                "3 steps + 1 NaN-guarded",
+            ),
+            Precision::F64 => (REF_TOL_F64, "3 steps"),
         };
         for (name, gpu_t, want) in [("p", &p, &p64), ("m", &m, &m64), ("v", &v, &v64)] {
-            let got = to64(&gpu_t.to_vec(gpu)?);
-            let check = format!("{name} after 3 steps + 1 NaN-guarded vs f64 reference");
+            let got = gpu_t.to_vec_f64(gpu)?;
+            let check = format!("{name} after {steps} vs f64 reference");
             rows.push(Row::new("adam", &format!("[{n}]"), &check, &got, want, tol));
         }
     }
@@ -968,9 +1025,12 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
             dg_ref[ch] += dy64[i] * (x64[i] - mm[ch]) * invstd;
             db_ref[ch] += dy64[i];
         }
-        let tol = Tolerance {
-            atol: 1e-5,
-            rtol: 1e-4,
+        let tol = match gpu.precision() {
+            Precision::F32 => Tolerance {
+                atol: 1e-5,
+                rtol: 1e-4,
+            },
+            Precision::F64 => REF_TOL_F64,
         };
         for (check, t, want) in [
             (
@@ -984,7 +1044,7 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
             ("dgamma (inference) vs f64 reference", &dg, &dg_ref),
             ("dbeta (inference) vs f64 reference", &db, &db_ref),
         ] {
-            let got = to64(&t.to_vec(gpu)?);
+            let got = t.to_vec_f64(gpu)?;
             let label = format!("{} infer", shape_str(&shape));
             rows.push(Row::new("batchnorm", &label, check, &got, want, tol));
         }

@@ -18,7 +18,7 @@ use postergrad::metrics::Metrics;
 use postergrad::nn::{self, ModelKind};
 use postergrad::posters::{PosterSet, SyntheticConfig};
 use postergrad::train::{self, Event, MetricsReport};
-use postergrad::{gradcheck, Gpu, Mode, Tape, Tensor};
+use postergrad::{gradcheck, Gpu, Mode, Precision, Tape, Tensor};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +50,12 @@ enum Command {
         /// difference); failed checks are always listed.
         #[arg(long)]
         verbose: bool,
+        /// Element type of the kernels: f32 (the training kernels, step and tolerances per
+        /// op) or f64 (every kernel instantiated in f64, checked with PyTorch gradcheck's
+        /// settings: eps 1e-6, atol 1e-5, rtol 1e-3). Needs the adapter's SHADER_F64;
+        /// without it the f32 suite runs and says so.
+        #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
+        dtype: String,
     },
     /// Train a model on posters (default: the embedded synthetic posters) and write a run directory.
     Train(TrainArgs),
@@ -228,8 +234,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             shader_dir,
             verbose,
+            dtype,
         } => {
-            let gpu = open_gpu()?;
+            let gpu = if dtype == "f64" {
+                match Gpu::with_precision(Precision::F64) {
+                    Ok(gpu) => {
+                        eprintln!("adapter: {} (kernels in f64)", gpu.adapter());
+                        gpu
+                    }
+                    Err(e @ postergrad::Error::Precision { .. }) => {
+                        eprintln!("note: {e}; running the f32 suite instead");
+                        open_gpu()?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                open_gpu()?
+            };
             if let Some(dir) = shader_dir {
                 let names = gpu
                     .override_shaders_from_dir(&dir)
@@ -241,7 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             let report = gradcheck::run(&gpu, &gradcheck::Options { seed, ops: op })?;
-            println!("{report}");
+            println!("kernels in {}\n{report}", gpu.precision());
             if verbose || !report.passed() {
                 println!("\n{}", report.details(verbose));
             }

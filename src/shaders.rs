@@ -188,7 +188,7 @@ pub fn instantiate(source: &str, precision: Precision) -> String {
         out = renamed;
     }
     if uses_math {
-        out.push_str("\n");
+        out.push('\n');
         out.push_str(F64_MATH);
     }
     out

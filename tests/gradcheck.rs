@@ -4,7 +4,7 @@
 use postergrad::gradcheck::{self, Options};
 use postergrad::ops::{self, bce, relu, sigmoid};
 use postergrad::shaders;
-use postergrad::{Gpu, Mode, Tape, Tensor};
+use postergrad::{Gpu, Mode, Precision, Tape, Tensor};
 
 fn suite(gpu: &Gpu, ops: &[&str], seed: u64) -> gradcheck::Report {
     gradcheck::run(
@@ -36,6 +36,225 @@ fn every_op_passes_with_two_seeds() {
             .all(|r| r.max_abs.is_finite() && r.tol.rtol > 0.0));
         assert!(report.rows.len() >= 300, "{} rows", report.rows.len());
         assert!(report.into_result().is_ok());
+    }
+}
+
+/// The f64 device, or None (with a note) where the adapter has no SHADER_F64.
+fn f64_gpu() -> Option<Gpu> {
+    match Gpu::with_precision(Precision::F64) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn every_op_passes_in_f64_with_pytorch_gradcheck_tolerances() {
+    let Some(gpu) = f64_gpu() else { return };
+    let report = gradcheck::run(&gpu, &Options { seed: 0, ops: None }).unwrap();
+    assert!(report.passed(), "{report}");
+    let fd: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.check.contains("vs f64 central diff (") && !r.check.contains(" ref "))
+        .collect();
+    // one central-difference row per checked gradient of every case
+    assert!(fd.len() >= 70, "{} rows", fd.len());
+    for r in &fd {
+        assert_eq!(
+            (r.tol.atol, r.tol.rtol),
+            (1e-5, 1e-3),
+            "{} {} {}",
+            r.op,
+            r.shape,
+            r.check
+        );
+    }
+    // f64 kernels against the f64 reference: agreement to ~1e-9 or better
+    for r in report
+        .rows
+        .iter()
+        .filter(|r| r.check.contains("vs f64 reference"))
+    {
+        assert!(
+            r.tol.rtol <= 1e-9,
+            "{} {} {}: {}",
+            r.op,
+            r.shape,
+            r.check,
+            r.tol
+        );
+    }
+    for op in gradcheck::OPS {
+        assert!(report.rows.iter().any(|r| r.op == *op), "{op} missing");
+    }
+}
+
+#[test]
+fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
+    let Some(gpu) = f64_gpu() else { return };
+    // (shader, from, to, op, gradient that must fail)
+    let mutations = [
+        (
+            "dense_backward_input",
+            "dx[idx] = dx[idx] + acc;",
+            "dx[idx] = dx[idx] - acc;",
+            "dense",
+            "dx",
+        ),
+        (
+            "dense_backward_weight",
+            "dw[idx] = dw[idx] + acc;",
+            "dw[idx] = dw[idx] - acc;",
+            "dense",
+            "dw",
+        ),
+        ("dense_backward_bias", "db[c] + acc", "db[c]", "dense", "db"),
+        (
+            "relu_backward",
+            "y[k] > real(0.0)",
+            "y[k] >= real(0.0)",
+            "relu",
+            "dx",
+        ),
+        (
+            "sigmoid_backward",
+            "s * (real(1.0) - s)",
+            "s * (real(1.0) + s)",
+            "sigmoid",
+            "dx",
+        ),
+        ("bce_backward", "(q - t[i])", "(t[i] - q)", "bce", "dp"),
+        (
+            "conv2d_backward_input",
+            "ty % S == 0 && tx % S == 0",
+            "true",
+            "conv2d",
+            "dx",
+        ),
+        (
+            "conv2d_backward_weight",
+            "a0 = a0 + x_lo.x * g;",
+            "a0 = a0 - x_lo.x * g;",
+            "conv2d",
+            "dw",
+        ),
+        (
+            "conv2d_backward_bias",
+            "acc = acc + dy[",
+            "acc = acc - dy[",
+            "conv2d",
+            "db",
+        ),
+        (
+            "conv2d_pack_weights",
+            "let flipped = (params.kh - 1u - ky) * params.kw + (params.kw - 1u - kx);",
+            "let flipped = ky * params.kw + kx;",
+            "conv2d",
+            "dx",
+        ),
+        (
+            "batchnorm_backward_input",
+            "d = g - sums[ch] / m - xhat * sums[params.c + ch] / m;",
+            "d = g - sums[ch] / m;",
+            "batchnorm",
+            "dx",
+        ),
+        (
+            "batchnorm_backward_params",
+            "dgamma[ch] + sums[params.c + ch]",
+            "dgamma[ch] + sums[ch]",
+            "batchnorm",
+            "dgamma",
+        ),
+        (
+            "batchnorm_backward_partials",
+            "s_dy = s_dy + g;",
+            "s_dy = s_dy - g;",
+            "batchnorm",
+            "dbeta",
+        ),
+        (
+            "maxpool_backward",
+            "if (origin + arg == params.x_base + i) {",
+            "if (origin + arg == params.x_base + i + 1u) {",
+            "maxpool",
+            "dx",
+        ),
+        (
+            "dropout_backward",
+            "keep(params.first + r)",
+            "keep(params.first + r + 1u)",
+            "dropout",
+            "dx",
+        ),
+    ];
+    for (shader, from, to, op, grad) in mutations {
+        let src = shaders::source(shader).unwrap();
+        assert_eq!(
+            src.matches(from).count(),
+            1,
+            "mutation target not found once in {shader}"
+        );
+        gpu.override_shader(shader, src.replacen(from, to, 1))
+            .unwrap();
+        let mut failed = vec![];
+        for case in gradcheck::cases(op, 0) {
+            if case.inputs[0].data.len() > 20_000 {
+                continue;
+            }
+            for row in gradcheck::check_case(&gpu, &case, 0).unwrap() {
+                if !row.passed {
+                    failed.push(row.check);
+                }
+            }
+        }
+        let check = format!("{grad} vs f64 central diff");
+        assert!(
+            failed.iter().any(|f| f.starts_with(&check)),
+            "{shader} with '{to}': '{check}' should fail in f64; failing: {failed:?}"
+        );
+        gpu.override_shader(shader, src.to_string()).unwrap();
+    }
+}
+
+#[test]
+fn cli_gradcheck_dtype_f64_runs_in_f64_or_says_why_not() {
+    let run = |backend: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_postergrad"));
+        cmd.args(["gradcheck", "--dtype", "f64", "--op", "sigmoid"]);
+        if let Some(b) = backend {
+            cmd.env("WGPU_BACKEND", b);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("0 failed"), "{stdout}");
+        (stdout, stderr)
+    };
+    let f64_available = Gpu::new().unwrap().adapter().shader_f64;
+    let (stdout, stderr) = run(None);
+    if f64_available {
+        assert!(stdout.starts_with("kernels in f64\n"), "{stdout}");
+        assert!(
+            stdout.contains("dx vs f64 central diff (elementwise)")
+                && stdout.contains("atol 1e-5 rtol 1e-3"),
+            "{stdout}"
+        );
+    } else {
+        assert!(stderr.contains("no SHADER_F64"), "{stderr}");
+    }
+    // GL llvmpipe has no SHADER_F64: the note, then the f32 suite
+    let (stdout, stderr) = run(Some("gl"));
+    if stdout.starts_with("kernels in f32\n") {
+        assert!(
+            stderr.contains("has no SHADER_F64") && stderr.contains("running the f32 suite"),
+            "{stderr}"
+        );
+        assert!(stdout.contains("vs f32 central diff"), "{stdout}");
     }
 }
 
@@ -96,6 +315,7 @@ fn failing_small_cases_with_mutation(
     failed
 }
 
+/// The f32 suite reports both the reference and the central-difference check failing.
 fn assert_caught(failed: &[String], grad: &str) {
     for check in [
         format!("{grad} vs f64 reference"),

@@ -234,9 +234,15 @@ impl Adam {
     }
 }
 
-/// Plain-loop f64 reference of one step, in place.
+/// Plain-loop f64 reference of one step, in place. It uses the
+/// hyperparameters as the kernel receives them — f32 uniforms in either
+/// precision — so that an f64 kernel is compared on its arithmetic alone.
 pub mod cpu {
     use super::AdamConfig;
+
+    fn as_uniform(x: f64) -> f64 {
+        x as f32 as f64
+    }
 
     pub fn adam_step(
         config: &AdamConfig,
@@ -246,11 +252,13 @@ pub mod cpu {
         m: &mut [f64],
         v: &mut [f64],
     ) {
-        let alpha = config.alpha(t);
+        let alpha = as_uniform(config.alpha(t));
+        let (beta1, beta2) = (as_uniform(config.beta1), as_uniform(config.beta2));
+        let epsilon = as_uniform(config.epsilon);
         for i in 0..p.len() {
-            m[i] += (g[i] - m[i]) * (1.0 - config.beta1);
-            v[i] += (g[i] * g[i] - v[i]) * (1.0 - config.beta2);
-            p[i] -= alpha * m[i] / (v[i].sqrt() + config.epsilon);
+            m[i] += (g[i] - m[i]) * (1.0 - beta1);
+            v[i] += (g[i] * g[i] - v[i]) * (1.0 - beta2);
+            p[i] -= alpha * m[i] / (v[i].sqrt() + epsilon);
         }
     }
 }

@@ -121,7 +121,8 @@ pub mod cpu {
     }
 
     pub fn dropout_forward(x: &[f64], config: &DropoutConfig) -> Vec<f64> {
-        let scale = 1.0 / (1.0 - config.rate as f64);
+        // The scale the kernel receives: an f32 uniform in either precision.
+        let scale = (1.0 / (1.0 - config.rate)) as f64;
         x.iter()
             .enumerate()
             .map(|(i, &v)| {
