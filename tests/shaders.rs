@@ -188,15 +188,20 @@ fn transcendental_errors(gpu: &Gpu) -> (f64, f64) {
     (rel(&got_exp, &want_exp), rel(&got_log, &want_log))
 }
 
-#[test]
-fn f64_exp_and_log_in_wgsl_match_rust_to_1e_15() {
-    let gpu = match Gpu::with_precision(Precision::F64) {
-        Ok(g) => g,
+/// The f64 device, or None (with a note) where the adapter has no SHADER_F64.
+fn f64_gpu() -> Option<Gpu> {
+    match Gpu::with_precision(Precision::F64) {
+        Ok(g) => Some(g),
         Err(e) => {
             eprintln!("skipped: {e}");
-            return;
+            None
         }
-    };
+    }
+}
+
+#[test]
+fn f64_exp_and_log_in_wgsl_match_rust_to_1e_15() {
+    let Some(gpu) = f64_gpu() else { return };
     let (exp_err, log_err) = transcendental_errors(&gpu);
     eprintln!("f64 exp max rel error {exp_err:.2e}, log {log_err:.2e}");
     assert!(exp_err < 1e-15, "exp_f64: max relative error {exp_err:e}");
@@ -311,13 +316,7 @@ fn every_shader_compiles_on_the_adapter() {
 
 #[test]
 fn every_shader_compiles_in_f64_where_the_adapter_has_shader_f64() {
-    let gpu = match Gpu::with_precision(Precision::F64) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            return;
-        }
-    };
+    let Some(gpu) = f64_gpu() else { return };
     for (name, src) in SHADERS {
         if src.contains("f32 only:") {
             continue;
