@@ -18,34 +18,13 @@ use postergrad::ops::conv2d::{
 use postergrad::ops::Conv2dConfig;
 use postergrad::rng::Rng;
 use postergrad::{Gpu, Tensor};
-use std::time::Instant;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn time(gpu: &Gpu, reps: usize, mut f: impl FnMut()) -> (f64, f64) {
-    f();
-    gpu.sync().unwrap();
-    let mut best = f64::INFINITY;
-    let mut total = 0.0;
-    for _ in 0..reps {
-        let t = Instant::now();
-        f();
-        gpu.sync().unwrap();
-        let s = t.elapsed().as_secs_f64();
-        best = best.min(s);
-        total += s;
-    }
-    (best, total / reps as f64)
-}
+mod common;
+use common::{env, listing, time};
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks; nothing to list
+    if listing() {
+        return;
     }
     let batch = env("POSTERGRAD_BENCH_BATCH", 32);
     let size = env("POSTERGRAD_BENCH_SIZE", 350);

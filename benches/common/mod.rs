@@ -1,0 +1,38 @@
+//! What the timed-loop benches share: settings from the environment and a
+//! best-of-N timer that waits for the GPU.
+
+#![allow(dead_code)] // each bench uses its own subset
+
+use postergrad::Gpu;
+use std::time::Instant;
+
+/// A numeric setting from the environment, or `default`.
+pub fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `cargo test --benches` runs every bench with `--list`: nothing to list.
+pub fn listing() -> bool {
+    std::env::args().any(|a| a == "--list")
+}
+
+/// Runs `f` once to warm up (compile, allocate), then `reps` times, each
+/// followed by a wait for the GPU; returns (best, mean) seconds.
+pub fn time(gpu: &Gpu, reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    gpu.sync().unwrap();
+    let mut best = f64::INFINITY;
+    let mut total = 0.0;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f();
+        gpu.sync().unwrap();
+        let s = t.elapsed().as_secs_f64();
+        best = best.min(s);
+        total += s;
+    }
+    (best, total / reps as f64)
+}

@@ -1,0 +1,175 @@
+//! The memory-bound kernels at the poster model's four conv blocks (batch 32
+//! at 350×350 by default): relu, batch norm (statistics + forward, backward
+//! in training mode), max-pool and dropout, forward and backward. Prints a
+//! markdown table: time and effective bandwidth (each element read or
+//! written counts its 4 bytes once).
+//!
+//!     cargo bench --bench layers
+//!     POSTERGRAD_BENCH_BATCH=8 POSTERGRAD_BENCH_SIZE=128 POSTERGRAD_BENCH_REPS=5 cargo bench --bench layers
+//!
+//! Not criterion, for the reason given in benches/conv.rs: one pass over the
+//! first block's 124 M activations takes about a second on a CPU adapter.
+
+use postergrad::ops::batchnorm::{batchnorm_backward, batchnorm_forward, batchnorm_statistics};
+use postergrad::ops::dropout::{dropout_backward, dropout_forward};
+use postergrad::ops::maxpool::{maxpool_backward, maxpool_forward};
+use postergrad::ops::relu::{relu_backward, relu_forward};
+use postergrad::ops::{BatchNormConfig, BatchNormState, DropoutConfig, MaxPoolConfig};
+use postergrad::rng::Rng;
+use postergrad::{Gpu, Mode, Tensor};
+
+mod common;
+use common::{env, listing, time};
+
+fn main() {
+    if listing() {
+        return;
+    }
+    let batch = env("POSTERGRAD_BENCH_BATCH", 32);
+    let size = env("POSTERGRAD_BENCH_SIZE", 350);
+    let reps = env("POSTERGRAD_BENCH_REPS", 2).max(1);
+    let gpu = Gpu::new().expect("a GPU adapter");
+    println!("adapter: {}", gpu.adapter());
+    println!(
+        "poster model conv blocks, batch {batch}, input {size}×{size}, best of {reps} (mean in parentheses)\n"
+    );
+    println!("| block | tensor | kernel | MB moved | time ms | GB/s |\n|---|---|---|---|---|---|");
+    let mut rng = Rng::new(0);
+    let channels = [16usize, 32, 64, 128];
+    let dropout_rates = [0.3f32, 0.3, 0.4, 0.5];
+    let pool = MaxPoolConfig {
+        pool: (2, 2),
+        stride: (2, 2),
+    };
+    let bn = BatchNormConfig::default();
+    let mut s = size;
+    for (block, (&c, &rate)) in channels.iter().zip(&dropout_rates).enumerate() {
+        let h = s - 2; // after the 3×3 valid convolution
+        let shape = [batch, c, h, h];
+        let n = batch * c * h * h;
+        let pooled = batch * c * (h / 2) * (h / 2);
+        let x = Tensor::from_slice(&gpu, shape, &rng.vec_f32(n, -1.0, 1.0)).unwrap();
+        let dy = Tensor::from_slice(&gpu, shape, &rng.vec_f32(n, -1.0, 1.0)).unwrap();
+        let dx = Tensor::zeros(&gpu, shape, "dx").unwrap();
+        let gamma = Tensor::from_slice(&gpu, [c], &vec![1.0f32; c]).unwrap();
+        let beta = Tensor::zeros(&gpu, [c], "beta").unwrap();
+        let (dgamma, dbeta) = (
+            Tensor::zeros(&gpu, [c], "dgamma").unwrap(),
+            Tensor::zeros(&gpu, [c], "dbeta").unwrap(),
+        );
+        let state = BatchNormState::new(&gpu, c).unwrap();
+        let y = maxpool_forward(&gpu, &x, pool).unwrap();
+        let dpool =
+            Tensor::from_slice(&gpu, y.shape().clone(), &rng.vec_f32(pooled, -1.0, 1.0)).unwrap();
+        let ddrop = Tensor::zeros(&gpu, y.shape().clone(), "ddrop").unwrap();
+        let dropout = DropoutConfig {
+            rate,
+            seed: 1,
+            step: 0,
+        };
+        let stats = batchnorm_statistics(&gpu, &x, &state, bn, Mode::Training).unwrap();
+        // (kernel, elements moved, timing)
+        let rows: Vec<(&str, usize, &str, (f64, f64))> = vec![
+            (
+                "relu_forward",
+                2 * n,
+                "conv output",
+                time(&gpu, reps, || drop_t(relu_forward(&gpu, &x).unwrap())),
+            ),
+            (
+                "relu_backward",
+                4 * n,
+                "conv output",
+                time(&gpu, reps, || relu_backward(&gpu, &x, &dy, &dx).unwrap()),
+            ),
+            (
+                "batchnorm_statistics (partials + stats)",
+                n,
+                "conv output",
+                time(&gpu, reps, || {
+                    drop_t(batchnorm_statistics(&gpu, &x, &state, bn, Mode::Training).unwrap())
+                }),
+            ),
+            (
+                "batchnorm_forward",
+                2 * n,
+                "conv output",
+                time(&gpu, reps, || {
+                    drop_t(batchnorm_forward(&gpu, &x, &gamma, &beta, &stats).unwrap())
+                }),
+            ),
+            (
+                "batchnorm_backward (partials + input + params)",
+                5 * n,
+                "conv output",
+                time(&gpu, reps, || {
+                    batchnorm_backward(
+                        &gpu,
+                        &x,
+                        &dy,
+                        &gamma,
+                        &stats,
+                        Mode::Training,
+                        Some(&dx),
+                        Some(&dgamma),
+                        Some(&dbeta),
+                    )
+                    .unwrap()
+                }),
+            ),
+            (
+                "maxpool_forward",
+                n + pooled,
+                "conv output",
+                time(&gpu, reps, || {
+                    drop_t(maxpool_forward(&gpu, &x, pool).unwrap())
+                }),
+            ),
+            (
+                "maxpool_backward",
+                2 * n + pooled,
+                "conv output",
+                time(&gpu, reps, || {
+                    maxpool_backward(&gpu, &x, &dpool, &dx, pool).unwrap()
+                }),
+            ),
+            (
+                "dropout_forward",
+                2 * pooled,
+                "pooled",
+                time(&gpu, reps, || {
+                    drop_t(dropout_forward(&gpu, &y, dropout).unwrap())
+                }),
+            ),
+            (
+                "dropout_backward",
+                3 * pooled,
+                "pooled",
+                time(&gpu, reps, || {
+                    dropout_backward(&gpu, &dpool, &ddrop, dropout).unwrap()
+                }),
+            ),
+        ];
+        for (kernel, elements, what, (best, mean)) in rows {
+            let mb = elements as f64 * 4.0 / 1e6;
+            let dims = if what == "pooled" {
+                format!("{batch}×{c}×{}×{}", h / 2, h / 2)
+            } else {
+                format!("{batch}×{c}×{h}×{h}")
+            };
+            println!(
+                "| {} | {dims} | `{kernel}` | {mb:.1} | {:.1} ({:.1}) | {:.2} |",
+                block + 1,
+                best * 1e3,
+                mean * 1e3,
+                mb / 1e3 / best
+            );
+        }
+        s = h / 2;
+    }
+}
+
+/// Drops a result tensor (its buffer goes back to the pool for the next rep).
+fn drop_t(t: Tensor) {
+    drop(t)
+}
