@@ -6,13 +6,18 @@
 //!
 //!     cargo bench --bench layers
 //!     POSTERGRAD_BENCH_BATCH=8 POSTERGRAD_BENCH_SIZE=128 POSTERGRAD_BENCH_REPS=5 cargo bench --bench layers
+//!     POSTERGRAD_BENCH_KERNELS=maxpool cargo bench --bench layers    # rows whose kernel contains it
+//!
+//! maxpool_backward runs in both variants: `maxpool_backward` (per input, any
+//! windows) and `maxpool_backward_windows` (per window, the one the host picks
+//! for the model's non-overlapping 2×2 pools).
 //!
 //! Not criterion, for the reason given in benches/conv.rs: one pass over the
 //! first block's 124 M activations takes about a second on a CPU adapter.
 
 use postergrad::ops::batchnorm::{batchnorm_backward, batchnorm_forward, batchnorm_statistics};
 use postergrad::ops::dropout::{dropout_backward, dropout_forward};
-use postergrad::ops::maxpool::{maxpool_backward, maxpool_forward};
+use postergrad::ops::maxpool::{maxpool_backward_with, maxpool_forward, MaxPoolBackward};
 use postergrad::ops::relu::{relu_backward, relu_forward};
 use postergrad::ops::{BatchNormConfig, BatchNormState, DropoutConfig, MaxPoolConfig};
 use postergrad::rng::Rng;
@@ -28,6 +33,7 @@ fn main() {
     let batch = env("POSTERGRAD_BENCH_BATCH", 32);
     let size = env("POSTERGRAD_BENCH_SIZE", 350);
     let reps = env("POSTERGRAD_BENCH_REPS", 2).max(1);
+    let only = std::env::var("POSTERGRAD_BENCH_KERNELS").unwrap_or_default();
     let gpu = Gpu::new().expect("a GPU adapter");
     println!("adapter: {}", gpu.adapter());
     println!(
@@ -68,25 +74,26 @@ fn main() {
             step: 0,
         };
         let stats = batchnorm_statistics(&gpu, &x, &state, bn, Mode::Training).unwrap();
-        // (kernel, elements moved, timing)
-        let rows: Vec<(&str, usize, &str, (f64, f64))> = vec![
+        // (kernel, elements moved, tensor, the work)
+        type Work<'a> = Box<dyn FnMut() + 'a>;
+        let rows: Vec<(&str, usize, &str, Work)> = vec![
             (
                 "relu_forward",
                 2 * n,
                 "conv output",
-                time(&gpu, reps, || drop_t(relu_forward(&gpu, &x).unwrap())),
+                Box::new(|| drop_t(relu_forward(&gpu, &x).unwrap())),
             ),
             (
                 "relu_backward",
                 4 * n,
                 "conv output",
-                time(&gpu, reps, || relu_backward(&gpu, &x, &dy, &dx).unwrap()),
+                Box::new(|| relu_backward(&gpu, &x, &dy, &dx).unwrap()),
             ),
             (
                 "batchnorm_statistics (partials + stats)",
                 n,
                 "conv output",
-                time(&gpu, reps, || {
+                Box::new(|| {
                     drop_t(batchnorm_statistics(&gpu, &x, &state, bn, Mode::Training).unwrap())
                 }),
             ),
@@ -94,15 +101,13 @@ fn main() {
                 "batchnorm_forward",
                 2 * n,
                 "conv output",
-                time(&gpu, reps, || {
-                    drop_t(batchnorm_forward(&gpu, &x, &gamma, &beta, &stats).unwrap())
-                }),
+                Box::new(|| drop_t(batchnorm_forward(&gpu, &x, &gamma, &beta, &stats).unwrap())),
             ),
             (
                 "batchnorm_backward (partials + input + params)",
                 5 * n,
                 "conv output",
-                time(&gpu, reps, || {
+                Box::new(|| {
                     batchnorm_backward(
                         &gpu,
                         &x,
@@ -121,36 +126,44 @@ fn main() {
                 "maxpool_forward",
                 n + pooled,
                 "conv output",
-                time(&gpu, reps, || {
-                    drop_t(maxpool_forward(&gpu, &x, pool).unwrap())
+                Box::new(|| drop_t(maxpool_forward(&gpu, &x, pool).unwrap())),
+            ),
+            (
+                "maxpool_backward (per input)",
+                3 * n + pooled,
+                "conv output",
+                Box::new(|| {
+                    maxpool_backward_with(&gpu, &x, &dpool, &dx, pool, MaxPoolBackward::PerInput)
+                        .unwrap()
                 }),
             ),
             (
-                "maxpool_backward",
-                2 * n + pooled,
+                "maxpool_backward_windows (per window)",
+                n + 3 * pooled,
                 "conv output",
-                time(&gpu, reps, || {
-                    maxpool_backward(&gpu, &x, &dpool, &dx, pool).unwrap()
+                Box::new(|| {
+                    maxpool_backward_with(&gpu, &x, &dpool, &dx, pool, MaxPoolBackward::PerWindow)
+                        .unwrap()
                 }),
             ),
             (
                 "dropout_forward",
                 2 * pooled,
                 "pooled",
-                time(&gpu, reps, || {
-                    drop_t(dropout_forward(&gpu, &y, dropout).unwrap())
-                }),
+                Box::new(|| drop_t(dropout_forward(&gpu, &y, dropout).unwrap())),
             ),
             (
                 "dropout_backward",
                 3 * pooled,
                 "pooled",
-                time(&gpu, reps, || {
-                    dropout_backward(&gpu, &dpool, &ddrop, dropout).unwrap()
-                }),
+                Box::new(|| dropout_backward(&gpu, &dpool, &ddrop, dropout).unwrap()),
             ),
         ];
-        for (kernel, elements, what, (best, mean)) in rows {
+        for (kernel, elements, what, mut work) in rows {
+            if !kernel.contains(&only) {
+                continue;
+            }
+            let (best, mean) = time(&gpu, reps, &mut work);
             let mb = elements as f64 * 4.0 / 1e6;
             let dims = if what == "pooled" {
                 format!("{batch}×{c}×{}×{}", h / 2, h / 2)

@@ -91,6 +91,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../shaders/maxpool_backward.wgsl"),
     ),
     (
+        "maxpool_backward_windows",
+        include_str!("../shaders/maxpool_backward_windows.wgsl"),
+    ),
+    (
         "maxpool_forward",
         include_str!("../shaders/maxpool_forward.wgsl"),
     ),

@@ -184,6 +184,13 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
             "dx",
         ),
         (
+            "maxpool_backward_windows",
+            "arg = k;",
+            "arg = k + 1u;",
+            "maxpool",
+            "dx",
+        ),
+        (
             "dropout_backward",
             "keep(params.first + r)",
             "keep(params.first + r + 1u)",
@@ -553,6 +560,19 @@ fn catches_a_wrong_maxpool_backward() {
         "maxpool_backward",
         "if (origin + arg == params.x_base + i) {",
         "if (origin + arg == params.x_base + i + 1u) {",
+        "maxpool",
+    );
+    assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_wrong_maxpool_backward_windows() {
+    // the per-window kernel (non-overlapping windows) sends the gradient
+    // one element past the maximum
+    let f = failing_checks_with_mutation(
+        "maxpool_backward_windows",
+        "arg = k;",
+        "arg = k + 1u;",
         "maxpool",
     );
     assert_caught(&f, "dx");

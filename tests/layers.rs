@@ -220,3 +220,64 @@ fn dropout_is_the_identity_in_inference_and_rejects_bad_rates() {
         );
     }
 }
+
+#[test]
+fn both_maxpool_backward_kernels_agree_bit_for_bit_where_windows_do_not_overlap() {
+    use maxpool::{maxpool_backward_with, MaxPoolBackward};
+    let gpu = Gpu::new().unwrap();
+    let mut rng = postergrad::rng::Rng::new(5);
+    let dims = [3, 4, 13, 11];
+    let n: usize = dims.iter().product();
+    // values on a coarse grid: many ties, where the first-maximum rule matters
+    let x: Vec<f32> = (0..n)
+        .map(|_| (rng.uniform() * 4.0).floor() as f32)
+        .collect();
+    let xt = Tensor::from_slice(&gpu, dims, &x).unwrap();
+    for config in [
+        MaxPoolConfig::default(),
+        MaxPoolConfig {
+            pool: (2, 2),
+            stride: (3, 3),
+        },
+        MaxPoolConfig {
+            pool: (3, 2),
+            stride: (3, 2),
+        },
+    ] {
+        assert_eq!(
+            MaxPoolBackward::for_config(config),
+            MaxPoolBackward::PerWindow
+        );
+        let o = maxpool::output_shape(&dims, config).unwrap();
+        let m: usize = o.iter().product();
+        let dy = Tensor::from_slice(&gpu, o, &rng.vec_f32(m, -1.0, 1.0)).unwrap();
+        let start = rng.vec_f32(n, -1.0, 1.0); // dx accumulates into this
+        let run = |kernel| {
+            let dx = Tensor::from_slice(&gpu, dims, &start).unwrap();
+            maxpool_backward_with(&gpu, &xt, &dy, &dx, config, kernel).unwrap();
+            dx.to_vec(&gpu).unwrap()
+        };
+        let (per_input, per_window) = (
+            run(MaxPoolBackward::PerInput),
+            run(MaxPoolBackward::PerWindow),
+        );
+        assert_eq!(per_input, per_window, "{config:?}");
+        assert_ne!(per_window, start, "{config:?}: nothing was added");
+    }
+    // overlapping windows: the per-window kernel would race, so it refuses
+    let overlap = MaxPoolConfig {
+        pool: (3, 3),
+        stride: (2, 2),
+    };
+    assert_eq!(
+        MaxPoolBackward::for_config(overlap),
+        MaxPoolBackward::PerInput
+    );
+    let o = maxpool::output_shape(&dims, overlap).unwrap();
+    let dy = Tensor::zeros(&gpu, o, "dy").unwrap();
+    let dx = Tensor::zeros(&gpu, dims, "dx").unwrap();
+    let err = maxpool_backward_with(&gpu, &xt, &dy, &dx, overlap, MaxPoolBackward::PerWindow)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("overlap"), "{err}");
+}

@@ -269,6 +269,7 @@ fn uniform_structs_match_their_host_mirrors() {
         ("exp_log", size_of::<ExpLogParams>()),
         ("fill", size_of::<FillParams>()),
         ("maxpool_backward", size_of::<PoolParams>()),
+        ("maxpool_backward_windows", size_of::<PoolParams>()),
         ("maxpool_forward", size_of::<PoolParams>()),
         ("nonfinite_count", size_of::<NonfiniteParams>()),
         ("peak_fma", size_of::<PeakParams>()),

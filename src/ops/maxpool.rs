@@ -1,6 +1,8 @@
 //! maxpool: max over KH×KW windows at stride (SH, SW), valid padding, NCHW;
 //! any window and stride, kernel ≠ stride included. Shaders
-//! `maxpool_forward`, `maxpool_backward`; page `docs/kernels/maxpool.md`.
+//! `maxpool_forward`, `maxpool_backward` (any windows) and
+//! `maxpool_backward_windows` (windows that do not overlap); page
+//! `docs/kernels/maxpool.md`.
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -108,6 +110,29 @@ pub fn maxpool_forward(gpu: &Gpu, x: &Tensor, config: MaxPoolConfig) -> Result<T
     Ok(y)
 }
 
+/// The two backward kernels (see `docs/kernels/maxpool.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxPoolBackward {
+    /// `maxpool_backward`: one invocation per input element, re-scanning
+    /// every window that covers it. Any windows.
+    PerInput,
+    /// `maxpool_backward_windows`: one invocation per window, writing only
+    /// its maximum. Windows that do not overlap (stride ≥ pool).
+    PerWindow,
+}
+
+impl MaxPoolBackward {
+    /// The faster kernel that is correct for `config`, on every adapter:
+    /// per window when the windows do not overlap (benches/layers.rs).
+    pub fn for_config(config: MaxPoolConfig) -> MaxPoolBackward {
+        if config.stride.0 >= config.pool.0 && config.stride.1 >= config.pool.1 {
+            MaxPoolBackward::PerWindow
+        } else {
+            MaxPoolBackward::PerInput
+        }
+    }
+}
+
 /// dx += dy routed to each window's first maximum.
 pub fn maxpool_backward(
     gpu: &Gpu,
@@ -116,21 +141,42 @@ pub fn maxpool_backward(
     dx: &Tensor,
     config: MaxPoolConfig,
 ) -> Result<()> {
+    maxpool_backward_with(gpu, x, dy, dx, config, MaxPoolBackward::for_config(config))
+}
+
+/// [`maxpool_backward`] with a chosen kernel (for benchmarks and tests);
+/// `PerWindow` on overlapping windows is an error.
+pub fn maxpool_backward_with(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+    config: MaxPoolConfig,
+    kernel: MaxPoolBackward,
+) -> Result<()> {
     let o = output_shape(x.dims(), config)?;
     dy.expect_shape("maxpool_backward", "dy must match the output", &o)?;
     dx.expect_shape("maxpool_backward", "dx must match the input", x.dims())?;
+    if kernel == MaxPoolBackward::PerWindow && MaxPoolBackward::for_config(config) != kernel {
+        return Err(Error::Config {
+            what: "maxpool_backward_windows".into(),
+            message: format!(
+                "pool {:?} at stride {:?}: the windows overlap; use the per-input kernel",
+                config.pool, config.stride
+            ),
+        });
+    }
     let (xs, ys) = (x.numel() / o[0], dy.numel() / o[0]);
     for r in gpu.batch_chunks(o[0], &[(xs * gpu.real_bytes()) as u64]) {
         let (xw, xb) = gpu.window(x, r.start * xs, r.len() * xs);
         let (dxw, _) = gpu.window(dx, r.start * xs, r.len() * xs);
         let (dyw, yb) = gpu.window(dy, r.start * ys, r.len() * ys);
         let p = params(x.dims(), &o, config, r.len(), xb, yb);
-        gpu.dispatch_bound(
-            "maxpool_backward",
-            &p,
-            &[xw, dyw, dxw],
-            gpu.grid_1d(r.len() * xs, 256),
-        )?;
+        let (name, items) = match kernel {
+            MaxPoolBackward::PerInput => ("maxpool_backward", r.len() * xs),
+            MaxPoolBackward::PerWindow => ("maxpool_backward_windows", r.len() * ys),
+        };
+        gpu.dispatch_bound(name, &p, &[xw, dyw, dxw], gpu.grid_1d(items, 256))?;
     }
     Ok(())
 }
