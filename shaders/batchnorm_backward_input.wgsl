@@ -8,8 +8,14 @@
 //      = γ·invstd·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)          (docs/kernels/batchnorm.md derives it)
 // sums[0..C] = Σ dy, sums[C..2C] = Σ dy·x̂ come from batchnorm_backward_partials.
 // Inference: mean and invstd are constants (moving statistics).
-// Thread mapping: one invocation per element of the bound window, channel (r / plane) % C.
-// Bounds: invocations with r ≥ n·C·plane return.
+// Thread mapping: one invocation per strip of 8 consecutive elements of one
+// (sample, channel) plane, as in batchnorm_forward: t → row = t / S
+// (S = ⌈plane/8⌉), channel row % C, elements 8·(t % S) .. +8 of the row. The
+// channel's constants are folded once per strip:
+//   dx += k·dy − k·Σdy/M − k·Σ(dy·x̂)/M·invstd·(x − mean),  k = γ·invstd
+// so an element costs a load of dy and x and the update of dx.
+// Bounds: invocations with t ≥ n·C·S return; elements past the plane's end
+// are skipped.
 // Windows: x_base is the first element of the x / dx windows, y_base of dy's.
 // Gradients accumulate (+=).
 
@@ -31,18 +37,30 @@ struct BnParams {
 
 @compute @workgroup_size(256)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = gid.x + gid.y * nwg.x * 256u;
-    if (r >= params.n * params.c * params.plane) {
+    let t = gid.x + gid.y * nwg.x * 256u;
+    let strips = (params.plane + 7u) / 8u;
+    if (t >= params.n * params.c * strips) {
         return;
     }
-    let ch = (r / params.plane) % params.c;
+    let row = t / strips;
+    let ch = row % params.c;
+    let mean = stats[ch];
     let invstd = stats[params.c + ch];
-    let g = dy[params.y_base + r];
-    var d = g;
+    let k = gamma[ch] * invstd;
+    // training: dx += k·dy + k_0 + k_x·(x − mean); inference: dx += k·dy
+    var k0 = real(0.0);
+    var kx = real(0.0);
     if (params.training == 1u) {
         let m = real(params.count);
-        let xhat = (x[params.x_base + r] - stats[ch]) * invstd;
-        d = g - sums[ch] / m - xhat * sums[params.c + ch] / m;
+        k0 = -k * sums[ch] / m;
+        kx = -k * sums[params.c + ch] / m * invstd;
     }
-    dx[params.x_base + r] = dx[params.x_base + r] + gamma[ch] * invstd * d;
+    let e0 = (t % strips) * 8u;
+    let e_end = min(e0 + 8u, params.plane);
+    let first = row * params.plane;
+    for (var e = e0; e < e_end; e = e + 1u) {
+        let i = params.x_base + first + e;
+        let d = k * dy[params.y_base + first + e] + k0 + kx * (x[i] - mean);
+        dx[i] = dx[i] + d;
+    }
 }

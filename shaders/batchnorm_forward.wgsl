@@ -2,10 +2,16 @@
 //
 // mean and invstd = 1/√(var + ε) come from batchnorm_stats: the batch's in
 // training, the moving statistics in inference. x, y: [N, C, plane].
-// Thread mapping: one invocation per element of the bound window,
-// r = gid.x + gid.y · num_workgroups.x · 256; its channel is (r / plane) % C
-// (windows start on a sample boundary).
-// Bounds: invocations with r ≥ n·C·plane return.
+// Thread mapping: one invocation per strip of 8 consecutive elements of one
+// (sample, channel) plane: t = gid.x + gid.y · num_workgroups.x · 256 →
+// row = t / S (S = ⌈plane/8⌉ strips per plane), channel row % C, elements
+// 8·(t % S) .. +8 of the row (windows start on a sample boundary). The
+// channel's scale γ·invstd and shift β − mean·γ·invstd are loaded once per
+// strip: one element per invocation loaded them for every element, and on
+// lavapipe every storage load is a gather over the SIMD lanes (2.6× slower
+// at the poster model's first block, benches/layers.rs).
+// Bounds: invocations with t ≥ n·C·S return; elements past the plane's end
+// are skipped.
 // Windows: x_base / y_base are the first elements of the x and y windows.
 
 alias real = f32;
@@ -25,11 +31,19 @@ struct BnParams {
 
 @compute @workgroup_size(256)
 fn batchnorm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = gid.x + gid.y * nwg.x * 256u;
-    if (r >= params.n * params.c * params.plane) {
+    let t = gid.x + gid.y * nwg.x * 256u;
+    let strips = (params.plane + 7u) / 8u;
+    if (t >= params.n * params.c * strips) {
         return;
     }
-    let ch = (r / params.plane) % params.c;
-    let xhat = (x[params.x_base + r] - stats[ch]) * stats[params.c + ch];
-    y[params.y_base + r] = gamma[ch] * xhat + beta[ch];
+    let row = t / strips;
+    let ch = row % params.c;
+    let scale = gamma[ch] * stats[params.c + ch];
+    let shift = beta[ch] - stats[ch] * scale;
+    let e0 = (t % strips) * 8u;
+    let e_end = min(e0 + 8u, params.plane);
+    let first = row * params.plane;
+    for (var e = e0; e < e_end; e = e + 1u) {
+        y[params.y_base + first + e] = x[params.x_base + first + e] * scale + shift;
+    }
 }

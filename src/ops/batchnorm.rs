@@ -136,6 +136,11 @@ impl Plan {
     fn per_sample(&self) -> usize {
         self.c * self.plane
     }
+    /// Invocations per sample of the elementwise kernels (batchnorm_forward,
+    /// batchnorm_backward_input): one per strip of 8 elements of a plane.
+    fn strips_per_sample(&self) -> usize {
+        self.c * self.plane.div_ceil(8)
+    }
 }
 
 /// The normalisation statistics `[2, C]` (mean, then 1/√(var + ε)): the
@@ -222,7 +227,7 @@ pub fn batchnorm_forward(
                 Bind::whole(stats),
                 yw,
             ],
-            gpu.grid_1d(r.len() * s, 256),
+            gpu.grid_1d(r.len() * p.strips_per_sample(), 256),
         )?;
     }
     Ok(y)
@@ -291,7 +296,7 @@ pub fn batchnorm_backward(
                     Bind::whole(&sums),
                     dxw,
                 ],
-                gpu.grid_1d(r.len() * s, 256),
+                gpu.grid_1d(r.len() * p.strips_per_sample(), 256),
             )?;
         }
     }
