@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench conv
 //!     POSTERGRAD_BENCH_BATCH=8 POSTERGRAD_BENCH_SIZE=128 POSTERGRAD_BENCH_REPS=5 cargo bench --bench conv
+//!     POSTERGRAD_BENCH_KERNELS=backward_weight cargo bench --bench conv   # rows whose kernel contains it
 //!
 //! Not criterion: one pass of the largest layer takes seconds on a CPU
 //! adapter, and criterion's 10-sample minimum would make the run take most
@@ -29,6 +30,7 @@ fn main() {
     let batch = env("POSTERGRAD_BENCH_BATCH", 32);
     let size = env("POSTERGRAD_BENCH_SIZE", 350);
     let reps = env("POSTERGRAD_BENCH_REPS", 2).max(1);
+    let only = std::env::var("POSTERGRAD_BENCH_KERNELS").unwrap_or_default();
     let gpu = Gpu::new().expect("a GPU adapter");
     println!("adapter: {}", gpu.adapter());
     println!("poster model conv layers, batch {batch}, input {size}×{size}, best of {reps} (mean in parentheses)\n");
@@ -59,35 +61,34 @@ fn main() {
         let dw = Tensor::zeros(&gpu, [cout, cin, 3, 3], "dw").unwrap();
         let db = Tensor::zeros(&gpu, [cout], "db").unwrap();
         let gflop = g.flops() as f64 / 1e9;
-        let rows: [(&str, f64, (f64, f64)); 4] = [
+        type Work<'a> = Box<dyn FnMut() + 'a>;
+        let rows: [(&str, f64, Work); 4] = [
             (
                 "conv2d_forward",
                 gflop,
-                time(&gpu, reps, || {
-                    drop(conv2d_forward(&gpu, &x, &w, &b, config).unwrap())
-                }),
+                Box::new(|| drop(conv2d_forward(&gpu, &x, &w, &b, config).unwrap())),
             ),
             (
                 "conv2d_backward_input",
                 gflop,
-                time(&gpu, reps, || {
-                    conv2d_backward_input(&gpu, &dy, &w, &dx, config).unwrap()
-                }),
+                Box::new(|| conv2d_backward_input(&gpu, &dy, &w, &dx, config).unwrap()),
             ),
             (
                 "conv2d_backward_weight",
                 gflop,
-                time(&gpu, reps, || {
-                    conv2d_backward_weight(&gpu, &x, &dy, &dw, config).unwrap()
-                }),
+                Box::new(|| conv2d_backward_weight(&gpu, &x, &dy, &dw, config).unwrap()),
             ),
             (
                 "conv2d_backward_bias",
                 0.0,
-                time(&gpu, reps, || conv2d_backward_bias(&gpu, &dy, &db).unwrap()),
+                Box::new(|| conv2d_backward_bias(&gpu, &dy, &db).unwrap()),
             ),
         ];
-        for (kernel, gf, (best, mean)) in rows {
+        for (kernel, gf, mut work) in rows {
+            if !kernel.contains(&only) {
+                continue;
+            }
+            let (best, mean) = time(&gpu, reps, &mut work);
             let rate = if gf > 0.0 {
                 format!("{:.1}", gf / best)
             } else {
