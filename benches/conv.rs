@@ -7,14 +7,18 @@
 //!     POSTERGRAD_BENCH_BATCH=8 POSTERGRAD_BENCH_SIZE=128 POSTERGRAD_BENCH_REPS=5 cargo bench --bench conv
 //!     POSTERGRAD_BENCH_KERNELS=backward_weight cargo bench --bench conv   # rows whose kernel contains it
 //!
+//! conv2d_backward_weight runs in both variants: `conv2d_backward_weight`
+//! (tiles of 8 flattened taps, any kernel) and `conv2d_backward_weight_3x3`
+//! (rows, the one the host picks for the model's 3×3 stride-1 layers).
+//!
 //! Not criterion: one pass of the largest layer takes seconds on a CPU
 //! adapter, and criterion's 10-sample minimum would make the run take most
 //! of an hour. Each kernel runs once to warm up (compile, allocate), then
 //! REPS times (default 2); the table shows the best and the mean.
 
 use postergrad::ops::conv2d::{
-    conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
-    ConvGeometry,
+    conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight_with, conv2d_forward,
+    BackwardWeight, ConvGeometry,
 };
 use postergrad::ops::Conv2dConfig;
 use postergrad::rng::Rng;
@@ -62,7 +66,7 @@ fn main() {
         let db = Tensor::zeros(&gpu, [cout], "db").unwrap();
         let gflop = g.flops() as f64 / 1e9;
         type Work<'a> = Box<dyn FnMut() + 'a>;
-        let rows: [(&str, f64, Work); 4] = [
+        let rows: [(&str, f64, Work); 5] = [
             (
                 "conv2d_forward",
                 gflop,
@@ -74,9 +78,20 @@ fn main() {
                 Box::new(|| conv2d_backward_input(&gpu, &dy, &w, &dx, config).unwrap()),
             ),
             (
-                "conv2d_backward_weight",
+                "conv2d_backward_weight (tiles)",
                 gflop,
-                Box::new(|| conv2d_backward_weight(&gpu, &x, &dy, &dw, config).unwrap()),
+                Box::new(|| {
+                    conv2d_backward_weight_with(&gpu, &x, &dy, &dw, config, BackwardWeight::Tiles)
+                        .unwrap()
+                }),
+            ),
+            (
+                "conv2d_backward_weight_3x3 (rows)",
+                gflop,
+                Box::new(|| {
+                    conv2d_backward_weight_with(&gpu, &x, &dy, &dw, config, BackwardWeight::Rows3x3)
+                        .unwrap()
+                }),
             ),
             (
                 "conv2d_backward_bias",

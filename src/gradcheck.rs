@@ -708,6 +708,9 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
                 (1, 3, 9, 9, 3, 3, 2, Valid),
                 (2, 2, 8, 7, 3, 3, 2, Same),
                 (1, 3, 7, 7, 2, 5, 1, Same),
+                // 3×3 stride 1 with padding: the row-sliding weight gradient
+                // reads zeros at every edge of the window
+                (2, 3, 8, 9, 4, 3, 1, Same),
                 (2, 16, 20, 20, 9, 3, 1, Valid),
                 // 4,624 output pixels: the split weight/bias sums use 2 chunks
                 (1, 3, 70, 70, 2, 3, 1, Valid),

@@ -53,6 +53,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../shaders/conv2d_backward_weight.wgsl"),
     ),
     (
+        "conv2d_backward_weight_3x3",
+        include_str!("../shaders/conv2d_backward_weight_3x3.wgsl"),
+    ),
+    (
         "conv2d_forward",
         include_str!("../shaders/conv2d_forward.wgsl"),
     ),

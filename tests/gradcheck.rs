@@ -142,6 +142,13 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
             "dw",
         ),
         (
+            "conv2d_backward_weight_3x3",
+            "r12 = input_at(xp, iy + 1, ix + 2);",
+            "r12 = input_at(xp, iy + 1, ix + 1);",
+            "conv2d",
+            "dw",
+        ),
+        (
             "conv2d_backward_bias",
             "acc = acc + dy[",
             "acc = acc - dy[",
@@ -440,6 +447,23 @@ fn catches_a_flipped_sign_in_conv2d_backward_weight() {
         20_000,
     );
     assert_caught(&f, "dw");
+}
+
+#[test]
+fn catches_a_wrong_column_in_the_3x3_weight_gradient_rows() {
+    // the right column of the sliding window is loaded one pixel short
+    let f = failing_small_cases_with_mutation(
+        "conv2d_backward_weight_3x3",
+        "r12 = input_at(xp, iy + 1, ix + 2);",
+        "r12 = input_at(xp, iy + 1, ix + 1);",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "dw");
+    assert!(
+        !f.iter().any(|c| c.contains("dx")),
+        "only dw uses it: {f:?}"
+    );
 }
 
 #[test]

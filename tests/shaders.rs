@@ -258,6 +258,7 @@ fn uniform_structs_match_their_host_mirrors() {
         ("conv2d_backward_bias", size_of::<ConvParams>()),
         ("conv2d_backward_input", size_of::<ConvParams>()),
         ("conv2d_backward_weight", size_of::<ConvParams>()),
+        ("conv2d_backward_weight_3x3", size_of::<ConvParams>()),
         ("conv2d_forward", size_of::<ConvForwardParams>()),
         ("conv2d_pack_weights", size_of::<PackParams>()),
         ("dense_backward_bias", size_of::<DenseParams>()),

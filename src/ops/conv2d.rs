@@ -446,6 +446,29 @@ pub fn conv2d_backward_input(
     Ok(())
 }
 
+/// The two weight-gradient kernels (see `docs/kernels/conv2d.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackwardWeight {
+    /// `conv2d_backward_weight`: 8 output channels × 8 flattened taps per
+    /// invocation. Any kernel size and stride.
+    Tiles,
+    /// `conv2d_backward_weight_3x3`: 8 output channels × the 9 taps of one
+    /// input channel, sliding the input window along each row. 3×3, stride 1.
+    Rows3x3,
+}
+
+impl BackwardWeight {
+    /// The faster kernel that is correct for the geometry, on every adapter:
+    /// `Rows3x3` for 3×3 kernels at stride 1 (benches/conv.rs).
+    pub fn for_geometry(g: &ConvGeometry) -> BackwardWeight {
+        if g.kh == 3 && g.kw == 3 && g.stride == 1 {
+            BackwardWeight::Rows3x3
+        } else {
+            BackwardWeight::Tiles
+        }
+    }
+}
+
 /// dw += ∂L/∂w (split over pixel chunks, then reduced).
 pub fn conv2d_backward_weight(
     gpu: &Gpu,
@@ -455,11 +478,34 @@ pub fn conv2d_backward_weight(
     config: Conv2dConfig,
 ) -> Result<()> {
     let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
+    conv2d_backward_weight_with(gpu, x, dy, dw, config, BackwardWeight::for_geometry(&g))
+}
+
+/// [`conv2d_backward_weight`] with a chosen kernel (for benchmarks and
+/// tests); `Rows3x3` on another geometry is an error.
+pub fn conv2d_backward_weight_with(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    config: Conv2dConfig,
+    kernel: BackwardWeight,
+) -> Result<()> {
+    let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
     dy.expect_shape(
         "conv2d_backward_weight",
         "dy must match the output",
         &g.output_shape(),
     )?;
+    if kernel == BackwardWeight::Rows3x3 && BackwardWeight::for_geometry(&g) != kernel {
+        return Err(Error::Config {
+            what: "conv2d_backward_weight_3x3".into(),
+            message: format!(
+                "needs a 3×3 kernel at stride 1, got {}×{} at stride {}",
+                g.kh, g.kw, g.stride
+            ),
+        });
+    }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     let taps = g.cin * g.kh * g.kw;
     for r in sample_ranges(gpu, &g) {
@@ -469,9 +515,18 @@ pub fn conv2d_backward_weight(
         let chunks = (n * g.oh * g.ow).div_ceil(CHUNK);
         let partial = Tensor::uninit(gpu, [chunks, g.cout, taps], "conv2d_backward_weight")?;
         let p = g.params(n, xb, yb, CHUNK);
-        let invocations = chunks * taps.div_ceil(8) * g.cout.div_ceil(8);
+        let (name, invocations) = match kernel {
+            BackwardWeight::Tiles => (
+                "conv2d_backward_weight",
+                chunks * taps.div_ceil(8) * g.cout.div_ceil(8),
+            ),
+            BackwardWeight::Rows3x3 => (
+                "conv2d_backward_weight_3x3",
+                chunks * g.cin * g.cout.div_ceil(8),
+            ),
+        };
         gpu.dispatch_bound(
-            "conv2d_backward_weight",
+            name,
             &p,
             &[xw, dyw, crate::gpu::Bind::whole(&partial)],
             gpu.grid_1d(invocations, 64),

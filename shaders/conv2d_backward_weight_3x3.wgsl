@@ -1,0 +1,149 @@
+// conv2d_backward_weight_3x3: partial[c, co, (ci·3 + ky)·3 + kx] = Σ_{pixels of chunk c} dy[n, co, oy, ox] · x[n, ci, oy + ky − pt, ox + kx − pl]
+//
+// The variant of conv2d_backward_weight for 3×3 kernels at stride 1 (every
+// conv layer of the poster model). Same sum, same split into pixel chunks,
+// same partial layout (reduce_partials adds the chunks into dw); what
+// changes is which loads are shared. An invocation owns 8 output channels and
+// ONE input channel ci — all 9 of its taps — and walks its chunk's pixels in
+// row order. The 3×3 input window under pixel (oy, ox) is r{ky}{kx}; moving
+// to (oy, ox + 1) shifts it left by one column, so only the 3 values of the
+// new right column are loaded (all 9 at the start of a row). Per pixel:
+// 8 loads of dy + 3 of x for 72 multiply-adds, against 8 + 8 for 64 in
+// conv2d_backward_weight, whose 8 taps of a tile are flattened (ci, ky, kx)
+// and share no input. On lavapipe a storage load costs about as much as 50
+// multiply-adds (docs/performance.md): loads decide. benches/conv.rs
+// measures both; the host picks this one for 3×3 stride-1 layers on every
+// adapter.
+//
+// Thread mapping: invocation t = gid.x + gid.y·num_workgroups.x·64 →
+// ci = t % Cin, co tile = (t / Cin) % ⌈Cout/8⌉ (channels 8·tile .. +8),
+// chunk c = t / (Cin·⌈Cout/8⌉); a_{ky kx} (mat2x4: 8 channels) accumulates tap
+// (ky, kx). Named variables, not arrays (lavapipe keeps arrays in memory).
+// Bounds: channels past Cout are clamped for loads and not stored; inputs in
+// the padding read 0; invocations past the last chunk return.
+// Windows: x_base / y_base are the first elements of the x and dy windows.
+
+alias real = f32;
+
+struct ConvParams {
+    n: u32, cin: u32, h: u32, w: u32,
+    cout: u32, kh: u32, kw: u32, stride: u32,
+    oh: u32, ow: u32, pad_top: u32, pad_left: u32,
+    x_base: u32, y_base: u32, chunk: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: ConvParams;
+@group(0) @binding(1) var<storage, read> x: array<real>;
+@group(0) @binding(2) var<storage, read> dy: array<real>;
+@group(0) @binding(3) var<storage, read_write> partial: array<real>;
+
+// x[plane + iy·W + ix] of the window, or 0 in the padding.
+fn input_at(plane: u32, iy: i32, ix: i32) -> real {
+    let inside = iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w);
+    let idx = plane + u32(clamp(iy, 0, i32(params.h) - 1)) * params.w
+        + u32(clamp(ix, 0, i32(params.w) - 1));
+    return select(real(0.0), x[idx], inside);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * 64u;
+    let CT = (params.cout + 7u) / 8u;
+    let P = params.n * params.oh * params.ow;
+    let chunks = (P + params.chunk - 1u) / params.chunk;
+    let c = t / (params.cin * CT);
+    if (c >= chunks) {
+        return;
+    }
+    let ci = t % params.cin;
+    let co0 = ((t / params.cin) % CT) * 8u;
+    let co_lo = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.cout - 1u));
+    let co_hi = min(vec4<u32>(co0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(params.cout - 1u));
+    let plane = params.oh * params.ow;
+    let hw = params.h * params.w;
+    var a00 = mat2x4<real>();
+    var a01 = mat2x4<real>();
+    var a02 = mat2x4<real>();
+    var a10 = mat2x4<real>();
+    var a11 = mat2x4<real>();
+    var a12 = mat2x4<real>();
+    var a20 = mat2x4<real>();
+    var a21 = mat2x4<real>();
+    var a22 = mat2x4<real>();
+    // the input window under the current pixel: r{ky}{kx}
+    var r00 = real(0.0);
+    var r01 = real(0.0);
+    var r02 = real(0.0);
+    var r10 = real(0.0);
+    var r11 = real(0.0);
+    var r12 = real(0.0);
+    var r20 = real(0.0);
+    var r21 = real(0.0);
+    var r22 = real(0.0);
+    let p0 = c * params.chunk;
+    let p_end = min(p0 + params.chunk, P);
+    var n = p0 / plane;
+    var oy = (p0 % plane) / params.ow;
+    var ox = (p0 % plane) % params.ow;
+    var fresh = true; // the window must be loaded whole (chunk or row start)
+    for (var p = p0; p < p_end; p = p + 1u) {
+        let xp = params.x_base + (n * params.cin + ci) * hw;
+        let iy = i32(oy) - i32(params.pad_top);
+        let ix = i32(ox) - i32(params.pad_left);
+        if (fresh) {
+            r00 = input_at(xp, iy, ix);
+            r01 = input_at(xp, iy, ix + 1);
+            r10 = input_at(xp, iy + 1, ix);
+            r11 = input_at(xp, iy + 1, ix + 1);
+            r20 = input_at(xp, iy + 2, ix);
+            r21 = input_at(xp, iy + 2, ix + 1);
+            fresh = false;
+        } else {
+            r00 = r01;
+            r01 = r02;
+            r10 = r11;
+            r11 = r12;
+            r20 = r21;
+            r21 = r22;
+        }
+        r02 = input_at(xp, iy, ix + 2);
+        r12 = input_at(xp, iy + 1, ix + 2);
+        r22 = input_at(xp, iy + 2, ix + 2);
+        let pix = oy * params.ow + ox;
+        let gi_lo = params.y_base + (n * params.cout + co_lo) * plane + pix;
+        let gi_hi = params.y_base + (n * params.cout + co_hi) * plane + pix;
+        let g = mat2x4<real>(
+            vec4<real>(dy[gi_lo.x], dy[gi_lo.y], dy[gi_lo.z], dy[gi_lo.w]),
+            vec4<real>(dy[gi_hi.x], dy[gi_hi.y], dy[gi_hi.z], dy[gi_hi.w]),
+        );
+        a00 = a00 + r00 * g;
+        a01 = a01 + r01 * g;
+        a02 = a02 + r02 * g;
+        a10 = a10 + r10 * g;
+        a11 = a11 + r11 * g;
+        a12 = a12 + r12 * g;
+        a20 = a20 + r20 * g;
+        a21 = a21 + r21 * g;
+        a22 = a22 + r22 * g;
+        ox = ox + 1u;
+        if (ox == params.ow) {
+            ox = 0u;
+            fresh = true;
+            oy = oy + 1u;
+            if (oy == params.oh) {
+                oy = 0u;
+                n = n + 1u;
+            }
+        }
+    }
+    var acc = array<mat2x4<real>, 9>(a00, a01, a02, a10, a11, a12, a20, a21, a22);
+    let taps = params.cin * 9u;
+    for (var i = 0u; i < 8u; i = i + 1u) {
+        if (co0 + i >= params.cout) {
+            break;
+        }
+        for (var j = 0u; j < 9u; j = j + 1u) {
+            partial[(c * params.cout + co0 + i) * taps + ci * 9u + j] = acc[j][i / 4u][i % 4u];
+        }
+    }
+}
