@@ -123,9 +123,21 @@ pub fn learning_curve(
         "precision@3, baseline",
     )
     .map_err(|e| err(&e))?;
+    // The legend goes where no curve is: the upper half when every value
+    // is below 0.5 (real posters: mAP ≈ 0.1–0.2), else the lower right.
+    let highest = history
+        .iter()
+        .flat_map(|r| [r.val_map, r.val_precision_at_3])
+        .chain([baseline.map, baseline.precision_at_3])
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(if highest < 0.5 {
+            SeriesLabelPosition::UpperRight
+        } else {
+            SeriesLabelPosition::LowerRight
+        })
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
