@@ -24,16 +24,18 @@ use postergrad::rng::Rng;
 use postergrad::{Gpu, Mode, Tensor};
 
 mod common;
-use common::{env, listing, time};
+use common::{listing, time, Settings};
 
 fn main() {
     if listing() {
         return;
     }
-    let batch = env("POSTERGRAD_BENCH_BATCH", 32);
-    let size = env("POSTERGRAD_BENCH_SIZE", 350);
-    let reps = env("POSTERGRAD_BENCH_REPS", 2).max(1);
-    let only = std::env::var("POSTERGRAD_BENCH_KERNELS").unwrap_or_default();
+    let Settings {
+        batch,
+        size,
+        reps,
+        only,
+    } = Settings::from_env();
     let gpu = Gpu::new().expect("a GPU adapter");
     println!("adapter: {}", gpu.adapter());
     println!(

@@ -4,7 +4,10 @@
 use postergrad::gradcheck::{self, Options};
 use postergrad::ops::{self, bce, relu, sigmoid};
 use postergrad::shaders;
-use postergrad::{Gpu, Mode, Precision, Tape, Tensor};
+use postergrad::{Gpu, Mode, Tape, Tensor};
+
+mod common;
+use common::f64_gpu;
 
 fn suite(gpu: &Gpu, ops: &[&str], seed: u64) -> gradcheck::Report {
     gradcheck::run(
@@ -36,17 +39,6 @@ fn every_op_passes_with_two_seeds() {
             .all(|r| r.max_abs.is_finite() && r.tol.rtol > 0.0));
         assert!(report.rows.len() >= 300, "{} rows", report.rows.len());
         assert!(report.into_result().is_ok());
-    }
-}
-
-/// The f64 device, or None (with a note) where the adapter has no SHADER_F64.
-fn f64_gpu() -> Option<Gpu> {
-    match Gpu::with_precision(Precision::F64) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
     }
 }
 

@@ -21,6 +21,9 @@ use postergrad::shaders::{instantiate, F64_MATH, SHADERS};
 use postergrad::{Gpu, Precision, Tensor};
 use wgpu::naga;
 
+mod common;
+use common::f64_gpu;
+
 fn shader_files() -> Vec<String> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -186,17 +189,6 @@ fn transcendental_errors(gpu: &Gpu) -> (f64, f64) {
         );
     }
     (rel(&got_exp, &want_exp), rel(&got_log, &want_log))
-}
-
-/// The f64 device, or None (with a note) where the adapter has no SHADER_F64.
-fn f64_gpu() -> Option<Gpu> {
-    match Gpu::with_precision(Precision::F64) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
 }
 
 #[test]

@@ -14,6 +14,29 @@ pub fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The settings of the layer benches (conv, layers), from the environment.
+pub struct Settings {
+    /// `POSTERGRAD_BENCH_BATCH` (32).
+    pub batch: usize,
+    /// `POSTERGRAD_BENCH_SIZE`, the poster's side (350).
+    pub size: usize,
+    /// `POSTERGRAD_BENCH_REPS`, timed runs after the warm-up (2).
+    pub reps: usize,
+    /// `POSTERGRAD_BENCH_KERNELS`: only rows whose kernel contains it.
+    pub only: String,
+}
+
+impl Settings {
+    pub fn from_env() -> Settings {
+        Settings {
+            batch: env("POSTERGRAD_BENCH_BATCH", 32),
+            size: env("POSTERGRAD_BENCH_SIZE", 350),
+            reps: env("POSTERGRAD_BENCH_REPS", 2).max(1),
+            only: std::env::var("POSTERGRAD_BENCH_KERNELS").unwrap_or_default(),
+        }
+    }
+}
+
 /// `cargo test --benches` runs every bench with `--list`: nothing to list.
 pub fn listing() -> bool {
     std::env::args().any(|a| a == "--list")
