@@ -122,6 +122,11 @@ enum Command {
         #[arg(long, default_value_t = 25)]
         labels: usize,
     },
+    /// Redraw a run directory's learning_curve.png from its history.csv and metrics.json (no GPU needed).
+    Plot {
+        /// The run directory written by `train` (e.g. runs/NAME).
+        run: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -308,6 +313,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", postergrad::profile::table(&report));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plot { run } => {
+            let png = train::replot(&run)?;
+            println!("{}", png.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Summary {

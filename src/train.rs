@@ -326,6 +326,56 @@ fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
         .collect()
 }
 
+/// Redraws `learning_curve.png` of a run directory from its `history.csv`,
+/// `metrics.json` (the baseline) and `config.json` (the title) — after
+/// editing the history, or for runs drawn by an older version. The image is
+/// written atomically; nothing else in the directory changes. Returns its path.
+pub fn replot(run: &Path) -> Result<PathBuf> {
+    let history = read_history(&run.join("history.csv"))?;
+    if history.is_empty() {
+        return Err(Error::Data {
+            file: run.join("history.csv").display().to_string(),
+            line: None,
+            message: "no epoch recorded yet: nothing to plot".into(),
+        });
+    }
+    let json = |name: &str| -> Result<serde_json::Value> {
+        let path = run.join(name);
+        let text = std::fs::read_to_string(&path).map_err(|error| Error::Io {
+            path: path.display().to_string(),
+            error,
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::Data {
+            file: path.display().to_string(),
+            line: Some(e.line() as u64),
+            message: format!("not the JSON `postergrad train` writes: {e}"),
+        })
+    };
+    let report: MetricsReport =
+        serde_json::from_value(json("metrics.json")?).map_err(|e| Error::Data {
+            file: run.join("metrics.json").display().to_string(),
+            line: None,
+            message: format!("no model/baseline metrics: {e}"),
+        })?;
+    let config = json("config.json")?;
+    let settings = &config["settings"];
+    let title = format!(
+        "postergrad: {} at {}×{} on {}",
+        settings["model"].as_str().unwrap_or("model"),
+        settings["size"],
+        settings["size"],
+        settings["data"].as_str().unwrap_or("?")
+    );
+    let png = run.join("learning_curve.png");
+    let tmp = run.join(".learning_curve.tmp.png");
+    learning_curve(&tmp, &title, &history, &report.baseline)?;
+    std::fs::rename(&tmp, &png).map_err(|error| Error::Io {
+        path: png.display().to_string(),
+        error,
+    })?;
+    Ok(png)
+}
+
 /// The JSON written to `metrics.json` and printed by `evaluate --json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MetricsReport {

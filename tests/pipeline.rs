@@ -483,3 +483,57 @@ fn the_tuned_recipe_learns_the_synthetic_posters_from_pixels() {
         b.precision_at_3
     );
 }
+
+#[test]
+fn plot_redraws_a_run_directory_and_names_a_bad_file() {
+    let run = tmp("replot");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        run.join("history.csv"),
+        "epoch,loss,binary_accuracy,val_loss,val_binary_accuracy,val_map,val_micro_f1,val_precision_at_3,seconds,samples_per_second,loader_wait_seconds\n\
+         1,0.27,0.90,0.45,0.87,0.13,0.25,0.31,10.0,3.7,0.1\n\
+         2,0.25,0.91,0.26,0.91,0.15,0.24,0.37,10.0,3.4,0.05\n",
+    )
+    .unwrap();
+    let metrics = |bce: f64| {
+        format!(
+            r#"{{"bce": {bce}, "binary_accuracy": 0.9, "map": 0.1, "micro_f1": 0.3, "precision_at_3": 0.35}}"#
+        )
+    };
+    std::fs::write(
+        run.join("metrics.json"),
+        format!(
+            r#"{{"model": {}, "baseline": {}, "count": 977}}"#,
+            metrics(0.25),
+            metrics(0.245)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        run.join("config.json"),
+        r#"{"settings": {"model": "poster", "size": 128, "data": "../shared/posters (6515 posters, 25 genres)"}}"#,
+    )
+    .unwrap();
+    let run_s = run.to_str().unwrap();
+    let (ok, stdout, stderr) = postergrad(&["plot", run_s]);
+    assert!(ok, "{stderr}");
+    let png = run.join("learning_curve.png");
+    assert_eq!(stdout.trim(), png.display().to_string());
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000);
+    assert!(!run.join(".learning_curve.tmp.png").exists());
+
+    // a broken metrics.json is named, and the image already there survives
+    std::fs::write(run.join("metrics.json"), "{\"model\":").unwrap();
+    let (ok, _, stderr) = postergrad(&["plot", run_s]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("metrics.json") && stderr.contains("JSON"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&png).unwrap(), bytes);
+    // no run there at all
+    let (ok, _, stderr) = postergrad(&["plot", &format!("{run_s}-missing")]);
+    assert!(!ok && stderr.contains("history.csv"), "{stderr}");
+    std::fs::remove_dir_all(&run).unwrap();
+}
