@@ -203,12 +203,22 @@ pub enum Timer {
     WallClock,
 }
 
+/// One timed dispatch.
+#[derive(Clone, Debug)]
+pub struct DispatchTime {
+    pub kernel: Kernel,
+    pub seconds: f64,
+    /// Bytes of every buffer window the dispatch bound (its inputs and
+    /// outputs): what a streaming kernel reads or writes once.
+    pub bytes: u64,
+}
+
 /// Kernel times recorded between [`Gpu::profile_begin`] and
 /// [`Gpu::profile_end`], one entry per dispatch in recording order.
 #[derive(Clone, Debug)]
 pub struct Profile {
     pub timer: Timer,
-    pub dispatches: Vec<(Kernel, f64)>,
+    pub dispatches: Vec<DispatchTime>,
 }
 
 /// Dispatches one profiling session can time with timestamp queries (two
@@ -219,6 +229,7 @@ struct Profiling {
     timer: Timer,
     queries: Option<wgpu::QuerySet>,
     names: Vec<Kernel>,
+    bytes: Vec<u64>,
     wall: Vec<f64>,
 }
 
@@ -788,6 +799,7 @@ impl Gpu {
         let slot = match profiling.as_mut() {
             Some(p) if p.names.len() < PROFILE_CAPACITY as usize => {
                 p.names.push(kernel);
+                p.bytes.push(buffers.iter().map(|b| b.size).sum());
                 Some((p.names.len() - 1) as u32)
             }
             _ => None,
@@ -846,6 +858,7 @@ impl Gpu {
             },
             queries,
             names: Vec::new(),
+            bytes: Vec::new(),
             wall: Vec::new(),
         });
         Ok(())
@@ -895,7 +908,17 @@ impl Gpu {
         };
         Ok(Profile {
             timer: p.timer,
-            dispatches: p.names.into_iter().zip(seconds).collect(),
+            dispatches: p
+                .names
+                .into_iter()
+                .zip(seconds)
+                .zip(p.bytes)
+                .map(|((kernel, seconds), bytes)| DispatchTime {
+                    kernel,
+                    seconds,
+                    bytes,
+                })
+                .collect(),
         })
     }
 

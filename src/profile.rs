@@ -6,7 +6,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Timer};
 use crate::nn::{LayerSpec, Model, ModelKind};
-use crate::ops::{Adam, AdamConfig};
+use crate::ops::conv2d::{BackwardWeight, ConvGeometry};
+use crate::ops::{Adam, AdamConfig, Conv2dConfig};
 use crate::rng::Rng;
 use crate::tape::{Mode, Tape};
 use crate::tensor::Tensor;
@@ -39,6 +40,14 @@ pub struct KernelRow {
     pub calls: f64,
     pub ms: f64,
     pub share: f64,
+    /// Bytes of the buffers its dispatches bound, per step.
+    pub bytes: f64,
+    /// Convolution / dense FLOP it computes per step (0 for the others).
+    pub flop: f64,
+    /// `bytes` over `ms`: the bandwidth of the memory-bound kernels.
+    pub gb_per_s: f64,
+    /// `flop` over `ms`, for the compute-bound kernels (None for the others).
+    pub gflops: Option<f64>,
 }
 
 /// The profiler's result (`--json` prints it).
@@ -86,6 +95,65 @@ pub fn step_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Res
         input = l.output.clone();
     }
     Ok(total)
+}
+
+/// The convolution and dense FLOP of one training step of `batch` samples,
+/// per kernel (entry point): which kernel computes each product follows the
+/// ops' own choices (stride-1 backward-input runs on `conv2d_forward`; the
+/// weight gradient's variant from [`BackwardWeight::for_geometry`]). Sums to
+/// [`step_flop_per_sample`] × batch.
+pub fn kernel_flop(
+    model: ModelKind,
+    size: usize,
+    labels: usize,
+    batch: usize,
+) -> Result<Vec<(&'static str, f64)>> {
+    let layers = model.describe(size, labels)?;
+    let mut input = vec![3usize, size, size];
+    let mut out: Vec<(&'static str, f64)> = Vec::new();
+    let mut add = |name: &'static str, f: f64| match out.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, v)) => *v += f,
+        None => out.push((name, f)),
+    };
+    for (i, l) in layers.iter().enumerate() {
+        match &l.spec {
+            LayerSpec::Conv2d {
+                filters, kernel, ..
+            } => {
+                let f = 2.0
+                    * (batch * filters * l.output[1] * l.output[2] * input[0] * kernel * kernel)
+                        as f64;
+                let g = ConvGeometry::new(
+                    &[batch, input[0], input[1], input[2]],
+                    &[*filters, input[0], *kernel, *kernel],
+                    Conv2dConfig::default(),
+                )?;
+                add("conv2d_forward", f);
+                if i > 0 {
+                    // stride 1: dx is conv2d_forward with the roles swapped
+                    add("conv2d_forward", f);
+                }
+                add(
+                    match BackwardWeight::for_geometry(&g) {
+                        BackwardWeight::Rows3x3 => "conv2d_backward_weight_3x3",
+                        BackwardWeight::Tiles => "conv2d_backward_weight",
+                    },
+                    f,
+                );
+            }
+            LayerSpec::Dense { units, .. } => {
+                let f = 2.0 * (batch * units * input.iter().product::<usize>()) as f64;
+                add("dense_forward", f);
+                if i > 0 {
+                    add("dense_backward_input", f);
+                }
+                add("dense_backward_weight", f);
+            }
+            _ => {}
+        }
+        input = l.output.clone();
+    }
+    Ok(out)
 }
 
 /// The adapter's multiply-add throughput in GFLOP/s: `peak_fma` on enough
@@ -184,27 +252,39 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
         wall += t.elapsed().as_secs_f64();
         let prof = gpu.profile_end()?;
         timer = prof.timer;
-        for (name, s) in prof.dispatches {
-            match rows.iter_mut().find(|r| r.name == name) {
+        for d in prof.dispatches {
+            match rows.iter_mut().find(|r| r.name == d.kernel) {
                 Some(r) => {
                     r.calls += 1.0;
-                    r.ms += s * 1e3;
+                    r.ms += d.seconds * 1e3;
+                    r.bytes += d.bytes as f64;
                 }
                 None => rows.push(KernelRow {
-                    name: name.to_string(),
+                    name: d.kernel.to_string(),
                     calls: 1.0,
-                    ms: s * 1e3,
+                    ms: d.seconds * 1e3,
                     share: 0.0,
+                    bytes: d.bytes as f64,
+                    flop: 0.0,
+                    gb_per_s: 0.0,
+                    gflops: None,
                 }),
             }
         }
     }
     let n = config.steps as f64;
     let kernel_ms: f64 = rows.iter().map(|r| r.ms).sum::<f64>() / n;
+    let flop_by_kernel = kernel_flop(config.model, config.size, config.labels, config.batch)?;
     for r in &mut rows {
         r.calls /= n;
         r.ms /= n;
+        r.bytes /= n;
         r.share = r.ms / kernel_ms.max(1e-12);
+        r.gb_per_s = r.bytes / (r.ms * 1e-3).max(1e-12) / 1e9;
+        if let Some((_, f)) = flop_by_kernel.iter().find(|(k, _)| *k == r.name) {
+            r.flop = *f;
+            r.gflops = Some(f / (r.ms * 1e-3).max(1e-12) / 1e9);
+        }
     }
     rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
     let step_ms = wall / n * 1e3;
@@ -240,12 +320,18 @@ pub fn table(r: &ProfileReport) -> String {
         r.adapter, r.timer, r.model, r.size, r.size, r.batch, r.steps
     );
     out += &format!(
-        "{:<28} {:>9} {:>11} {:>7}\n",
-        "kernel", "calls", "ms/step", "share"
+        "{:<28} {:>6} {:>11} {:>7} {:>9}\n",
+        "kernel", "calls", "ms/step", "share", "rate"
     );
     for k in &r.kernels {
+        // compute-bound kernels (conv, dense products) in GFLOP/s, the
+        // others in GB/s of the buffers they bind
+        let rate = match k.gflops {
+            Some(g) => format!("{g:.2} GFLOP/s"),
+            None => format!("{:.2} GB/s", k.gb_per_s),
+        };
         out += &format!(
-            "{:<28} {:>9.0} {:>11.2} {:>6.1}%\n",
+            "{:<28} {:>6.0} {:>11.2} {:>6.1}%  {rate}\n",
             k.name,
             k.calls,
             k.ms,

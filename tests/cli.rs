@@ -87,15 +87,36 @@ fn profile_times_every_kernel_of_a_step() {
         .iter()
         .map(|k| k["name"].as_str().unwrap())
         .collect();
+    // the variants the host picks for the model's 3×3 stride-1 convolutions
+    // and non-overlapping 2×2 pools
     for k in [
         "conv2d_forward",
-        "conv2d_backward_weight",
+        "conv2d_backward_weight_3x3",
         "batchnorm_forward",
-        "maxpool_backward",
+        "maxpool_backward_windows",
         "dense_forward",
         "adam_step",
     ] {
         assert!(names.contains(&k), "{k} missing from {names:?}");
+    }
+    for k in ["conv2d_backward_weight", "maxpool_backward"] {
+        assert!(!names.contains(&k), "{k} should not run for this model");
+    }
+    // compute-bound kernels carry GFLOP/s, and their FLOP add up to the
+    // step's; every kernel carries the bandwidth of what it binds
+    let flop: f64 = kernels.iter().map(|k| k["flop"].as_f64().unwrap()).sum();
+    let step = r["gflop_per_sample"].as_f64().unwrap() * 1e9 * 2.0;
+    assert!((flop - step).abs() < 1e-6 * step, "{flop} vs {step}");
+    for k in kernels {
+        let name = k["name"].as_str().unwrap();
+        let is_product = name.starts_with("conv2d_forward")
+            || name.starts_with("conv2d_backward_weight")
+            || name.starts_with("dense_forward")
+            || name.starts_with("dense_backward_input")
+            || name.starts_with("dense_backward_weight");
+        assert_eq!(k["gflops"].is_f64(), is_product, "{name}: {k}");
+        assert!(k["bytes"].as_f64().unwrap() > 0.0, "{name}");
+        assert!(k["gb_per_s"].as_f64().unwrap() > 0.0, "{name}");
     }
     // Weights are packed once per conv forward (4) and per backward-input
     // (3: the first layer's input is the image, which needs no gradient).
