@@ -4,23 +4,27 @@
 // conv layer of the poster model). Same sum, same split into pixel chunks,
 // same partial layout (reduce_partials adds the chunks into dw); what
 // changes is which loads are shared. An invocation owns 8 output channels and
-// ONE input channel ci — all 9 of its taps — and walks its chunk's pixels in
-// row order. The 3×3 input window under pixel (oy, ox) is r{ky}{kx}; moving
-// to (oy, ox + 1) shifts it left by one column, so only the 3 values of the
-// new right column are loaded (all 9 at the start of a row). Per pixel:
-// 8 loads of dy + 3 of x for 72 multiply-adds, against 8 + 8 for 64 in
+// a PAIR of input channels (ci, ci + 1) — all 18 of their taps — and walks
+// its chunk's pixels in row order. The 3×3 input window of channel ci under
+// pixel (oy, ox) is r{ky}{kx} (q{ky}{kx} for ci + 1); moving to (oy, ox + 1)
+// shifts it left by one column, so only the new right column is loaded (the
+// whole window at the start of a row or chunk). Per pixel: 8 loads of dy and
+// 6 of x for 144 multiply-adds, against 8 + 8 for 64 in
 // conv2d_backward_weight, whose 8 taps of a tile are flattened (ci, ky, kx)
 // and share no input. On lavapipe a storage load costs about as much as 50
 // multiply-adds (docs/performance.md): loads decide. benches/conv.rs
 // measures both; the host picks this one for 3×3 stride-1 layers on every
-// adapter.
+// adapter. One input channel per invocation measured 1.4–1.7× slower, four
+// no faster than two (and slower on the first layer's 3 channels).
 //
 // Thread mapping: invocation t = gid.x + gid.y·num_workgroups.x·64 →
-// ci = t % Cin, co tile = (t / Cin) % ⌈Cout/8⌉ (channels 8·tile .. +8),
-// chunk c = t / (Cin·⌈Cout/8⌉); a_{ky kx} (mat2x4: 8 channels) accumulates tap
-// (ky, kx). Named variables, not arrays (lavapipe keeps arrays in memory).
-// Bounds: channels past Cout are clamped for loads and not stored; inputs in
-// the padding read 0; invocations past the last chunk return.
+// pair ci = 2·(t % ⌈Cin/2⌉), co tile = (t / ⌈Cin/2⌉) % ⌈Cout/8⌉ (channels
+// 8·tile .. +8), chunk c = t / (⌈Cin/2⌉·⌈Cout/8⌉); a_{ky kx} / b_{ky kx}
+// (mat2x4: 8 channels) accumulate tap (ky, kx) of ci / ci + 1. Named
+// variables, not arrays (lavapipe keeps arrays in memory).
+// Bounds: channels past Cout are clamped for loads and not stored; with Cin
+// odd the last pair's second channel is clamped for loads and not stored;
+// inputs in the padding read 0; invocations past the last chunk return.
 // Windows: x_base / y_base are the first elements of the x and dy windows.
 
 alias real = f32;
@@ -51,12 +55,14 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     let CT = (params.cout + 7u) / 8u;
     let P = params.n * params.oh * params.ow;
     let chunks = (P + params.chunk - 1u) / params.chunk;
-    let c = t / (params.cin * CT);
+    let c = t / (((params.cin + 1u) / 2u) * CT);
     if (c >= chunks) {
         return;
     }
-    let ci = t % params.cin;
-    let co0 = ((t / params.cin) % CT) * 8u;
+    let CP = (params.cin + 1u) / 2u; // input-channel pairs
+    let ci = (t % CP) * 2u;
+    let ci_b = min(ci + 1u, params.cin - 1u); // clamped for loads; not stored past Cin
+    let co0 = ((t / CP) % CT) * 8u;
     let co_lo = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.cout - 1u));
     let co_hi = min(vec4<u32>(co0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(params.cout - 1u));
     let plane = params.oh * params.ow;
@@ -70,6 +76,15 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     var a20 = mat2x4<real>();
     var a21 = mat2x4<real>();
     var a22 = mat2x4<real>();
+    var b00 = mat2x4<real>();
+    var b01 = mat2x4<real>();
+    var b02 = mat2x4<real>();
+    var b10 = mat2x4<real>();
+    var b11 = mat2x4<real>();
+    var b12 = mat2x4<real>();
+    var b20 = mat2x4<real>();
+    var b21 = mat2x4<real>();
+    var b22 = mat2x4<real>();
     // the input window under the current pixel: r{ky}{kx}
     var r00 = real(0.0);
     var r01 = real(0.0);
@@ -80,6 +95,15 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     var r20 = real(0.0);
     var r21 = real(0.0);
     var r22 = real(0.0);
+    var q00 = real(0.0);
+    var q01 = real(0.0);
+    var q02 = real(0.0);
+    var q10 = real(0.0);
+    var q11 = real(0.0);
+    var q12 = real(0.0);
+    var q20 = real(0.0);
+    var q21 = real(0.0);
+    var q22 = real(0.0);
     let p0 = c * params.chunk;
     let p_end = min(p0 + params.chunk, P);
     var n = p0 / plane;
@@ -88,6 +112,7 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     var fresh = true; // the window must be loaded whole (chunk or row start)
     for (var p = p0; p < p_end; p = p + 1u) {
         let xp = params.x_base + (n * params.cin + ci) * hw;
+        let xq = params.x_base + (n * params.cin + ci_b) * hw;
         let iy = i32(oy) - i32(params.pad_top);
         let ix = i32(ox) - i32(params.pad_left);
         if (fresh) {
@@ -97,6 +122,12 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
             r11 = input_at(xp, iy + 1, ix + 1);
             r20 = input_at(xp, iy + 2, ix);
             r21 = input_at(xp, iy + 2, ix + 1);
+            q00 = input_at(xq, iy, ix);
+            q01 = input_at(xq, iy, ix + 1);
+            q10 = input_at(xq, iy + 1, ix);
+            q11 = input_at(xq, iy + 1, ix + 1);
+            q20 = input_at(xq, iy + 2, ix);
+            q21 = input_at(xq, iy + 2, ix + 1);
             fresh = false;
         } else {
             r00 = r01;
@@ -105,10 +136,19 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
             r11 = r12;
             r20 = r21;
             r21 = r22;
+            q00 = q01;
+            q01 = q02;
+            q10 = q11;
+            q11 = q12;
+            q20 = q21;
+            q21 = q22;
         }
         r02 = input_at(xp, iy, ix + 2);
         r12 = input_at(xp, iy + 1, ix + 2);
         r22 = input_at(xp, iy + 2, ix + 2);
+        q02 = input_at(xq, iy, ix + 2);
+        q12 = input_at(xq, iy + 1, ix + 2);
+        q22 = input_at(xq, iy + 2, ix + 2);
         let pix = oy * params.ow + ox;
         let gi_lo = params.y_base + (n * params.cout + co_lo) * plane + pix;
         let gi_hi = params.y_base + (n * params.cout + co_hi) * plane + pix;
@@ -125,6 +165,15 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
         a20 = a20 + r20 * g;
         a21 = a21 + r21 * g;
         a22 = a22 + r22 * g;
+        b00 = b00 + q00 * g;
+        b01 = b01 + q01 * g;
+        b02 = b02 + q02 * g;
+        b10 = b10 + q10 * g;
+        b11 = b11 + q11 * g;
+        b12 = b12 + q12 * g;
+        b20 = b20 + q20 * g;
+        b21 = b21 + q21 * g;
+        b22 = b22 + q22 * g;
         ox = ox + 1u;
         if (ox == params.ow) {
             ox = 0u;
@@ -136,13 +185,15 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
             }
         }
     }
-    var acc = array<mat2x4<real>, 9>(a00, a01, a02, a10, a11, a12, a20, a21, a22);
+    var acc = array<mat2x4<real>, 18>(a00, a01, a02, a10, a11, a12, a20, a21, a22,
+                                      b00, b01, b02, b10, b11, b12, b20, b21, b22);
     let taps = params.cin * 9u;
+    let pair = select(9u, 18u, ci + 1u < params.cin); // taps of this pair inside Cin
     for (var i = 0u; i < 8u; i = i + 1u) {
         if (co0 + i >= params.cout) {
             break;
         }
-        for (var j = 0u; j < 9u; j = j + 1u) {
+        for (var j = 0u; j < pair; j = j + 1u) {
             partial[(c * params.cout + co0 + i) * taps + ci * 9u + j] = acc[j][i / 4u][i % 4u];
         }
     }

@@ -456,6 +456,15 @@ fn catches_a_wrong_column_in_the_3x3_weight_gradient_rows() {
         !f.iter().any(|c| c.contains("dx")),
         "only dw uses it: {f:?}"
     );
+    // the same in the pair's second input channel
+    let f = failing_small_cases_with_mutation(
+        "conv2d_backward_weight_3x3",
+        "q12 = input_at(xq, iy + 1, ix + 2);",
+        "q12 = input_at(xq, iy + 1, ix + 1);",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "dw");
 }
 
 #[test]

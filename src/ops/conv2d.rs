@@ -522,7 +522,7 @@ pub fn conv2d_backward_weight_with(
             ),
             BackwardWeight::Rows3x3 => (
                 "conv2d_backward_weight_3x3",
-                chunks * g.cin * g.cout.div_ceil(8),
+                chunks * g.cin.div_ceil(2) * g.cout.div_ceil(8),
             ),
         };
         gpu.dispatch_bound(
