@@ -452,8 +452,9 @@ pub enum BackwardWeight {
     /// `conv2d_backward_weight`: 8 output channels × 8 flattened taps per
     /// invocation. Any kernel size and stride.
     Tiles,
-    /// `conv2d_backward_weight_3x3`: 8 output channels × the 9 taps of one
-    /// input channel, sliding the input window along each row. 3×3, stride 1.
+    /// `conv2d_backward_weight_3x3`: 8 output channels × the 18 taps of a
+    /// pair of input channels, sliding the input windows along each row.
+    /// 3×3, stride 1.
     Rows3x3,
 }
 
