@@ -24,24 +24,21 @@ use crate::error::{Error, Result};
 use crate::shaders::{self, Precision};
 use crate::tensor::Tensor;
 
-/// Host element types a tensor can be written from and read into; the
-/// device converts to and from its own [`Precision`].
-pub trait Real: Copy {
-    fn to_f32(self) -> f32;
+/// Host element types a tensor can be written from and read into: f32 and
+/// f64. Data of the device's own precision moves without a conversion pass
+/// (a training batch is uploaded as it is); the other type is converted
+/// through f64, which holds every f32 exactly.
+pub trait Real: bytemuck::Pod {
+    /// The device precision this type matches.
+    const PRECISION: Precision;
     fn to_f64(self) -> f64;
-    fn from_f32(x: f32) -> Self;
     fn from_f64(x: f64) -> Self;
 }
 
 impl Real for f32 {
-    fn to_f32(self) -> f32 {
-        self
-    }
+    const PRECISION: Precision = Precision::F32;
     fn to_f64(self) -> f64 {
         self as f64
-    }
-    fn from_f32(x: f32) -> Self {
-        x
     }
     fn from_f64(x: f64) -> Self {
         x as f32
@@ -49,14 +46,9 @@ impl Real for f32 {
 }
 
 impl Real for f64 {
-    fn to_f32(self) -> f32 {
-        self as f32
-    }
+    const PRECISION: Precision = Precision::F64;
     fn to_f64(self) -> f64 {
         self
-    }
-    fn from_f32(x: f32) -> Self {
-        x as f64
     }
     fn from_f64(x: f64) -> Self {
         x
@@ -623,17 +615,22 @@ impl Gpu {
         if self.encoder.borrow().is_some() {
             self.flush()?;
         }
-        let bytes: Vec<u8> = match self.precision {
+        let buffer = t.buf.raw();
+        if T::PRECISION == self.precision {
+            self.queue
+                .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+            return Ok(());
+        }
+        match self.precision {
             Precision::F32 => {
-                let v: Vec<f32> = data.iter().map(|x| x.to_f32()).collect();
-                bytemuck::cast_slice(&v).to_vec()
+                let v: Vec<f32> = data.iter().map(|x| x.to_f64() as f32).collect();
+                self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&v));
             }
             Precision::F64 => {
                 let v: Vec<f64> = data.iter().map(|x| x.to_f64()).collect();
-                bytemuck::cast_slice(&v).to_vec()
+                self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&v));
             }
-        };
-        self.queue.write_buffer(t.buf.raw(), 0, &bytes);
+        }
         Ok(())
     }
 
@@ -661,15 +658,20 @@ impl Gpu {
         self.with_encoder(|e| e.copy_buffer_to_buffer(t.buf.raw(), 0, &staging, 0, bytes));
         self.flush()?;
         let bytes_read = self.map_read(&staging)?;
-        let out = match self.precision {
-            Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes_read)
-                .into_iter()
-                .map(T::from_f32)
-                .collect(),
-            Precision::F64 => bytemuck::pod_collect_to_vec::<u8, f64>(&bytes_read)
-                .into_iter()
-                .map(T::from_f64)
-                .collect(),
+        let out = if T::PRECISION == self.precision {
+            bytemuck::pod_collect_to_vec::<u8, T>(&bytes_read)
+        } else {
+            match self.precision {
+                // (collected, not cast: the mapped bytes need not be aligned)
+                Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes_read)
+                    .into_iter()
+                    .map(|x| T::from_f64(x as f64))
+                    .collect(),
+                Precision::F64 => bytemuck::pod_collect_to_vec::<u8, f64>(&bytes_read)
+                    .into_iter()
+                    .map(T::from_f64)
+                    .collect(),
+            }
         };
         self.staging
             .borrow_mut()

@@ -402,7 +402,7 @@ const REF_FD_TOL: Tolerance = Tolerance {
     rtol: 1e-6,
 };
 
-pub(crate) fn to64(v: &[f32]) -> Vec<f64> {
+fn to64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
