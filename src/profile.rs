@@ -76,32 +76,18 @@ pub struct ProfileReport {
 
 /// Convolution and dense FLOP of one training step per sample: forward,
 /// input gradient (not for the first layer, whose input is the image) and
-/// weight gradient.
+/// weight gradient — the sum of [`kernel_flop`] for one sample.
 pub fn step_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Result<f64> {
-    let layers = model.describe(size, labels)?;
-    let mut input = vec![3usize, size, size];
-    let mut total = 0.0;
-    for (i, l) in layers.iter().enumerate() {
-        let fwd = match &l.spec {
-            LayerSpec::Conv2d {
-                filters, kernel, ..
-            } => 2.0 * (filters * l.output[1] * l.output[2] * input[0] * kernel * kernel) as f64,
-            LayerSpec::Dense { units, .. } => {
-                2.0 * (units * input.iter().product::<usize>()) as f64
-            }
-            _ => 0.0,
-        };
-        total += fwd * if i == 0 { 2.0 } else { 3.0 };
-        input = l.output.clone();
-    }
-    Ok(total)
+    Ok(kernel_flop(model, size, labels, 1)?
+        .iter()
+        .map(|(_, f)| f)
+        .sum())
 }
 
 /// The convolution and dense FLOP of one training step of `batch` samples,
 /// per kernel (entry point): which kernel computes each product follows the
 /// ops' own choices (stride-1 backward-input runs on `conv2d_forward`; the
-/// weight gradient's variant from [`BackwardWeight::for_geometry`]). Sums to
-/// [`step_flop_per_sample`] × batch.
+/// weight gradient's variant from [`BackwardWeight::for_geometry`]).
 pub fn kernel_flop(
     model: ModelKind,
     size: usize,
@@ -133,13 +119,7 @@ pub fn kernel_flop(
                     // stride 1: dx is conv2d_forward with the roles swapped
                     add("conv2d_forward", f);
                 }
-                add(
-                    match BackwardWeight::for_geometry(&g) {
-                        BackwardWeight::Rows3x3 => "conv2d_backward_weight_3x3",
-                        BackwardWeight::Tiles => "conv2d_backward_weight",
-                    },
-                    f,
-                );
+                add(BackwardWeight::for_geometry(&g).kernel(), f);
             }
             LayerSpec::Dense { units, .. } => {
                 let f = 2.0 * (batch * units * input.iter().product::<usize>()) as f64;

@@ -468,6 +468,14 @@ impl BackwardWeight {
             BackwardWeight::Tiles
         }
     }
+
+    /// The kernel's entry point (its shader's name).
+    pub fn kernel(self) -> &'static str {
+        match self {
+            BackwardWeight::Tiles => "conv2d_backward_weight",
+            BackwardWeight::Rows3x3 => "conv2d_backward_weight_3x3",
+        }
+    }
 }
 
 /// dw += ∂L/∂w (split over pixel chunks, then reduced).
@@ -500,7 +508,7 @@ pub fn conv2d_backward_weight_with(
     )?;
     if kernel == BackwardWeight::Rows3x3 && BackwardWeight::for_geometry(&g) != kernel {
         return Err(Error::Config {
-            what: "conv2d_backward_weight_3x3".into(),
+            what: kernel.kernel().into(),
             message: format!(
                 "needs a 3×3 kernel at stride 1, got {}×{} at stride {}",
                 g.kh, g.kw, g.stride
@@ -516,18 +524,12 @@ pub fn conv2d_backward_weight_with(
         let chunks = (n * g.oh * g.ow).div_ceil(CHUNK);
         let partial = Tensor::uninit(gpu, [chunks, g.cout, taps], "conv2d_backward_weight")?;
         let p = g.params(n, xb, yb, CHUNK);
-        let (name, invocations) = match kernel {
-            BackwardWeight::Tiles => (
-                "conv2d_backward_weight",
-                chunks * taps.div_ceil(8) * g.cout.div_ceil(8),
-            ),
-            BackwardWeight::Rows3x3 => (
-                "conv2d_backward_weight_3x3",
-                chunks * g.cin.div_ceil(2) * g.cout.div_ceil(8),
-            ),
+        let invocations = match kernel {
+            BackwardWeight::Tiles => chunks * taps.div_ceil(8) * g.cout.div_ceil(8),
+            BackwardWeight::Rows3x3 => chunks * g.cin.div_ceil(2) * g.cout.div_ceil(8),
         };
         gpu.dispatch_bound(
-            name,
+            kernel.kernel(),
             &p,
             &[xw, dyw, crate::gpu::Bind::whole(&partial)],
             gpu.grid_1d(invocations, 64),

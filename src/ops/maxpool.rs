@@ -131,6 +131,14 @@ impl MaxPoolBackward {
             MaxPoolBackward::PerInput
         }
     }
+
+    /// The kernel's entry point (its shader's name).
+    pub fn kernel(self) -> &'static str {
+        match self {
+            MaxPoolBackward::PerInput => "maxpool_backward",
+            MaxPoolBackward::PerWindow => "maxpool_backward_windows",
+        }
+    }
 }
 
 /// dx += dy routed to each window's first maximum.
@@ -159,7 +167,7 @@ pub fn maxpool_backward_with(
     dx.expect_shape("maxpool_backward", "dx must match the input", x.dims())?;
     if kernel == MaxPoolBackward::PerWindow && MaxPoolBackward::for_config(config) != kernel {
         return Err(Error::Config {
-            what: "maxpool_backward_windows".into(),
+            what: kernel.kernel().into(),
             message: format!(
                 "pool {:?} at stride {:?}: the windows overlap; use the per-input kernel",
                 config.pool, config.stride
@@ -172,11 +180,16 @@ pub fn maxpool_backward_with(
         let (dxw, _) = gpu.window(dx, r.start * xs, r.len() * xs);
         let (dyw, yb) = gpu.window(dy, r.start * ys, r.len() * ys);
         let p = params(x.dims(), &o, config, r.len(), xb, yb);
-        let (name, items) = match kernel {
-            MaxPoolBackward::PerInput => ("maxpool_backward", r.len() * xs),
-            MaxPoolBackward::PerWindow => ("maxpool_backward_windows", r.len() * ys),
+        let items = match kernel {
+            MaxPoolBackward::PerInput => r.len() * xs,
+            MaxPoolBackward::PerWindow => r.len() * ys,
         };
-        gpu.dispatch_bound(name, &p, &[xw, dyw, dxw], gpu.grid_1d(items, 256))?;
+        gpu.dispatch_bound(
+            kernel.kernel(),
+            &p,
+            &[xw, dyw, dxw],
+            gpu.grid_1d(items, 256),
+        )?;
     }
     Ok(())
 }
