@@ -366,9 +366,21 @@ pub fn replot(run: &Path) -> Result<PathBuf> {
         settings["size"],
         settings["data"].as_str().unwrap_or("?")
     );
-    let png = run.join("learning_curve.png");
-    let tmp = run.join(".learning_curve.tmp.png");
-    learning_curve(&tmp, &title, &history, &report.baseline)?;
+    write_learning_curve(run, &title, &history, &report.baseline)
+}
+
+/// Draws `out/learning_curve.png` atomically: plotters picks the encoder
+/// from the extension, so it draws to a `.png` beside the target
+/// (`.learning_curve.tmp.png`), which is then renamed into place.
+fn write_learning_curve(
+    out: &Path,
+    title: &str,
+    history: &[EpochRecord],
+    baseline: &Metrics,
+) -> Result<PathBuf> {
+    let png = out.join("learning_curve.png");
+    let tmp = out.join(".learning_curve.tmp.png");
+    learning_curve(&tmp, title, history, baseline)?;
     std::fs::rename(&tmp, &png).map_err(|error| Error::Io {
         path: png.display().to_string(),
         error,
@@ -1087,15 +1099,7 @@ fn save_epoch(
             .unwrap_or_default()
             .as_bytes(),
     )?;
-    // plotters picks the encoder from the extension: draw to a .png beside
-    // the target, then rename.
-    let png = out.join("learning_curve.png");
-    let tmp = out.join(".learning_curve.tmp.png");
-    learning_curve(&tmp, title, history, &report.baseline)?;
-    std::fs::rename(&tmp, &png).map_err(|source| Error::Io {
-        path: png.display().to_string(),
-        error: source,
-    })?;
+    write_learning_curve(out, title, history, &report.baseline)?;
     checkpoint::save_model(gpu, &out.join("model.safetensors"), model, meta)?;
     save_state(gpu, out, model, adam, meta, settings, None)
 }
