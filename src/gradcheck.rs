@@ -48,6 +48,19 @@ pub struct Tolerance {
     pub rtol: f64,
 }
 
+impl Tolerance {
+    /// How far |a − b| lies beyond atol + rtol·|b| (positive: out of
+    /// tolerance); +∞ when a or b is NaN, which never passes.
+    pub fn excess(&self, a: f64, b: f64) -> f64 {
+        let e = (a - b).abs() - (self.atol + self.rtol * b.abs());
+        if e.is_nan() {
+            f64::INFINITY
+        } else {
+            e
+        }
+    }
+}
+
 impl fmt::Display for Tolerance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "atol {:.0e} rtol {:.0e}", self.atol, self.rtol)
@@ -86,10 +99,7 @@ impl Row {
         tol: Tolerance,
     ) -> Row {
         let (max_abs, max_rel, passed, worst) = compare(got, want, tol);
-        let outside = |(&a, &b): (&f64, &f64)| {
-            let d = (a - b).abs();
-            d.is_nan() || d > tol.atol + tol.rtol * b.abs()
-        };
+        let outside = |(&a, &b): (&f64, &f64)| tol.excess(a, b) > 0.0;
         let pairs = got.iter().zip(want);
         let mut first: Vec<(usize, f64, f64)> = pairs
             .clone()
@@ -135,7 +145,7 @@ pub fn compare(
         if b.abs() > tol.atol {
             max_rel = max_rel.max(d / b.abs());
         }
-        let excess = d - (tol.atol + tol.rtol * b.abs());
+        let excess = tol.excess(a, b);
         if excess > 0.0 {
             passed = false;
         }
