@@ -22,24 +22,24 @@ use postergrad::ops::conv2d::{
 };
 use postergrad::ops::Conv2dConfig;
 use postergrad::rng::Rng;
-use postergrad::{Gpu, Tensor};
+use postergrad::Tensor;
 
 mod common;
-use common::{listing, time, Settings};
+use common::{time, Settings};
 
 fn main() {
-    if listing() {
+    let Some((
+        Settings {
+            batch,
+            size,
+            reps,
+            only,
+        },
+        gpu,
+    )) = common::start("conv layers")
+    else {
         return;
-    }
-    let Settings {
-        batch,
-        size,
-        reps,
-        only,
-    } = Settings::from_env();
-    let gpu = Gpu::new().expect("a GPU adapter");
-    println!("adapter: {}", gpu.adapter());
-    println!("poster model conv layers, batch {batch}, input {size}×{size}, best of {reps} (mean in parentheses)\n");
+    };
     println!("| layer | input | kernel | GFLOP | time ms | GFLOP/s |\n|---|---|---|---|---|---|");
     let mut rng = Rng::new(0);
     let channels = [3usize, 16, 32, 64, 128];

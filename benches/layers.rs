@@ -21,26 +21,24 @@ use postergrad::ops::maxpool::{maxpool_backward_with, maxpool_forward, MaxPoolBa
 use postergrad::ops::relu::{relu_backward, relu_forward};
 use postergrad::ops::{BatchNormConfig, BatchNormState, DropoutConfig, MaxPoolConfig};
 use postergrad::rng::Rng;
-use postergrad::{Gpu, Mode, Tensor};
+use postergrad::{Mode, Tensor};
 
 mod common;
-use common::{listing, time, Settings};
+use common::{time, Settings};
 
 fn main() {
-    if listing() {
+    let Some((
+        Settings {
+            batch,
+            size,
+            reps,
+            only,
+        },
+        gpu,
+    )) = common::start("conv blocks")
+    else {
         return;
-    }
-    let Settings {
-        batch,
-        size,
-        reps,
-        only,
-    } = Settings::from_env();
-    let gpu = Gpu::new().expect("a GPU adapter");
-    println!("adapter: {}", gpu.adapter());
-    println!(
-        "poster model conv blocks, batch {batch}, input {size}×{size}, best of {reps} (mean in parentheses)\n"
-    );
+    };
     println!("| block | tensor | kernel | MB moved | time ms | GB/s |\n|---|---|---|---|---|---|");
     let mut rng = Rng::new(0);
     let channels = [16usize, 32, 64, 128];

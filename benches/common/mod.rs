@@ -37,6 +37,22 @@ impl Settings {
     }
 }
 
+/// The start of a layer bench: None under `--list`; else the settings and
+/// the adapter, both printed (`what`: "conv layers", "conv blocks").
+pub fn start(what: &str) -> Option<(Settings, Gpu)> {
+    if listing() {
+        return None;
+    }
+    let settings = Settings::from_env();
+    let gpu = Gpu::new().expect("a GPU adapter");
+    println!("adapter: {}", gpu.adapter());
+    println!(
+        "poster model {what}, batch {}, input {}×{}, best of {} (mean in parentheses)\n",
+        settings.batch, settings.size, settings.size, settings.reps
+    );
+    Some((settings, gpu))
+}
+
 /// `cargo test --benches` runs every bench with `--list`: nothing to list.
 pub fn listing() -> bool {
     std::env::args().any(|a| a == "--list")
