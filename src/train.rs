@@ -465,6 +465,13 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             message: "must be at least 1".into(),
         });
     }
+    if config.epochs == 0 {
+        return Err(Error::Config {
+            what: "--epochs".into(),
+            message: "must be at least 1 (to score a trained model, use `postergrad evaluate`)"
+                .into(),
+        });
+    }
     config.adam.validate()?;
     let mut set = open_dataset(config)?;
     for w in &set.warnings {

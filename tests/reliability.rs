@@ -641,6 +641,10 @@ fn bad_settings_are_errors_naming_the_option() {
             vec!["--batch: must be at least 1"],
         ),
         (
+            vec!["train", "--epochs", "0"],
+            vec!["--epochs: must be at least 1", "postergrad evaluate"],
+        ),
+        (
             vec!["train", "--size", "2000", "--batch", "64"],
             vec![
                 "--batch 64: at --size 2000 the output of `batch_normalization` ([64, 16, 1998, \
