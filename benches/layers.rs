@@ -19,7 +19,7 @@ use postergrad::ops::batchnorm::{batchnorm_backward, batchnorm_forward, batchnor
 use postergrad::ops::dropout::{dropout_backward, dropout_forward};
 use postergrad::ops::maxpool::{maxpool_backward_with, maxpool_forward, MaxPoolBackward};
 use postergrad::ops::relu::{relu_backward, relu_forward};
-use postergrad::ops::{BatchNormConfig, BatchNormState, DropoutConfig, MaxPoolConfig};
+use postergrad::ops::{BatchNormConfig, BatchNormState, BnInput, DropoutConfig, MaxPoolConfig};
 use postergrad::rng::Rng;
 use postergrad::{Mode, Tensor};
 
@@ -48,6 +48,10 @@ fn main() {
         stride: (2, 2),
     };
     let bn = BatchNormConfig::default();
+    let fused = BatchNormConfig {
+        input: BnInput::Relu,
+        ..bn
+    };
     let mut s = size;
     for (block, (&c, &rate)) in channels.iter().zip(&dropout_rates).enumerate() {
         let h = s - 2; // after the 3×3 valid convolution
@@ -57,6 +61,7 @@ fn main() {
         let x = Tensor::from_slice(&gpu, shape, &rng.vec_f32(n, -1.0, 1.0)).unwrap();
         let dy = Tensor::from_slice(&gpu, shape, &rng.vec_f32(n, -1.0, 1.0)).unwrap();
         let dx = Tensor::zeros(&gpu, shape, "dx").unwrap();
+        let dz = Tensor::zeros(&gpu, shape, "dz").unwrap();
         let gamma = Tensor::from_slice(&gpu, [c], &vec![1.0f32; c]).unwrap();
         let beta = Tensor::zeros(&gpu, [c], "beta").unwrap();
         let (dgamma, dbeta) = (
@@ -101,7 +106,11 @@ fn main() {
                 "batchnorm_forward",
                 2 * n,
                 "conv output",
-                Box::new(|| drop_t(batchnorm_forward(&gpu, &x, &gamma, &beta, &stats).unwrap())),
+                Box::new(|| {
+                    drop_t(
+                        batchnorm_forward(&gpu, &x, &gamma, &beta, &stats, BnInput::AsIs).unwrap(),
+                    )
+                }),
             ),
             (
                 "batchnorm_backward (partials + input + params)",
@@ -115,7 +124,68 @@ fn main() {
                         &gamma,
                         &stats,
                         Mode::Training,
+                        BnInput::AsIs,
                         Some(&dx),
+                        Some(&dgamma),
+                        Some(&dbeta),
+                    )
+                    .unwrap()
+                }),
+            ),
+            (
+                "relu → batchnorm forward, separate (relu_forward, statistics, forward)",
+                5 * n,
+                "conv output",
+                Box::new(|| {
+                    let r = relu_forward(&gpu, &x).unwrap();
+                    let st = batchnorm_statistics(&gpu, &r, &state, bn, Mode::Training).unwrap();
+                    drop_t(batchnorm_forward(&gpu, &r, &gamma, &beta, &st, BnInput::AsIs).unwrap())
+                }),
+            ),
+            (
+                "relu → batchnorm forward, fused (BnInput::Relu: statistics, forward)",
+                3 * n,
+                "conv output",
+                Box::new(|| {
+                    let st = batchnorm_statistics(&gpu, &x, &state, fused, Mode::Training).unwrap();
+                    drop_t(batchnorm_forward(&gpu, &x, &gamma, &beta, &st, BnInput::Relu).unwrap())
+                }),
+            ),
+            (
+                "relu → batchnorm backward, separate (partials + input + params, relu_backward)",
+                9 * n,
+                "conv output",
+                Box::new(|| {
+                    batchnorm_backward(
+                        &gpu,
+                        &x,
+                        &dy,
+                        &gamma,
+                        &stats,
+                        Mode::Training,
+                        BnInput::AsIs,
+                        Some(&dx),
+                        Some(&dgamma),
+                        Some(&dbeta),
+                    )
+                    .unwrap();
+                    relu_backward(&gpu, &x, &dx, &dz).unwrap()
+                }),
+            ),
+            (
+                "relu → batchnorm backward, fused (BnInput::Relu)",
+                5 * n,
+                "conv output",
+                Box::new(|| {
+                    batchnorm_backward(
+                        &gpu,
+                        &x,
+                        &dy,
+                        &gamma,
+                        &stats,
+                        Mode::Training,
+                        BnInput::Relu,
+                        Some(&dz),
                         Some(&dgamma),
                         Some(&dbeta),
                     )

@@ -18,6 +18,10 @@
 // are skipped.
 // Windows: x_base is the first element of the x / dx windows, y_base of dy's.
 // Gradients accumulate (+=).
+// Fused relu (params.relu_input = 1): x holds z, the pre-activation of the
+// layer before, and the batch norm's input is relu(z); x̂ uses relu(z) and the
+// gradient goes straight to z: dz += dx·[z > 0] (elements with z ≤ 0 are not
+// touched). This replaces relu_forward and relu_backward.
 
 alias real = f32;
 
@@ -25,6 +29,7 @@ struct BnParams {
     n: u32, c: u32, plane: u32, x_base: u32,
     y_base: u32, chunk: u32, chunk_offset: u32, chunks: u32,
     epsilon: f32, momentum: f32, training: u32, count: u32,
+    relu_input: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BnParams;
@@ -34,6 +39,15 @@ struct BnParams {
 @group(0) @binding(4) var<storage, read> stats: array<real>;
 @group(0) @binding(5) var<storage, read> sums: array<real>;
 @group(0) @binding(6) var<storage, read_write> dx: array<real>;
+
+// The layer's input: x itself, or relu(x) when params.relu_input = 1 (the
+// relu of the conv or dense layer before, fused into this batch norm).
+fn input_value(v: real) -> real {
+    if (params.relu_input == 1u) {
+        return max(v, real(0.0));
+    }
+    return v;
+}
 
 @compute @workgroup_size(256)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -60,7 +74,11 @@ fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     let first = row * params.plane;
     for (var e = e0; e < e_end; e = e + 1u) {
         let i = params.x_base + first + e;
-        let d = k * dy[params.y_base + first + e] + k0 + kx * (x[i] - mean);
-        dx[i] = dx[i] + d;
+        let v = x[i];
+        let d = k * dy[params.y_base + first + e] + k0 + kx * (input_value(v) - mean);
+        // fused relu: dz = dx · [z > 0] (0 at the kink, as relu_backward)
+        if (params.relu_input == 0u || v > real(0.0)) {
+            dx[i] = dx[i] + d;
+        }
     }
 }

@@ -9,6 +9,7 @@
 // channel t % C of chunk t / C; writes partial[((chunk_offset + chunk)·2 + {0, 1})·C + ch].
 // Bounds: invocations past the last chunk return.
 // Windows: x_base / y_base are the first elements of the x and dy windows.
+// Fused relu (params.relu_input = 1): x holds z and x̂ uses relu(z).
 
 alias real = f32;
 
@@ -16,6 +17,7 @@ struct BnParams {
     n: u32, c: u32, plane: u32, x_base: u32,
     y_base: u32, chunk: u32, chunk_offset: u32, chunks: u32,
     epsilon: f32, momentum: f32, training: u32, count: u32,
+    relu_input: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BnParams;
@@ -23,6 +25,15 @@ struct BnParams {
 @group(0) @binding(2) var<storage, read> dy: array<real>;
 @group(0) @binding(3) var<storage, read> stats: array<real>;
 @group(0) @binding(4) var<storage, read_write> partial: array<real>;
+
+// The layer's input: x itself, or relu(x) when params.relu_input = 1 (the
+// relu of the conv or dense layer before, fused into this batch norm).
+fn input_value(v: real) -> real {
+    if (params.relu_input == 1u) {
+        return max(v, real(0.0));
+    }
+    return v;
+}
 
 @compute @workgroup_size(64)
 fn batchnorm_backward_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -42,7 +53,7 @@ fn batchnorm_backward_partials(@builtin(global_invocation_id) gid: vec3<u32>, @b
         let off = ((e / params.plane) * params.c + ch) * params.plane + e % params.plane;
         let g = dy[params.y_base + off];
         s_dy = s_dy + g;
-        s_dyx = s_dyx + g * (x[params.x_base + off] - mean) * invstd;
+        s_dyx = s_dyx + g * (input_value(x[params.x_base + off]) - mean) * invstd;
     }
     let o = (params.chunk_offset + k) * 2u;
     partial[o * params.c + ch] = s_dy;

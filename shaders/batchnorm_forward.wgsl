@@ -13,6 +13,7 @@
 // Bounds: invocations with t ≥ n·C·S return; elements past the plane's end
 // are skipped.
 // Windows: x_base / y_base are the first elements of the x and y windows.
+// Fused relu (params.relu_input = 1): x holds z and the input is relu(z).
 
 alias real = f32;
 
@@ -20,6 +21,7 @@ struct BnParams {
     n: u32, c: u32, plane: u32, x_base: u32,
     y_base: u32, chunk: u32, chunk_offset: u32, chunks: u32,
     epsilon: f32, momentum: f32, training: u32, count: u32,
+    relu_input: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BnParams;
@@ -28,6 +30,15 @@ struct BnParams {
 @group(0) @binding(3) var<storage, read> beta: array<real>;
 @group(0) @binding(4) var<storage, read> stats: array<real>;
 @group(0) @binding(5) var<storage, read_write> y: array<real>;
+
+// The layer's input: x itself, or relu(x) when params.relu_input = 1 (the
+// relu of the conv or dense layer before, fused into this batch norm).
+fn input_value(v: real) -> real {
+    if (params.relu_input == 1u) {
+        return max(v, real(0.0));
+    }
+    return v;
+}
 
 @compute @workgroup_size(256)
 fn batchnorm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -44,6 +55,6 @@ fn batchnorm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let e_end = min(e0 + 8u, params.plane);
     let first = row * params.plane;
     for (var e = e0; e < e_end; e = e + 1u) {
-        y[params.y_base + first + e] = x[params.x_base + first + e] * scale + shift;
+        y[params.y_base + first + e] = input_value(x[params.x_base + first + e]) * scale + shift;
     }
 }

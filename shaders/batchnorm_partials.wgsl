@@ -12,6 +12,7 @@
 // Windows: x_base is the first element of the bound x window, which holds
 // params.n whole samples (the host splits batches larger than one binding and
 // gives each range its own chunk_offset).
+// Fused relu (params.relu_input = 1): x holds z and the values are relu(z).
 
 alias real = f32;
 
@@ -19,11 +20,21 @@ struct BnParams {
     n: u32, c: u32, plane: u32, x_base: u32,
     y_base: u32, chunk: u32, chunk_offset: u32, chunks: u32,
     epsilon: f32, momentum: f32, training: u32, count: u32,
+    relu_input: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BnParams;
 @group(0) @binding(1) var<storage, read> x: array<real>;
 @group(0) @binding(2) var<storage, read_write> partial: array<real>;
+
+// The layer's input: x itself, or relu(x) when params.relu_input = 1 (the
+// relu of the conv or dense layer before, fused into this batch norm).
+fn input_value(v: real) -> real {
+    if (params.relu_input == 1u) {
+        return max(v, real(0.0));
+    }
+    return v;
+}
 
 @compute @workgroup_size(64)
 fn batchnorm_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -39,7 +50,7 @@ fn batchnorm_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     var m2 = real(0.0);
     var count = real(0.0);
     for (var e = k * params.chunk; e < end; e = e + 1u) {
-        let v = x[params.x_base + ((e / params.plane) * params.c + ch) * params.plane + e % params.plane];
+        let v = input_value(x[params.x_base + ((e / params.plane) * params.c + ch) * params.plane + e % params.plane]);
         count = count + real(1.0);
         let d = v - mean;
         mean = mean + d / count;

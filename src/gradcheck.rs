@@ -743,7 +743,14 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
             vec![1, 16, 348, 348], // the first block's batch norm on one 350×350 poster
         ]
         .into_iter()
-        .map(|s| batchnorm_case(&mut rng, s))
+        .map(|s| (s, ops::BnInput::AsIs))
+        // the conv's or dense layer's relu fused in: batchnorm(relu(z)), gradient of z
+        .chain(
+            [vec![4, 7], vec![2, 3, 7, 9], vec![2, 2, 70, 70]]
+                .into_iter()
+                .map(|s| (s, ops::BnInput::Relu)),
+        )
+        .map(|(s, input)| batchnorm_case(&mut rng, s, input))
         .collect(),
         "maxpool" => [
             // (input, pool, stride)
@@ -918,24 +925,40 @@ fn bn_layout(s: &[usize]) -> (usize, usize, usize) {
     (s[0], s[1], s[2..].iter().product())
 }
 
-fn batchnorm_case(rng: &mut Rng, shape: Vec<usize>) -> Case {
+fn batchnorm_case(rng: &mut Rng, shape: Vec<usize>, input: ops::BnInput) -> Case {
+    use ops::batchnorm::cpu as bn;
     let (n, c, plane) = bn_layout(&shape);
-    // Each sample gets its own offset, so the chunks of a channel have
-    // different means and a wrong merge of chunk statistics shows.
-    let per_sample = c * plane;
-    let x: Vec<f32> = rng
-        .vec_f32(shape.iter().product(), -1.0, 1.5)
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v + 0.75 * (i / per_sample) as f32)
-        .collect();
+    let count = shape.iter().product();
+    let relu = input == ops::BnInput::Relu;
+    let x: Vec<f32> = if relu {
+        // z: about half of it negative, none within a difference step of the kink
+        rng.vec_away_from_zero(count, 0.1, 2.0)
+    } else {
+        // Each sample gets its own offset, so the chunks of a channel have
+        // different means and a wrong merge of chunk statistics shows.
+        let per_sample = c * plane;
+        rng.vec_f32(count, -1.0, 1.5)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + 0.75 * (i / per_sample) as f32)
+            .collect()
+    };
     let gamma = rng.vec_f32(c, 0.5, 1.5);
     let beta = rng.vec_f32(c, -0.5, 0.5);
-    let config = ops::BatchNormConfig::default();
+    let config = ops::BatchNormConfig {
+        input,
+        ..Default::default()
+    };
     let eps = config.epsilon as f64;
+    // the values the batch norm normalises
+    let seen = move |z: &[f64]| if relu { bn::relu_input(z) } else { z.to_vec() };
     Case {
         op: "batchnorm",
-        shape: format!("{} train", shape_str(&shape)),
+        shape: format!(
+            "{} train{}",
+            shape_str(&shape),
+            if relu { " relu" } else { "" }
+        ),
         inputs: vec![
             Input {
                 name: "x",
@@ -961,12 +984,17 @@ fn batchnorm_case(rng: &mut Rng, shape: Vec<usize>) -> Case {
             ops::batch_norm(tape, &v[0], &v[1], &v[2], &state, config)
         }),
         cpu_forward: Box::new(move |x| {
-            let (mean, var) = ops::batchnorm::cpu::batch_stats(&x[0], n, c, plane);
-            ops::batchnorm::cpu::forward_with(&x[0], &x[1], &x[2], &mean, &var, eps, c, plane)
+            let v = seen(&x[0]);
+            let (mean, var) = bn::batch_stats(&v, n, c, plane);
+            bn::forward_with(&v, &x[1], &x[2], &mean, &var, eps, c, plane)
         }),
         cpu_backward: Box::new(move |x, dy| {
-            let (dx, dg, db) =
-                ops::batchnorm::cpu::backward_training(&x[0], &x[1], dy, eps, n, c, plane);
+            let (dx, dg, db) = bn::backward_training(&seen(&x[0]), &x[1], dy, eps, n, c, plane);
+            let dx = if relu {
+                bn::relu_input_backward(&x[0], &dx)
+            } else {
+                dx
+            };
             vec![Some(dx), Some(dg), Some(db)]
         }),
         ref_tol: REF_TOL_SUMS,
@@ -983,16 +1011,32 @@ fn batchnorm_case(rng: &mut Rng, shape: Vec<usize>) -> Case {
 pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
     let mut rng = Rng::new(seed ^ 0xB7);
     let mut rows = Vec::new();
-    let config = ops::BatchNormConfig::default();
-    let eps = config.epsilon as f64;
-    for shape in [vec![2usize, 3, 7, 9], vec![32, 128]] {
+    use ops::BnInput::{AsIs, Relu};
+    for (shape, input) in [
+        (vec![2usize, 3, 7, 9], AsIs),
+        (vec![32, 128], AsIs),
+        (vec![2, 3, 7, 9], Relu),
+    ] {
+        let config = ops::BatchNormConfig {
+            input,
+            ..Default::default()
+        };
+        let eps = config.epsilon as f64;
         let (n, c, plane) = bn_layout(&shape);
         let count: usize = shape.iter().product();
-        let x = rng.vec_f32(count, -1.0, 2.0);
+        let x = match input {
+            AsIs => rng.vec_f32(count, -1.0, 2.0),
+            Relu => rng.vec_away_from_zero(count, 0.1, 2.0),
+        };
         let gamma = rng.vec_f32(c, 0.5, 1.5);
         let beta = rng.vec_f32(c, -0.5, 0.5);
         let dy = rng.vec_f32(count, -1.0, 1.0);
-        let (x64, g64, b64, dy64) = (to64(&x), to64(&gamma), to64(&beta), to64(&dy));
+        let (z64, g64, b64, dy64) = (to64(&x), to64(&gamma), to64(&beta), to64(&dy));
+        // the values the batch norm sees
+        let x64 = match input {
+            AsIs => z64.clone(),
+            Relu => ops::batchnorm::cpu::relu_input(&z64),
+        };
         let xt = Tensor::from_slice(gpu, shape.clone(), &x)?;
         let gt = Tensor::from_slice(gpu, [c], &gamma)?;
         let bt = Tensor::from_slice(gpu, [c], &beta)?;
@@ -1010,7 +1054,7 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
         );
         let stats =
             ops::batchnorm::batchnorm_statistics(gpu, &xt, &state, config, Mode::Inference)?;
-        let y = ops::batchnorm::batchnorm_forward(gpu, &xt, &gt, &bt, &stats)?;
+        let y = ops::batchnorm::batchnorm_forward(gpu, &xt, &gt, &bt, &stats, input)?;
         let y_ref = ops::batchnorm::cpu::forward_with(&x64, &g64, &b64, &mm, &mv, eps, c, plane);
         let dyt = Tensor::from_slice(gpu, shape.clone(), &dy)?;
         let (dx, dg, db) = (
@@ -1025,6 +1069,7 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
             &gt,
             &stats,
             Mode::Inference,
+            input,
             Some(&dx),
             Some(&dg),
             Some(&db),
@@ -1037,6 +1082,9 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
             dx_ref[i] = g64[ch] * invstd * dy64[i];
             dg_ref[ch] += dy64[i] * (x64[i] - mm[ch]) * invstd;
             db_ref[ch] += dy64[i];
+        }
+        if input == Relu {
+            dx_ref = ops::batchnorm::cpu::relu_input_backward(&z64, &dx_ref);
         }
         let tol = match gpu.precision() {
             Precision::F32 => Tolerance {
@@ -1058,7 +1106,10 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
             ("dbeta (inference) vs f64 reference", &db, &db_ref),
         ] {
             let got = t.to_vec_f64(gpu)?;
-            let label = format!("{} infer", shape_str(&shape));
+            let label = match input {
+                AsIs => format!("{} infer", shape_str(&shape)),
+                Relu => format!("{} infer relu", shape_str(&shape)),
+            };
             rows.push(Row::new("batchnorm", &label, check, &got, want, tol));
         }
     }

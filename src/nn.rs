@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{
     batch_norm, binary_cross_entropy, conv2d, dense, dropout, flatten, maxpool, relu, sigmoid,
-    BatchNormConfig, BatchNormState, Conv2dConfig, DropoutConfig, MaxPoolConfig,
+    BatchNormConfig, BatchNormState, BnInput, Conv2dConfig, DropoutConfig, MaxPoolConfig,
 };
 use crate::rng::Rng;
 use crate::tape::{Param, Tape, Var};
@@ -564,7 +564,9 @@ impl Model {
     }
 
     /// [`Model::forward`], handing each layer's output to `each` as it is
-    /// computed (the non-finite diagnosis looks at them one by one).
+    /// computed (the non-finite diagnosis looks at them one by one). A conv
+    /// or dense layer whose relu is fused into the batch norm after it hands
+    /// on its pre-activation z.
     pub fn forward_layers(
         &self,
         tape: &Tape,
@@ -586,7 +588,22 @@ impl Model {
         }
         let mut h = x.clone();
         let mut dropouts = 0u32;
-        for layer in &self.layers {
+        // A relu followed by a batch norm runs inside the batch norm's kernels
+        // (BnInput::Relu): the layer hands on its pre-activation z.
+        let mut relu_pending = false;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let bn_next = matches!(
+                self.layers.get(i + 1).map(|l| &l.info.spec),
+                Some(LayerSpec::BatchNorm)
+            );
+            let mut activate = |z: Var, activation: Activation| match activation {
+                Activation::Relu if bn_next => {
+                    relu_pending = true;
+                    Ok(z)
+                }
+                Activation::Relu => relu(tape, &z),
+                Activation::Sigmoid => sigmoid(tape, &z),
+            };
             h = match (&layer.info.spec, &layer.weights) {
                 (LayerSpec::Conv2d { activation, .. }, Weights::Affine { w, b }) => {
                     let z = conv2d(
@@ -596,20 +613,31 @@ impl Model {
                         &tape.param(b),
                         Conv2dConfig::default(),
                     )?;
-                    activate(tape, &z, *activation)?
+                    activate(z, *activation)?
                 }
                 (LayerSpec::Dense { activation, .. }, Weights::Affine { w, b }) => {
                     let z = dense(tape, &h, &tape.param(w), &tape.param(b))?;
-                    activate(tape, &z, *activation)?
+                    activate(z, *activation)?
                 }
-                (LayerSpec::BatchNorm, Weights::BatchNorm { gamma, beta, state }) => batch_norm(
-                    tape,
-                    &h,
-                    &tape.param(gamma),
-                    &tape.param(beta),
-                    state,
-                    self.batchnorm,
-                )?,
+                (LayerSpec::BatchNorm, Weights::BatchNorm { gamma, beta, state }) => {
+                    let input = if std::mem::take(&mut relu_pending) {
+                        BnInput::Relu
+                    } else {
+                        BnInput::AsIs
+                    };
+                    let config = BatchNormConfig {
+                        input,
+                        ..self.batchnorm
+                    };
+                    batch_norm(
+                        tape,
+                        &h,
+                        &tape.param(gamma),
+                        &tape.param(beta),
+                        state,
+                        config,
+                    )?
+                }
                 (LayerSpec::MaxPool, _) => maxpool(tape, &h, MaxPoolConfig::default())?,
                 (LayerSpec::Dropout { rate }, _) => {
                     let config = self.dropout_config(dropouts, *rate, step);
@@ -703,13 +731,6 @@ impl Model {
         let trainable = self.layers.iter().map(|l| l.info.trainable).sum();
         let frozen = self.layers.iter().map(|l| l.info.non_trainable).sum();
         (trainable, frozen)
-    }
-}
-
-fn activate(tape: &Tape, z: &Var, activation: Activation) -> Result<Var> {
-    match activation {
-        Activation::Relu => relu(tape, z),
-        Activation::Sigmoid => sigmoid(tape, z),
     }
 }
 

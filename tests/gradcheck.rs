@@ -162,6 +162,13 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
             "dx",
         ),
         (
+            "batchnorm_backward_input",
+            "params.relu_input == 0u || v > real(0.0)",
+            "true",
+            "batchnorm",
+            "dx",
+        ),
+        (
             "batchnorm_backward_params",
             "dgamma[ch] + sums[params.c + ch]",
             "dgamma[ch] + sums[ch]",
@@ -550,6 +557,32 @@ fn catches_a_batchnorm_backward_that_ignores_the_variance_path() {
         20_000,
     );
     assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_fused_relu_that_lets_negative_inputs_through() {
+    // BnInput::Relu: the backward mask dropped sends gradient to z ≤ 0
+    let f = failing_small_cases_with_mutation(
+        "batchnorm_backward_input",
+        "params.relu_input == 0u || v > real(0.0)",
+        "true",
+        "batchnorm",
+        20_000,
+    );
+    assert_caught(&f, "dx");
+    assert!(
+        f.iter().all(|c| !c.starts_with("forward")),
+        "only the backward changed: {f:?}"
+    );
+    // and the relu dropped from the forward statistics shows in the forward
+    let f = failing_small_cases_with_mutation(
+        "batchnorm_partials",
+        "return max(v, real(0.0));",
+        "return v;",
+        "batchnorm",
+        20_000,
+    );
+    assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
 }
 
 #[test]

@@ -132,7 +132,7 @@ fn conv2d_forward_and_backward_on_tensors_larger_than_one_binding() {
 #[test]
 fn relu_batchnorm_maxpool_dropout_on_a_tensor_larger_than_one_binding() {
     use postergrad::ops::{
-        self, batchnorm, dropout, maxpool, relu, BatchNormConfig, BatchNormState,
+        self, batchnorm, dropout, maxpool, relu, BatchNormConfig, BatchNormState, BnInput,
     };
     use postergrad::Mode;
     let gpu = Gpu::new().unwrap();
@@ -193,7 +193,7 @@ fn relu_batchnorm_maxpool_dropout_on_a_tensor_larger_than_one_binding() {
     }
     let gamma = Tensor::from_slice(&gpu, [2], &[1.0, 1.0]).unwrap();
     let beta = Tensor::zeros(&gpu, [2], "beta").unwrap();
-    let bn = batchnorm::batchnorm_forward(&gpu, &x, &gamma, &beta, &stats).unwrap();
+    let bn = batchnorm::batchnorm_forward(&gpu, &x, &gamma, &beta, &stats, BnInput::AsIs).unwrap();
     let bnv = bn.to_vec(&gpu).unwrap();
     for i in [3, n - 2, 7 * plane + 1234] {
         let c = (i / plane) % 2;
@@ -217,6 +217,7 @@ fn relu_batchnorm_maxpool_dropout_on_a_tensor_larger_than_one_binding() {
         &gamma,
         &stats,
         Mode::Training,
+        BnInput::AsIs,
         Some(&dx),
         Some(&dg),
         Some(&db),

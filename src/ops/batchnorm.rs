@@ -12,11 +12,25 @@ use crate::ops::conv2d::reduce_partials;
 use crate::tape::{Mode, Tape, Var};
 use crate::tensor::Tensor;
 
-/// Keras's defaults: momentum 0.99, ε 1e-3.
+/// What the batch norm normalises: its input as given, or the relu of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BnInput {
+    #[default]
+    AsIs,
+    /// The input is z, the pre-activation of a conv or dense layer whose relu
+    /// is fused into this batch norm: it normalises relu(z) and its input
+    /// gradient is the gradient of z. One op instead of three passes over the
+    /// tensor (relu forward, relu backward, and the zeroing of relu's
+    /// gradient), and relu(z) is never stored.
+    Relu,
+}
+
+/// Keras's defaults: momentum 0.99, ε 1e-3; the input as given.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormConfig {
     pub momentum: f32,
     pub epsilon: f32,
+    pub input: BnInput,
 }
 
 impl Default for BatchNormConfig {
@@ -24,6 +38,7 @@ impl Default for BatchNormConfig {
         BatchNormConfig {
             momentum: 0.99,
             epsilon: 1e-3,
+            input: BnInput::AsIs,
         }
     }
 }
@@ -69,6 +84,9 @@ pub struct BnParams {
     pub training: u32,
     /// M = N·plane, the values per channel over the whole batch.
     pub count: u32,
+    /// 1: the kernels read z and use relu(z) ([`BnInput::Relu`]).
+    pub relu_input: u32,
+    pub _pad: [u32; 3],
 }
 
 const CHUNK: usize = 4096;
@@ -131,6 +149,8 @@ impl Plan {
             momentum: config.momentum,
             training: (mode == Mode::Training) as u32,
             count: (self.n * self.plane) as u32,
+            relu_input: (config.input == BnInput::Relu) as u32,
+            _pad: [0; 3],
         }
     }
     fn per_sample(&self) -> usize {
@@ -194,19 +214,25 @@ pub fn batchnorm_statistics(
     Ok(stats)
 }
 
-/// y = γ·(x − mean)·invstd + β with the given statistics.
+/// y = γ·(x − mean)·invstd + β with the given statistics (x replaced by
+/// relu(x) for [`BnInput::Relu`]).
 pub fn batchnorm_forward(
     gpu: &Gpu,
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     stats: &Tensor,
+    input: BnInput,
 ) -> Result<Tensor> {
     let p = plan(gpu, x)?;
     gamma.expect_shape("batchnorm", "gamma must be [channels]", &[p.c])?;
     beta.expect_shape("batchnorm", "beta must be [channels]", &[p.c])?;
     let y = Tensor::uninit(gpu, x.shape().clone(), "batchnorm_forward")?;
-    let base = p.params(BatchNormConfig::default(), Mode::Inference);
+    let config = BatchNormConfig {
+        input,
+        ..BatchNormConfig::default()
+    };
+    let base = p.params(config, Mode::Inference);
     let s = p.per_sample();
     for r in &p.ranges {
         let (xw, xb) = gpu.window(x, r.start * s, r.len() * s);
@@ -233,7 +259,8 @@ pub fn batchnorm_forward(
     Ok(y)
 }
 
-/// Gradients of batchnorm: dx (training or inference rule), dγ and dβ; each
+/// Gradients of batchnorm: dx (training or inference rule; for
+/// [`BnInput::Relu`] the gradient of the pre-activation z), dγ and dβ; each
 /// accumulates (+=) into the buffers given.
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward(
@@ -243,13 +270,18 @@ pub fn batchnorm_backward(
     gamma: &Tensor,
     stats: &Tensor,
     mode: Mode,
+    input: BnInput,
     dx: Option<&Tensor>,
     dgamma: Option<&Tensor>,
     dbeta: Option<&Tensor>,
 ) -> Result<()> {
     let p = plan(gpu, x)?;
     dy.expect_shape("batchnorm_backward", "dy must match the input", x.dims())?;
-    let base = p.params(BatchNormConfig::default(), mode);
+    let config = BatchNormConfig {
+        input,
+        ..BatchNormConfig::default()
+    };
+    let base = p.params(config, mode);
     let s = p.per_sample();
     // Σ dy and Σ dy·x̂ per channel, split over chunks then reduced.
     let sums = Tensor::zeros(gpu, [2, p.c], "batchnorm sums")?;
@@ -326,7 +358,8 @@ pub fn batchnorm_backward(
 }
 
 /// batchnorm on the tape. Training: batch statistics, moving statistics
-/// updated; inference: moving statistics. Saves x and the statistics.
+/// updated; inference: moving statistics. Saves x and the statistics. With
+/// `config.input` = [`BnInput::Relu`] it is batchnorm(relu(x)) in one op.
 pub fn batch_norm(
     tape: &Tape,
     x: &Var,
@@ -338,7 +371,8 @@ pub fn batch_norm(
     let gpu = tape.gpu();
     let mode = tape.mode();
     let stats = batchnorm_statistics(gpu, &x.value, state, config, mode)?;
-    let y = batchnorm_forward(gpu, &x.value, &gamma.value, &beta.value, &stats)?;
+    let input = config.input;
+    let y = batchnorm_forward(gpu, &x.value, &gamma.value, &beta.value, &stats, input)?;
     let (xs, gs) = (x.value.clone(), gamma.value.clone());
     Ok(tape.record(y, &[x, gamma, beta], move |gpu, dy, grads| {
         batchnorm_backward(
@@ -348,6 +382,7 @@ pub fn batch_norm(
             &gs,
             &stats,
             mode,
+            input,
             grads[0].as_ref(),
             grads[1].as_ref(),
             grads[2].as_ref(),
@@ -471,5 +506,19 @@ pub mod cpu {
             }
         }
         (dx, dgamma, dbeta)
+    }
+
+    /// [`BnInput::Relu`]: the batch norm of relu(z).
+    pub fn relu_input(z: &[f64]) -> Vec<f64> {
+        z.iter().map(|&v| v.max(0.0)).collect()
+    }
+
+    /// [`BnInput::Relu`] backward: the gradient of relu(z) masked to the
+    /// gradient of z (0 at the kink, as relu_backward).
+    pub fn relu_input_backward(z: &[f64], dx: &[f64]) -> Vec<f64> {
+        z.iter()
+            .zip(dx)
+            .map(|(&v, &g)| if v > 0.0 { g } else { 0.0 })
+            .collect()
     }
 }

@@ -18,7 +18,7 @@ pub mod relu;
 pub mod sigmoid;
 
 pub use adam::{Adam, AdamConfig};
-pub use batchnorm::{batch_norm, BatchNormConfig, BatchNormState};
+pub use batchnorm::{batch_norm, BatchNormConfig, BatchNormState, BnInput};
 pub use bce::{binary_cross_entropy, BCE_EPSILON};
 pub use conv2d::{conv2d, Conv2dConfig, Padding};
 pub use dense::dense;
