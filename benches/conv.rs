@@ -17,8 +17,8 @@
 //! REPS times (default 2); the table shows the best and the mean.
 
 use postergrad::ops::conv2d::{
-    conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight_with, conv2d_forward,
-    BackwardWeight, ConvGeometry,
+    conv2d_backward_bias, conv2d_backward_input, conv2d_backward_params,
+    conv2d_backward_weight_with, conv2d_forward, BackwardWeight, ConvGeometry,
 };
 use postergrad::ops::Conv2dConfig;
 use postergrad::rng::Rng;
@@ -68,7 +68,7 @@ fn main() {
         let db = Tensor::zeros(&gpu, [cout], "db").unwrap();
         let gflop = g.flops() as f64 / 1e9;
         type Work<'a> = Box<dyn FnMut() + 'a>;
-        let rows: [(&str, f64, Work); 5] = [
+        let rows: [(&str, f64, Work); 6] = [
             (
                 "conv2d_forward",
                 gflop,
@@ -99,6 +99,12 @@ fn main() {
                 "conv2d_backward_bias",
                 0.0,
                 Box::new(|| conv2d_backward_bias(&gpu, &dy, &db).unwrap()),
+            ),
+            (
+                // what the tape runs: the 3×3 weight pass sums db as it goes
+                "conv2d_backward_weight_3x3 + bias in one pass (conv2d_backward_params)",
+                gflop,
+                Box::new(|| conv2d_backward_params(&gpu, &x, &dy, &dw, &db, config).unwrap()),
             ),
         ];
         for (kernel, gf, mut work) in rows {

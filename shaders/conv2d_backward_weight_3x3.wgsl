@@ -1,4 +1,5 @@
 // conv2d_backward_weight_3x3: partial[c, co, (ci·3 + ky)·3 + kx] = Σ_{pixels of chunk c} dy[n, co, oy, ox] · x[n, ci, oy + ky − pt, ox + kx − pl]
+//                             bias_partial[c, co] = Σ_{pixels of chunk c} dy[n, co, oy, ox]
 //
 // The variant of conv2d_backward_weight for 3×3 kernels at stride 1 (every
 // conv layer of the poster model). Same sum, same split into pixel chunks,
@@ -16,6 +17,12 @@
 // measures both; the host picks this one for 3×3 stride-1 layers on every
 // adapter. One input channel per invocation measured 1.4–1.7× slower, four
 // no faster than two (and slower on the first layer's 3 channels).
+//
+// The bias gradient rides along: db[co] = Σ dy[n, co, pixel] over the same
+// pixels, and the invocation already holds dy for its 8 channels at every
+// pixel, so it sums them too (8 additions per pixel, no load) and the
+// invocations of the first pair (ci = 0) write bias_partial[c, co] — in
+// place of conv2d_backward_bias's own pass over dy.
 //
 // Thread mapping: invocation t = gid.x + gid.y·num_workgroups.x·64 →
 // pair ci = 2·(t % ⌈Cin/2⌉), co tile = (t / ⌈Cin/2⌉) % ⌈Cout/8⌉ (channels
@@ -40,6 +47,7 @@ struct ConvParams {
 @group(0) @binding(1) var<storage, read> x: array<real>;
 @group(0) @binding(2) var<storage, read> dy: array<real>;
 @group(0) @binding(3) var<storage, read_write> partial: array<real>;
+@group(0) @binding(4) var<storage, read_write> bias_partial: array<real>;
 
 // x[plane + iy·W + ix] of the window, or 0 in the padding.
 fn input_at(plane: u32, iy: i32, ix: i32) -> real {
@@ -85,6 +93,7 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     var b20 = mat2x4<real>();
     var b21 = mat2x4<real>();
     var b22 = mat2x4<real>();
+    var gs = mat2x4<real>(); // Σ dy of the 8 channels (the bias gradient)
     // the input window under the current pixel: r{ky}{kx}
     var r00 = real(0.0);
     var r01 = real(0.0);
@@ -156,6 +165,7 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
             vec4<real>(dy[gi_lo.x], dy[gi_lo.y], dy[gi_lo.z], dy[gi_lo.w]),
             vec4<real>(dy[gi_hi.x], dy[gi_hi.y], dy[gi_hi.z], dy[gi_hi.w]),
         );
+        gs = gs + g;
         a00 = a00 + r00 * g;
         a01 = a01 + r01 * g;
         a02 = a02 + r02 * g;
@@ -195,6 +205,9 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
         }
         for (var j = 0u; j < pair; j = j + 1u) {
             partial[(c * params.cout + co0 + i) * taps + ci * 9u + j] = acc[j][i / 4u][i % 4u];
+        }
+        if (ci == 0u) {
+            bias_partial[c * params.cout + co0 + i] = gs[i / 4u][i % 4u];
         }
     }
 }

@@ -141,6 +141,13 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
             "dw",
         ),
         (
+            "conv2d_backward_weight_3x3",
+            "gs = gs + g;",
+            "gs = gs - g;",
+            "conv2d",
+            "db",
+        ),
+        (
             "conv2d_backward_bias",
             "acc = acc + dy[",
             "acc = acc - dy[",
@@ -545,6 +552,24 @@ fn catches_a_wrong_conv2d_bias_gradient() {
         20_000,
     );
     assert_caught(&f, "db");
+}
+
+#[test]
+fn catches_a_wrong_bias_gradient_in_the_3x3_weight_pass() {
+    // 3×3 stride-1 layers get db from conv2d_backward_weight_3x3's own sum of dy
+    let f = failing_small_cases_with_mutation(
+        "conv2d_backward_weight_3x3",
+        "gs = gs + g;",
+        "gs = gs - g;",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "db");
+    assert!(
+        f.iter()
+            .all(|c| !c.starts_with("dw") && !c.starts_with("dx")),
+        "only the bias sum changed: {f:?}"
+    );
 }
 
 #[test]

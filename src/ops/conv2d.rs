@@ -500,6 +500,44 @@ pub fn conv2d_backward_weight_with(
     config: Conv2dConfig,
     kernel: BackwardWeight,
 ) -> Result<()> {
+    weight_pass(gpu, x, dy, dw, None, config, kernel)
+}
+
+/// dw += ∂L/∂w and db += ∂L/∂b. With `Rows3x3` one pass over dy yields
+/// both (the kernel sums dy as it goes); otherwise the weight kernel and
+/// [`conv2d_backward_bias`] each read dy.
+pub fn conv2d_backward_params(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    db: &Tensor,
+    config: Conv2dConfig,
+) -> Result<()> {
+    let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
+    match BackwardWeight::for_geometry(&g) {
+        BackwardWeight::Rows3x3 => {
+            db.expect_shape("conv2d_backward_bias", "db must be [channels]", &[g.cout])?;
+            weight_pass(gpu, x, dy, dw, Some(db), config, BackwardWeight::Rows3x3)
+        }
+        BackwardWeight::Tiles => {
+            weight_pass(gpu, x, dy, dw, None, config, BackwardWeight::Tiles)?;
+            conv2d_backward_bias(gpu, dy, db)
+        }
+    }
+}
+
+/// The weight-gradient pass; `db` (only with `Rows3x3`) receives the bias
+/// gradient from the same pass.
+fn weight_pass(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    db: Option<&Tensor>,
+    config: Conv2dConfig,
+    kernel: BackwardWeight,
+) -> Result<()> {
     let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
     dy.expect_shape(
         "conv2d_backward_weight",
@@ -524,16 +562,27 @@ pub fn conv2d_backward_weight_with(
         let chunks = (n * g.oh * g.ow).div_ceil(CHUNK);
         let partial = Tensor::uninit(gpu, [chunks, g.cout, taps], "conv2d_backward_weight")?;
         let p = g.params(n, xb, yb, CHUNK);
-        let invocations = match kernel {
-            BackwardWeight::Tiles => chunks * taps.div_ceil(8) * g.cout.div_ceil(8),
-            BackwardWeight::Rows3x3 => chunks * g.cin.div_ceil(2) * g.cout.div_ceil(8),
-        };
-        gpu.dispatch_bound(
-            kernel.kernel(),
-            &p,
-            &[xw, dyw, crate::gpu::Bind::whole(&partial)],
-            gpu.grid_1d(invocations, 64),
-        )?;
+        let whole = crate::gpu::Bind::whole;
+        match kernel {
+            BackwardWeight::Tiles => gpu.dispatch_bound(
+                kernel.kernel(),
+                &p,
+                &[xw, dyw, whole(&partial)],
+                gpu.grid_1d(chunks * taps.div_ceil(8) * g.cout.div_ceil(8), 64),
+            )?,
+            BackwardWeight::Rows3x3 => {
+                let bias_partial = Tensor::uninit(gpu, [chunks, g.cout], "conv2d_backward_bias")?;
+                gpu.dispatch_bound(
+                    kernel.kernel(),
+                    &p,
+                    &[xw, dyw, whole(&partial), whole(&bias_partial)],
+                    gpu.grid_1d(chunks * g.cin.div_ceil(2) * g.cout.div_ceil(8), 64),
+                )?;
+                if let Some(db) = db {
+                    reduce_partials(gpu, &bias_partial, chunks, db)?;
+                }
+            }
+        }
         reduce_partials(gpu, &partial, chunks, dw)?;
     }
     Ok(())
@@ -582,11 +631,11 @@ pub fn conv2d(tape: &Tape, x: &Var, w: &Var, b: &Var, config: Conv2dConfig) -> R
         if let Some(dx) = &grads[0] {
             conv2d_backward_input(gpu, dy, &ws, dx, config)?;
         }
-        if let Some(dw) = &grads[1] {
-            conv2d_backward_weight(gpu, &xs, dy, dw, config)?;
-        }
-        if let Some(db) = &grads[2] {
-            conv2d_backward_bias(gpu, dy, db)?;
+        match (&grads[1], &grads[2]) {
+            (Some(dw), Some(db)) => conv2d_backward_params(gpu, &xs, dy, dw, db, config)?,
+            (Some(dw), None) => conv2d_backward_weight(gpu, &xs, dy, dw, config)?,
+            (None, Some(db)) => conv2d_backward_bias(gpu, dy, db)?,
+            (None, None) => {}
         }
         Ok(())
     }))
