@@ -79,6 +79,22 @@ fn main() {
             step: 0,
         };
         let stats = batchnorm_statistics(&gpu, &x, &state, bn, Mode::Training).unwrap();
+        let bn_backward = |input: BnInput, dx: &Tensor| {
+            let (g, b) = (Some(&dgamma), Some(&dbeta));
+            batchnorm_backward(
+                &gpu,
+                &x,
+                &dy,
+                &gamma,
+                &stats,
+                Mode::Training,
+                input,
+                Some(dx),
+                g,
+                b,
+            )
+            .unwrap()
+        };
         // (kernel, elements moved, tensor, the work)
         type Work<'a> = Box<dyn FnMut() + 'a>;
         let rows: Vec<(&str, usize, &str, Work)> = vec![
@@ -116,21 +132,7 @@ fn main() {
                 "batchnorm_backward (partials + input + params)",
                 5 * n,
                 "conv output",
-                Box::new(|| {
-                    batchnorm_backward(
-                        &gpu,
-                        &x,
-                        &dy,
-                        &gamma,
-                        &stats,
-                        Mode::Training,
-                        BnInput::AsIs,
-                        Some(&dx),
-                        Some(&dgamma),
-                        Some(&dbeta),
-                    )
-                    .unwrap()
-                }),
+                Box::new(|| bn_backward(BnInput::AsIs, &dx)),
             ),
             (
                 "relu → batchnorm forward, separate (relu_forward, statistics, forward)",
@@ -156,19 +158,7 @@ fn main() {
                 9 * n,
                 "conv output",
                 Box::new(|| {
-                    batchnorm_backward(
-                        &gpu,
-                        &x,
-                        &dy,
-                        &gamma,
-                        &stats,
-                        Mode::Training,
-                        BnInput::AsIs,
-                        Some(&dx),
-                        Some(&dgamma),
-                        Some(&dbeta),
-                    )
-                    .unwrap();
+                    bn_backward(BnInput::AsIs, &dx);
                     relu_backward(&gpu, &x, &dx, &dz).unwrap()
                 }),
             ),
@@ -176,21 +166,7 @@ fn main() {
                 "relu → batchnorm backward, fused (BnInput::Relu)",
                 5 * n,
                 "conv output",
-                Box::new(|| {
-                    batchnorm_backward(
-                        &gpu,
-                        &x,
-                        &dy,
-                        &gamma,
-                        &stats,
-                        Mode::Training,
-                        BnInput::Relu,
-                        Some(&dz),
-                        Some(&dgamma),
-                        Some(&dbeta),
-                    )
-                    .unwrap()
-                }),
+                Box::new(|| bn_backward(BnInput::Relu, &dz)),
             ),
             (
                 "maxpool_forward",

@@ -508,17 +508,14 @@ pub mod cpu {
         (dx, dgamma, dbeta)
     }
 
-    /// [`BnInput::Relu`]: the batch norm of relu(z).
+    /// [`BnInput::Relu`]: the batch norm of relu(z) (relu's own reference).
     pub fn relu_input(z: &[f64]) -> Vec<f64> {
-        z.iter().map(|&v| v.max(0.0)).collect()
+        crate::ops::relu::cpu::relu_forward(z)
     }
 
     /// [`BnInput::Relu`] backward: the gradient of relu(z) masked to the
-    /// gradient of z (0 at the kink, as relu_backward).
+    /// gradient of z (0 at the kink), by relu's own reference.
     pub fn relu_input_backward(z: &[f64], dx: &[f64]) -> Vec<f64> {
-        z.iter()
-            .zip(dx)
-            .map(|(&v, &g)| if v > 0.0 { g } else { 0.0 })
-            .collect()
+        crate::ops::relu::cpu::relu_backward(z, dx)
     }
 }
