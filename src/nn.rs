@@ -588,19 +588,9 @@ impl Model {
         }
         let mut h = x.clone();
         let mut dropouts = 0u32;
-        // A relu followed by a batch norm runs inside the batch norm's kernels
-        // (BnInput::Relu): the layer hands on its pre-activation z.
-        let mut relu_pending = false;
         for (i, layer) in self.layers.iter().enumerate() {
-            let bn_next = matches!(
-                self.layers.get(i + 1).map(|l| &l.info.spec),
-                Some(LayerSpec::BatchNorm)
-            );
-            let mut activate = |z: Var, activation: Activation| match activation {
-                Activation::Relu if bn_next => {
-                    relu_pending = true;
-                    Ok(z)
-                }
+            let activate = |z: Var, activation: Activation| match activation {
+                Activation::Relu if self.relu_fused_after(i) => Ok(z),
                 Activation::Relu => relu(tape, &z),
                 Activation::Sigmoid => sigmoid(tape, &z),
             };
@@ -620,7 +610,7 @@ impl Model {
                     activate(z, *activation)?
                 }
                 (LayerSpec::BatchNorm, Weights::BatchNorm { gamma, beta, state }) => {
-                    let input = if std::mem::take(&mut relu_pending) {
+                    let input = if i > 0 && self.relu_fused_after(i - 1) {
                         BnInput::Relu
                     } else {
                         BnInput::AsIs
@@ -650,6 +640,25 @@ impl Model {
             each(layer, &h)?;
         }
         Ok(h)
+    }
+
+    /// Whether layer `i` ends in a relu that runs inside the batch norm
+    /// after it (BnInput::Relu): the layer then hands on its pre-activation z.
+    fn relu_fused_after(&self, i: usize) -> bool {
+        let relu = matches!(
+            self.layers[i].info.spec,
+            LayerSpec::Conv2d {
+                activation: Activation::Relu,
+                ..
+            } | LayerSpec::Dense {
+                activation: Activation::Relu,
+                ..
+            }
+        );
+        relu && matches!(
+            self.layers.get(i + 1).map(|l| &l.info.spec),
+            Some(LayerSpec::BatchNorm)
+        )
     }
 
     /// The mask of the `index`-th dropout layer at `step`.
