@@ -32,7 +32,16 @@
 // Bounds: channels past Cout are clamped for loads and not stored; with Cin
 // odd the last pair's second channel is clamped for loads and not stored;
 // inputs in the padding read 0; invocations past the last chunk return.
-// Windows: x_base / y_base are the first elements of the x and dy windows.
+// Inputs through textures: x and dy are read with textureLoad from texture
+// copies of their windows (Gpu::read_window; tex_at maps element i to a
+// texel). On lavapipe a texel fetch is a gather while a storage load is a
+// loop over the SIMD lanes: this kernel measured 1.9–2.1× faster with
+// textures, copies included (benches/conv.rs, docs/kernels/conv2d.md).
+// In f64 (textures hold no f64) the host binds the buffer windows and
+// shaders::instantiate turns x and dy into storage arrays, tex_at(x, i)
+// into x[i].
+// Windows: x_base / y_base are the first elements of the x and dy windows
+// (0 for texture copies, which start at the window).
 
 alias real = f32;
 
@@ -44,17 +53,23 @@ struct ConvParams {
 }
 
 @group(0) @binding(0) var<uniform> params: ConvParams;
-@group(0) @binding(1) var<storage, read> x: array<real>;
-@group(0) @binding(2) var<storage, read> dy: array<real>;
+@group(0) @binding(1) var x: texture_2d_array<f32>;
+@group(0) @binding(2) var dy: texture_2d_array<f32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<real>;
 @group(0) @binding(4) var<storage, read_write> bias_partial: array<real>;
+
+// Element i of a texture copy (Gpu::texture_copy: 4096 texels per row,
+// 4096 rows per layer).
+fn tex_at(t: texture_2d_array<f32>, i: u32) -> real {
+    return real(textureLoad(t, vec2<u32>(i & 4095u, (i >> 12u) & 4095u), i >> 24u, 0).x);
+}
 
 // x[plane + iy·W + ix] of the window, or 0 in the padding.
 fn input_at(plane: u32, iy: i32, ix: i32) -> real {
     let inside = iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w);
     let idx = plane + u32(clamp(iy, 0, i32(params.h) - 1)) * params.w
         + u32(clamp(ix, 0, i32(params.w) - 1));
-    return select(real(0.0), x[idx], inside);
+    return select(real(0.0), tex_at(x, idx), inside);
 }
 
 @compute @workgroup_size(64)
@@ -162,8 +177,8 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
         let gi_lo = params.y_base + (n * params.cout + co_lo) * plane + pix;
         let gi_hi = params.y_base + (n * params.cout + co_hi) * plane + pix;
         let g = mat2x4<real>(
-            vec4<real>(dy[gi_lo.x], dy[gi_lo.y], dy[gi_lo.z], dy[gi_lo.w]),
-            vec4<real>(dy[gi_hi.x], dy[gi_hi.y], dy[gi_hi.z], dy[gi_hi.w]),
+            vec4<real>(tex_at(dy, gi_lo.x), tex_at(dy, gi_lo.y), tex_at(dy, gi_lo.z), tex_at(dy, gi_lo.w)),
+            vec4<real>(tex_at(dy, gi_hi.x), tex_at(dy, gi_hi.y), tex_at(dy, gi_hi.z), tex_at(dy, gi_hi.w)),
         );
         gs = gs + g;
         a00 = a00 + r00 * g;

@@ -21,7 +21,12 @@
 // conv2d_pack_weights as [ci − ci0][ky][kx][16 channels] (four vec4 per tap;
 // the group's 16 biases in the last vec4s). Every invocation of a dispatch
 // reads the same weights: a uniform load, a broadcast on SIMD adapters.
-// Inputs come from storage: for stride 1 the 8 pixels of a strip read 8
+// Inputs come through a texture (x is read with textureLoad from a texture
+// copy of its window, Gpu::read_window; in f64, where textures hold no f64,
+// the host binds the buffer window and shaders::instantiate makes x a
+// storage array, tex_at(x, i) x[i]). On lavapipe a texel fetch is a gather,
+// a storage load a loop over the SIMD lanes (docs/kernels/conv2d.md has
+// both measured). For stride 1 the 8 pixels of a strip read 8
 // neighbouring inputs per tap, and moving to the next kx shifts them by one,
 // so each (ci, ky) row costs 8 + KW − 1 loads for 16·8·KW multiply-adds
 // (on lavapipe a storage load costs about 50 multiply-adds — it runs as a
@@ -33,7 +38,8 @@
 // are not stored. mode bit 1: add the bias; bit 2: add into y (later input
 // chunks, and backward-input, which accumulates into dx).
 // Windows: x and y may be windows of larger tensors; x_base / y_base are the
-// window's first element (the host splits batches larger than one binding).
+// window's first element (the host splits batches larger than one binding;
+// x_base is 0 for a texture copy, which starts at the window).
 
 alias real = f32;
 const REAL_BYTES: u32 = 4u;
@@ -49,16 +55,22 @@ struct ConvForwardParams {
 }
 
 @group(0) @binding(0) var<uniform> params: ConvForwardParams;
-@group(0) @binding(1) var<storage, read> x: array<real>;
+@group(0) @binding(1) var x: texture_2d_array<f32>;
 @group(0) @binding(2) var<uniform> wu: array<vec4<real>, WINDOW / 4u>;
 @group(0) @binding(3) var<storage, read_write> y: array<real>;
+
+// Element i of a texture copy (Gpu::read_window: 4096 texels per row,
+// 4096 rows per layer).
+fn tex_at(t: texture_2d_array<f32>, i: u32) -> real {
+    return real(textureLoad(t, vec2<u32>(i & 4095u, (i >> 12u) & 4095u), i >> 24u, 0).x);
+}
 
 // x[n, ci, iy, ix] of the window, or 0 outside the input.
 fn input_at(plane: u32, iy: i32, ix: i32) -> real {
     let inside = iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w);
     let idx = plane + u32(clamp(iy, 0, i32(params.h) - 1)) * params.w
         + u32(clamp(ix, 0, i32(params.w) - 1));
-    return select(real(0.0), x[idx], inside);
+    return select(real(0.0), tex_at(x, idx), inside);
 }
 
 @compute @workgroup_size(64)

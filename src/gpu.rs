@@ -104,20 +104,26 @@ pub struct GpuStats {
     pub dispatches: u64,
 }
 
-/// One storage binding: a tensor's whole buffer or an aligned window of it.
+/// One binding of a kernel: a tensor's whole buffer, an aligned window of
+/// it, or a [`TexCopy`] (a texture copy of a window).
 #[derive(Clone, Copy)]
 pub struct Bind<'t> {
-    tensor: &'t Tensor,
-    offset: u64,
+    source: Source<'t>,
+    /// Bytes the binding covers (what a streaming kernel moves through it).
     size: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Source<'t> {
+    Buffer { tensor: &'t Tensor, offset: u64 },
+    Texture(&'t TexCopy),
 }
 
 impl<'t> Bind<'t> {
     /// The whole tensor.
     pub fn whole(tensor: &'t Tensor) -> Bind<'t> {
         Bind {
-            tensor,
-            offset: 0,
+            source: Source::Buffer { tensor, offset: 0 },
             size: tensor.bytes(),
         }
     }
@@ -127,9 +133,82 @@ impl<'t> Bind<'t> {
     pub fn range(tensor: &'t Tensor, start: usize, len: usize) -> Bind<'t> {
         let e = tensor.real_bytes() as u64;
         Bind {
-            tensor,
-            offset: start as u64 * e,
+            source: Source::Buffer {
+                tensor,
+                offset: start as u64 * e,
+            },
             size: len as u64 * e,
+        }
+    }
+
+    /// A texture copy, bound as `texture_2d_array<f32>`.
+    pub fn texture(copy: &'t TexCopy) -> Bind<'t> {
+        Bind {
+            source: Source::Texture(copy),
+            size: copy.len as u64 * 4,
+        }
+    }
+}
+
+/// Texels per row of a [`TexCopy`] and rows per array layer (the shaders'
+/// `tex_at`: element i is texel (i % 4096, (i / 4096) % 4096) of layer
+/// i / 4096²). A row of 4096 f32 is 16 KiB, a multiple of the 256-byte row
+/// alignment of buffer-to-texture copies, so any window copies as whole rows
+/// plus one partial row.
+pub const TEX_ROW: usize = 4096;
+const TEX_LAYER: usize = TEX_ROW * TEX_ROW;
+
+/// A read-only copy of `len` f32 elements of a tensor in an r32float 2-D
+/// array texture, for kernels that read their inputs through `textureLoad`
+/// (on lavapipe a texel fetch is a gather, about 3× cheaper than a storage
+/// load; docs/performance.md). Made by [`Gpu::read_window`]; the texture
+/// goes back to the pool when dropped.
+pub struct TexCopy {
+    texture: Option<wgpu::Texture>,
+    view: wgpu::TextureView,
+    key: (u32, u32),
+    len: usize,
+    pool: Rc<RefCell<Pool>>,
+}
+
+/// A window that a kernel only reads, through `tex_at` (its binding
+/// declared `texture_2d_array<f32>`): on f32 devices a [`TexCopy`] of the
+/// window; on f64 devices, whose textures hold no f64, the buffer window
+/// itself, which the f64 instantiation of the shader reads as a storage
+/// array (`shaders::instantiate`).
+pub enum ReadWindow<'t> {
+    Texture(TexCopy),
+    Buffer(Bind<'t>, u32),
+}
+
+impl ReadWindow<'_> {
+    /// The binding to pass to [`Gpu::dispatch_bound`].
+    pub fn bind(&self) -> Bind<'_> {
+        match self {
+            ReadWindow::Texture(copy) => Bind::texture(copy),
+            ReadWindow::Buffer(bind, _) => *bind,
+        }
+    }
+
+    /// The window's first element counted from the binding (the kernels'
+    /// `x_base`): 0 for a texture copy, which starts at the window.
+    pub fn base(&self) -> u32 {
+        match self {
+            ReadWindow::Texture(_) => 0,
+            ReadWindow::Buffer(_, base) => *base,
+        }
+    }
+}
+
+impl Drop for TexCopy {
+    fn drop(&mut self) {
+        if let Some(t) = self.texture.take() {
+            self.pool
+                .borrow_mut()
+                .textures
+                .entry(self.key)
+                .or_default()
+                .push(t);
         }
     }
 }
@@ -138,6 +217,8 @@ impl<'t> Bind<'t> {
 #[derive(Default)]
 pub(crate) struct Pool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Texture copies by (rows, layers).
+    textures: HashMap<(u32, u32), Vec<wgpu::Texture>>,
 }
 
 /// A storage buffer on loan from the pool; it goes back when dropped.
@@ -572,6 +653,7 @@ impl Gpu {
     /// Frees every pooled buffer not in use (e.g. after changing batch size).
     pub fn trim_pool(&self) {
         self.pool.borrow_mut().free.clear();
+        self.pool.borrow_mut().textures.clear();
         self.staging.borrow_mut().clear();
     }
 
@@ -604,6 +686,133 @@ impl Gpu {
         let bytes = src.bytes();
         self.with_encoder(|e| e.copy_buffer_to_buffer(src.buf.raw(), 0, dst.buf.raw(), 0, bytes));
         Ok(())
+    }
+
+    /// `len` elements of `t` from element `start`, for a kernel that reads
+    /// them through `tex_at`: on f32 devices a texture copy, recorded in
+    /// order with the kernels; on f64 devices the buffer window.
+    pub fn read_window<'t>(
+        &self,
+        t: &'t Tensor,
+        start: usize,
+        len: usize,
+    ) -> Result<ReadWindow<'t>> {
+        match self.precision {
+            Precision::F32 => Ok(ReadWindow::Texture(self.texture_copy(t, start, len)?)),
+            Precision::F64 => {
+                let (bind, base) = self.window(t, start, len);
+                Ok(ReadWindow::Buffer(bind, base))
+            }
+        }
+    }
+
+    /// Records a copy of `len` elements of `t` from element `start` into a
+    /// pooled texture (f32 devices: textures hold no f64). Textures have
+    /// 4096-texel rows, a power of two of rows up to 4096 and as many layers
+    /// as needed, so the pool reuses them across nearby sizes.
+    fn texture_copy(&self, t: &Tensor, start: usize, len: usize) -> Result<TexCopy> {
+        if self.precision != Precision::F32 || len == 0 || start + len > t.numel() {
+            return Err(Error::Gpu(format!(
+                "texture_copy of elements {start}..{} of a tensor of {} in {}: \
+                 needs an f32 device and a non-empty range inside the tensor",
+                start + len,
+                t.numel(),
+                self.precision
+            )));
+        }
+        let rows = len.div_ceil(TEX_ROW);
+        // GL makes a one-layer texture a TEXTURE_2D, which cannot be viewed
+        // as an array: there every copy gets at least two layers.
+        let min_layers = if self.summary.backend == "Gl" { 2 } else { 1 };
+        let layers = rows.div_ceil(TEX_ROW).max(min_layers);
+        let key = (rows.min(TEX_ROW).next_power_of_two() as u32, layers as u32);
+        if layers as u32 > self.limits.max_texture_array_layers
+            || key.0 > self.limits.max_texture_dimension_2d
+            || TEX_ROW as u32 > self.limits.max_texture_dimension_2d
+        {
+            return Err(Error::TooLarge {
+                op: "texture_copy",
+                bytes: len as u64 * 4,
+                limit: self.limits.max_texture_array_layers as u64 * TEX_LAYER as u64 * 4,
+                what: "texture",
+            });
+        }
+        let reused = self
+            .pool
+            .borrow_mut()
+            .textures
+            .get_mut(&key)
+            .and_then(|v| v.pop());
+        let texture = match reused {
+            Some(t) => t,
+            None => {
+                self.bump(|s| s.buffers_created += 1);
+                self.device.create_texture(&wgpu::TextureDescriptor {
+                    label: Some("texture copy"),
+                    size: wgpu::Extent3d {
+                        width: TEX_ROW as u32,
+                        height: key.0,
+                        depth_or_array_layers: key.1,
+                    },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D2,
+                    format: wgpu::TextureFormat::R32Float,
+                    usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                    view_formats: &[],
+                })
+            }
+        };
+        // Whole rows in one copy per layer, then the last partial row.
+        self.with_encoder(|e| {
+            let mut copy = |first: usize, texels: usize| {
+                let (row, layer) = ((first / TEX_ROW) % TEX_ROW, first / TEX_LAYER);
+                let width = texels.min(TEX_ROW);
+                e.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: t.buf.raw(),
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: ((start + first) * 4) as u64,
+                            bytes_per_row: Some((TEX_ROW * 4) as u32),
+                            rows_per_image: None,
+                        },
+                    },
+                    wgpu::TexelCopyTextureInfo {
+                        texture: &texture,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d {
+                            x: 0,
+                            y: row as u32,
+                            z: layer as u32,
+                        },
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::Extent3d {
+                        width: width as u32,
+                        height: texels.div_ceil(TEX_ROW) as u32,
+                        depth_or_array_layers: 1,
+                    },
+                );
+            };
+            let whole = len / TEX_ROW * TEX_ROW;
+            for first in (0..whole).step_by(TEX_LAYER) {
+                copy(first, (whole - first).min(TEX_LAYER));
+            }
+            if whole < len {
+                copy(whole, len - whole);
+            }
+        });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor {
+            dimension: Some(wgpu::TextureViewDimension::D2Array),
+            ..Default::default()
+        });
+        Ok(TexCopy {
+            texture: Some(texture),
+            view,
+            key,
+            len,
+            pool: self.pool.clone(),
+        })
     }
 
     /// Uploads host data into a tensor. `queue.write_buffer` takes effect at
@@ -756,7 +965,8 @@ impl Gpu {
         }
         for b in buffers {
             let bytes = b.size;
-            if bytes > self.limits.max_storage_buffer_binding_size {
+            let is_buffer = matches!(b.source, Source::Buffer { .. });
+            if is_buffer && bytes > self.limits.max_storage_buffer_binding_size {
                 return Err(Error::TooLarge {
                     op: kernel,
                     bytes,
@@ -781,11 +991,16 @@ impl Gpu {
         for (i, b) in buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: b.tensor.buf.raw(),
-                    offset: b.offset,
-                    size: wgpu::BufferSize::new(b.size),
-                }),
+                resource: match b.source {
+                    Source::Buffer { tensor, offset } => {
+                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: tensor.buf.raw(),
+                            offset,
+                            size: wgpu::BufferSize::new(b.size),
+                        })
+                    }
+                    Source::Texture(copy) => wgpu::BindingResource::TextureView(&copy.view),
+                },
             });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -976,8 +1191,7 @@ impl Gpu {
         let offset = start_bytes / align * align;
         let end = ((start + len) as u64 * e).min(t.bytes());
         let bind = Bind {
-            tensor: t,
-            offset,
+            source: Source::Buffer { tensor: t, offset },
             size: end - offset,
         };
         (bind, ((start_bytes - offset) / e) as u32)

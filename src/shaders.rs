@@ -185,7 +185,7 @@ pub fn instantiate(source: &str, precision: Precision) -> String {
     if precision == Precision::F32 {
         return source.to_string();
     }
-    let mut out = source.to_string();
+    let mut out = textures_to_storage(source);
     for (f32_line, f64_line) in PRECISION_LINES {
         out = out.replace(f32_line, f64_line);
     }
@@ -200,6 +200,72 @@ pub fn instantiate(source: &str, precision: Precision) -> String {
         out.push_str(F64_MATH);
     }
     out
+}
+
+/// Textures hold no f64, so in f64 the inputs that f32 kernels read through
+/// texture copies (see `Gpu::read_window`) become storage arrays: each
+/// `var NAME: texture_2d_array<f32>;` binding turns into
+/// `var<storage, read> NAME: array<real>;` and each call `tex_at(NAME, i)`
+/// into `NAME[i]` (the host binds the buffer window itself there).
+fn textures_to_storage(source: &str) -> String {
+    const TEXTURE: &str = ": texture_2d_array<f32>;";
+    const CALL: &str = "tex_at(";
+    let mut out = String::with_capacity(source.len());
+    for line in source.split_inclusive('\n') {
+        let (code, comment) = match line.find("//") {
+            Some(c) => line.split_at(c),
+            None => (line, ""),
+        };
+        if let (Some(at), Some(end)) = (code.find("var "), code.find(TEXTURE)) {
+            let name = code[at + 4..end].trim();
+            out.push_str(&code[..at]);
+            out.push_str(&format!("var<storage, read> {name}: array<real>;"));
+            out.push_str(&code[end + TEXTURE.len()..]);
+            out.push_str(comment);
+            continue;
+        }
+        let mut rest = code;
+        while let Some(at) = rest.find(CALL) {
+            let head = &rest[..at];
+            out.push_str(head);
+            let after = &rest[at + CALL.len()..];
+            let is_definition = head.trim_end().ends_with("fn");
+            let close = matching_paren(after);
+            match (is_definition, after.find(','), close) {
+                (false, Some(comma), Some(close)) if comma < close => {
+                    let name = after[..comma].trim();
+                    let index = after[comma + 1..close].trim();
+                    out.push_str(&format!("{name}[{index}]"));
+                    rest = &after[close + 1..];
+                }
+                _ => {
+                    out.push_str(CALL);
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out.push_str(comment);
+    }
+    out
+}
+
+/// The byte index of the `)` that closes an already opened `(` in `s`.
+fn matching_paren(s: &str) -> Option<usize> {
+    let mut depth = 1;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Renames calls `name(` to `replacement(` where `name` is a whole identifier

@@ -482,6 +482,31 @@ fn catches_a_wrong_column_in_the_3x3_weight_gradient_rows() {
 }
 
 #[test]
+fn catches_a_wrong_texel_row_in_the_conv2d_texture_reads() {
+    // element i of a texture copy is texel (i % 4096, i / 4096 % 4096): a
+    // wrong row breaks every case whose inputs pass 4,096 elements (f32
+    // only: in f64 the inputs are storage arrays)
+    let f = failing_small_cases_with_mutation(
+        "conv2d_forward",
+        "(i >> 12u) & 4095u",
+        "(i >> 11u) & 4095u",
+        "conv2d",
+        20_000,
+    );
+    assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
+    assert_caught(&f, "dx");
+    let f = failing_small_cases_with_mutation(
+        "conv2d_backward_weight_3x3",
+        "(i >> 12u) & 4095u",
+        "(i >> 11u) & 4095u",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "dw");
+    assert_caught(&f, "db");
+}
+
+#[test]
 fn catches_a_wrong_shift_in_the_conv2d_strip() {
     // the stride-1 strip loads the wrong next input when it shifts to the
     // next kx: the forward and the stride-1 backward-input (same kernel) fail

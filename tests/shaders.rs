@@ -122,6 +122,38 @@ fn every_shader_validates_when_instantiated_in_f64() {
     .contains("fn exp_f64("));
 }
 
+#[test]
+fn f64_reads_storage_where_f32_reads_texture_copies() {
+    // textures hold no f64: the conv kernels' texture inputs become storage
+    // arrays and every tex_at(name, index) plain indexing, comments untouched
+    for name in ["conv2d_forward", "conv2d_backward_weight_3x3"] {
+        let src = postergrad::shaders::source(name).unwrap();
+        assert!(calls(src, "tex_at"), "{name} reads through textures in f32");
+        let f64_src = instantiate(src, Precision::F64);
+        let code: String = f64_src
+            .lines()
+            .map(|l| l.split("//").next().unwrap())
+            .collect();
+        assert!(!code.contains("var x: texture_2d_array"), "{name}");
+        assert!(
+            code.contains("var<storage, read> x: array<real>;"),
+            "{name}"
+        );
+        // the definition stays (unused), no call is left
+        assert_eq!(code.matches("tex_at(").count(), 1, "{name}");
+        assert!(code.contains("fn tex_at("), "{name}");
+    }
+    let toy = "@group(0) @binding(1) var dy: texture_2d_array<f32>; // dy\n\
+               fn tex_at(t: texture_2d_array<f32>, i: u32) -> real { return 0.0; }\n\
+               let g = tex_at(dy, idx(a, min(b, 2u))) + tex_at( dy ,j); // tex_at(dy, 1)\n";
+    assert_eq!(
+        instantiate(toy, Precision::F64),
+        "@group(0) @binding(1) var<storage, read> dy: array<real>; // dy\n\
+         fn tex_at(t: texture_2d_array<f32>, i: u32) -> real { return 0.0; }\n\
+         let g = dy[idx(a, min(b, 2u))] + dy[j]; // tex_at(dy, 1)\n"
+    );
+}
+
 /// Whether the code (comments stripped) calls the function `name`.
 fn calls(src: &str, name: &str) -> bool {
     src.lines().any(|line| {

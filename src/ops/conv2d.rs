@@ -311,14 +311,15 @@ fn forward_tiles(
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     for r in sample_ranges(gpu, g) {
         let n = r.len();
-        let (xw, xb) = gpu.window(x, r.start * xs, n * xs);
+        // x through a texture copy, made once for every group and chunk
+        let xt = gpu.read_window(x, r.start * xs, n * xs)?;
         let (yw, yb) = gpu.window(y, r.start * ys, n * ys);
         let strips = n * g.oh * g.ow.div_ceil(8);
         for group in 0..g.cout.div_ceil(GROUP) {
             for k in 0..packed.chunks {
                 let first = k == 0 && !accumulate;
                 let p = ConvForwardParams {
-                    conv: g.params(n, xb, yb, 0),
+                    conv: g.params(n, xt.base(), yb, 0),
                     ci0: (k * packed.cc) as u32,
                     cc: packed.cc.min(g.cin - k * packed.cc) as u32,
                     co0: (group * GROUP) as u32,
@@ -330,7 +331,7 @@ fn forward_tiles(
                 gpu.dispatch_bound(
                     "conv2d_forward",
                     &p,
-                    &[xw, window, yw],
+                    &[xt.bind(), window, yw],
                     gpu.grid_1d(strips, 64),
                 )?;
             }
@@ -557,25 +558,29 @@ fn weight_pass(
     let taps = g.cin * g.kh * g.kw;
     for r in sample_ranges(gpu, &g) {
         let n = r.len();
-        let (xw, xb) = gpu.window(x, r.start * xs, n * xs);
-        let (dyw, yb) = gpu.window(dy, r.start * ys, n * ys);
         let chunks = (n * g.oh * g.ow).div_ceil(CHUNK);
         let partial = Tensor::uninit(gpu, [chunks, g.cout, taps], "conv2d_backward_weight")?;
-        let p = g.params(n, xb, yb, CHUNK);
         let whole = crate::gpu::Bind::whole;
         match kernel {
-            BackwardWeight::Tiles => gpu.dispatch_bound(
-                kernel.kernel(),
-                &p,
-                &[xw, dyw, whole(&partial)],
-                gpu.grid_1d(chunks * taps.div_ceil(8) * g.cout.div_ceil(8), 64),
-            )?,
+            BackwardWeight::Tiles => {
+                let (xw, xb) = gpu.window(x, r.start * xs, n * xs);
+                let (dyw, yb) = gpu.window(dy, r.start * ys, n * ys);
+                gpu.dispatch_bound(
+                    kernel.kernel(),
+                    &g.params(n, xb, yb, CHUNK),
+                    &[xw, dyw, whole(&partial)],
+                    gpu.grid_1d(chunks * taps.div_ceil(8) * g.cout.div_ceil(8), 64),
+                )?
+            }
             BackwardWeight::Rows3x3 => {
+                // x and dy through texture copies (f32; see the shader)
+                let xt = gpu.read_window(x, r.start * xs, n * xs)?;
+                let dyt = gpu.read_window(dy, r.start * ys, n * ys)?;
                 let bias_partial = Tensor::uninit(gpu, [chunks, g.cout], "conv2d_backward_bias")?;
                 gpu.dispatch_bound(
                     kernel.kernel(),
-                    &p,
-                    &[xw, dyw, whole(&partial), whole(&bias_partial)],
+                    &g.params(n, xt.base(), dyt.base(), CHUNK),
+                    &[xt.bind(), dyt.bind(), whole(&partial), whole(&bias_partial)],
                     gpu.grid_1d(chunks * g.cin.div_ceil(2) * g.cout.div_ceil(8), 64),
                 )?;
                 if let Some(db) = db {
