@@ -102,6 +102,10 @@ pub struct GpuStats {
     pub submissions: u64,
     /// Kernel dispatches since start.
     pub dispatches: u64,
+    /// Texture copies recorded since start ([`Gpu::read_window`]).
+    pub texture_copies: u64,
+    /// Bytes those copies moved.
+    pub texture_copy_bytes: u64,
 }
 
 /// One binding of a kernel: a tensor's whole buffer, an aligned window of
@@ -801,6 +805,10 @@ impl Gpu {
             if whole < len {
                 copy(whole, len - whole);
             }
+        });
+        self.bump(|s| {
+            s.texture_copies += 1;
+            s.texture_copy_bytes += len as u64 * 4;
         });
         let view = texture.create_view(&wgpu::TextureViewDescriptor {
             dimension: Some(wgpu::TextureViewDimension::D2Array),

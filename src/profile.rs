@@ -9,6 +9,7 @@ use crate::nn::{LayerSpec, Model, ModelKind};
 use crate::ops::conv2d::{BackwardWeight, ConvGeometry};
 use crate::ops::{Adam, AdamConfig, Conv2dConfig};
 use crate::rng::Rng;
+use crate::shaders::Precision;
 use crate::tape::{Mode, Tape};
 use crate::tensor::Tensor;
 use std::time::Instant;
@@ -64,6 +65,13 @@ pub struct ProfileReport {
     pub ms_per_sample: f64,
     /// Sum of the kernel times of one step.
     pub kernel_ms: f64,
+    /// How the conv kernels read their inputs on this device: "texture
+    /// copies" (f32) or "storage buffers" (f64).
+    pub conv_inputs: String,
+    /// Texture copies per step and the megabytes they move (recorded between
+    /// the kernels; their time is in `step_ms`, not in `kernel_ms`).
+    pub texture_copies: f64,
+    pub texture_copy_mb: f64,
     /// Convolution and dense FLOP of one step (forward + both backward
     /// products; a multiply-add counts 2), per sample.
     pub gflop_per_sample: f64,
@@ -225,6 +233,7 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
     let mut wall = 0.0;
     let mut rows: Vec<KernelRow> = Vec::new();
     let mut timer = Timer::Timestamps;
+    let before = gpu.stats();
     for i in 1..=config.steps {
         gpu.profile_begin()?;
         let t = Instant::now();
@@ -253,6 +262,7 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
         }
     }
     let n = config.steps as f64;
+    let after = gpu.stats();
     let kernel_ms: f64 = rows.iter().map(|r| r.ms).sum::<f64>() / n;
     let flop_by_kernel = kernel_flop(config.model, config.size, config.labels, config.batch)?;
     for r in &mut rows {
@@ -286,6 +296,12 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
         step_ms,
         ms_per_sample: step_ms / batch as f64,
         kernel_ms,
+        conv_inputs: match gpu.precision() {
+            Precision::F32 => "texture copies".into(),
+            Precision::F64 => "storage buffers".into(),
+        },
+        texture_copies: (after.texture_copies - before.texture_copies) as f64 / n,
+        texture_copy_mb: (after.texture_copy_bytes - before.texture_copy_bytes) as f64 / n / 1e6,
         gflop_per_sample: flop / 1e9,
         gflops,
         peak_gflops: peak_gflops(gpu)?,
@@ -321,6 +337,13 @@ pub fn table(r: &ProfileReport) -> String {
     out += &format!(
         "\nkernels {:.1} ms of a {:.1} ms step ({:.1} ms/sample)\n",
         r.kernel_ms, r.step_ms, r.ms_per_sample
+    );
+    out += &format!(
+        "conv inputs: {}; {:.0} texture copies per step ({:.1} MB), timed with the rest of the step outside the kernels ({:.1} ms)\n",
+        r.conv_inputs,
+        r.texture_copies,
+        r.texture_copy_mb,
+        r.step_ms - r.kernel_ms
     );
     out += &format!(
         "conv + dense work {:.3} GFLOP/sample → {:.2} GFLOP/s; adapter peak (peak_fma) {:.1} GFLOP/s: {:.1}% of peak\n",

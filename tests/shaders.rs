@@ -124,17 +124,30 @@ fn every_shader_validates_when_instantiated_in_f64() {
 
 #[test]
 fn f64_reads_storage_where_f32_reads_texture_copies() {
-    // textures hold no f64: the conv kernels' texture inputs become storage
+    // textures hold no f64: the kernels' texture inputs become storage
     // arrays and every tex_at(name, index) plain indexing, comments untouched
-    for name in ["conv2d_forward", "conv2d_backward_weight_3x3"] {
+    let textured: Vec<_> = SHADERS
+        .iter()
+        .filter(|(_, src)| calls(src, "tex_at"))
+        .map(|(name, _)| *name)
+        .collect();
+    assert_eq!(
+        textured,
+        [
+            "batchnorm_backward_input",
+            "batchnorm_backward_partials",
+            "conv2d_backward_weight_3x3",
+            "conv2d_forward"
+        ]
+    );
+    for name in textured {
         let src = postergrad::shaders::source(name).unwrap();
-        assert!(calls(src, "tex_at"), "{name} reads through textures in f32");
         let f64_src = instantiate(src, Precision::F64);
         let code: String = f64_src
             .lines()
             .map(|l| l.split("//").next().unwrap())
             .collect();
-        assert!(!code.contains("var x: texture_2d_array"), "{name}");
+        assert!(!code.contains("texture_2d_array<f32>;"), "{name}");
         assert!(
             code.contains("var<storage, read> x: array<real>;"),
             "{name}"

@@ -86,7 +86,10 @@ pub struct BnParams {
     pub count: u32,
     /// 1: the kernels read z and use relu(z) ([`BnInput::Relu`]).
     pub relu_input: u32,
-    pub _pad: [u32; 3],
+    /// First element of the dx window (`batchnorm_backward_input`, whose x
+    /// may be a texture copy starting at 0).
+    pub dx_base: u32,
+    pub _pad: [u32; 2],
 }
 
 const CHUNK: usize = 4096;
@@ -150,7 +153,8 @@ impl Plan {
             training: (mode == Mode::Training) as u32,
             count: (self.n * self.plane) as u32,
             relu_input: (config.input == BnInput::Relu) as u32,
-            _pad: [0; 3],
+            dx_base: 0,
+            _pad: [0; 2],
         }
     }
     fn per_sample(&self) -> usize {
@@ -286,13 +290,14 @@ pub fn batchnorm_backward(
     // Σ dy and Σ dy·x̂ per channel, split over chunks then reduced.
     let sums = Tensor::zeros(gpu, [2, p.c], "batchnorm sums")?;
     let partial = Tensor::uninit(gpu, [p.chunks, 2, p.c], "batchnorm_backward_partials")?;
+    // x and dy are read through texture copies (f32; see the shaders)
     for (r, &offset) in p.ranges.iter().zip(&p.chunk_offsets) {
-        let (xw, xb) = gpu.window(x, r.start * s, r.len() * s);
-        let (dyw, yb) = gpu.window(dy, r.start * s, r.len() * s);
+        let xt = gpu.read_window(x, r.start * s, r.len() * s)?;
+        let dyt = gpu.read_window(dy, r.start * s, r.len() * s)?;
         let params = BnParams {
             n: r.len() as u32,
-            x_base: xb,
-            y_base: yb,
+            x_base: xt.base(),
+            y_base: dyt.base(),
             chunk_offset: offset as u32,
             ..base
         };
@@ -300,7 +305,12 @@ pub fn batchnorm_backward(
         gpu.dispatch_bound(
             "batchnorm_backward_partials",
             &params,
-            &[xw, dyw, Bind::whole(stats), Bind::whole(&partial)],
+            &[
+                xt.bind(),
+                dyt.bind(),
+                Bind::whole(stats),
+                Bind::whole(&partial),
+            ],
             gpu.grid_1d(invocations, 64),
         )?;
     }
@@ -308,21 +318,22 @@ pub fn batchnorm_backward(
     if let Some(dx) = dx {
         dx.expect_shape("batchnorm_backward", "dx must match the input", x.dims())?;
         for r in &p.ranges {
-            let (xw, xb) = gpu.window(x, r.start * s, r.len() * s);
-            let (dxw, _) = gpu.window(dx, r.start * s, r.len() * s);
-            let (dyw, yb) = gpu.window(dy, r.start * s, r.len() * s);
+            let xt = gpu.read_window(x, r.start * s, r.len() * s)?;
+            let dyt = gpu.read_window(dy, r.start * s, r.len() * s)?;
+            let (dxw, dxb) = gpu.window(dx, r.start * s, r.len() * s);
             let params = BnParams {
                 n: r.len() as u32,
-                x_base: xb,
-                y_base: yb,
+                x_base: xt.base(),
+                y_base: dyt.base(),
+                dx_base: dxb,
                 ..base
             };
             gpu.dispatch_bound(
                 "batchnorm_backward_input",
                 &params,
                 &[
-                    xw,
-                    dyw,
+                    xt.bind(),
+                    dyt.bind(),
                     Bind::whole(gamma),
                     Bind::whole(stats),
                     Bind::whole(&sums),
