@@ -65,9 +65,10 @@ pub struct ProfileReport {
     pub ms_per_sample: f64,
     /// Sum of the kernel times of one step.
     pub kernel_ms: f64,
-    /// How the conv kernels read their inputs on this device: "texture
-    /// copies" (f32) or "storage buffers" (f64).
-    pub conv_inputs: String,
+    /// How the kernels that read through `tex_at` (conv forward, 3×3 weight
+    /// gradient, batch-norm backward) get their inputs on this device:
+    /// "texture copies" (f32) or "storage buffers" (f64).
+    pub input_reads: String,
     /// Texture copies per step and the megabytes they move (recorded between
     /// the kernels; their time is in `step_ms`, not in `kernel_ms`).
     pub texture_copies: f64,
@@ -296,7 +297,7 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
         step_ms,
         ms_per_sample: step_ms / batch as f64,
         kernel_ms,
-        conv_inputs: match gpu.precision() {
+        input_reads: match gpu.precision() {
             Precision::F32 => "texture copies".into(),
             Precision::F64 => "storage buffers".into(),
         },
@@ -339,8 +340,8 @@ pub fn table(r: &ProfileReport) -> String {
         r.kernel_ms, r.step_ms, r.ms_per_sample
     );
     out += &format!(
-        "conv inputs: {}; {:.0} texture copies per step ({:.1} MB), timed with the rest of the step outside the kernels ({:.1} ms)\n",
-        r.conv_inputs,
+        "inputs of conv2d_forward, conv2d_backward_weight_3x3 and the batch-norm backward: {}; {:.0} texture copies per step ({:.1} MB), timed with the rest of the step outside the kernels ({:.1} ms)\n",
+        r.input_reads,
         r.texture_copies,
         r.texture_copy_mb,
         r.step_ms - r.kernel_ms
