@@ -35,7 +35,7 @@
 // Inputs through textures: x and dy are read with textureLoad from texture
 // copies of their windows (Gpu::read_window; tex_at maps element i to a
 // texel). On lavapipe a texel fetch is a gather while a storage load is a
-// loop over the SIMD lanes: this kernel measured 1.9–2.1× faster with
+// loop over the SIMD lanes: this kernel measured 1.85–2.06× faster with
 // textures, copies included (benches/conv.rs, docs/kernels/conv2d.md).
 // In f64 (textures hold no f64) the host binds the buffer windows and
 // shaders::instantiate turns x and dy into storage arrays, tex_at(x, i)
