@@ -146,7 +146,7 @@ impl<'t> Bind<'t> {
     }
 
     /// A texture copy, bound as `texture_2d_array<f32>`.
-    pub fn texture(copy: &'t TexCopy) -> Bind<'t> {
+    fn texture(copy: &'t TexCopy) -> Bind<'t> {
         Bind {
             source: Source::Texture(copy),
             size: copy.len as u64 * 4,
@@ -159,7 +159,7 @@ impl<'t> Bind<'t> {
 /// i / 4096²). A row of 4096 f32 is 16 KiB, a multiple of the 256-byte row
 /// alignment of buffer-to-texture copies, so any window copies as whole rows
 /// plus one partial row.
-pub const TEX_ROW: usize = 4096;
+const TEX_ROW: usize = 4096;
 const TEX_LAYER: usize = TEX_ROW * TEX_ROW;
 
 /// A read-only copy of `len` f32 elements of a tensor in an r32float 2-D

@@ -290,8 +290,14 @@ pub fn batchnorm_backward(
     // Σ dy and Σ dy·x̂ per channel, split over chunks then reduced.
     let sums = Tensor::zeros(gpu, [2, p.c], "batchnorm sums")?;
     let partial = Tensor::uninit(gpu, [p.chunks, 2, p.c], "batchnorm_backward_partials")?;
-    // x and dy are read through texture copies (f32; see the shaders)
+    // x and dy are read through texture copies (f32; see the shaders). The
+    // last range's copies are kept for the input gradient, which walks the
+    // ranges backwards: with one range (every layer but the poster model's
+    // first at 350×350) nothing is copied twice, and no more copies are
+    // alive at once than in this loop.
+    let mut kept = None;
     for (r, &offset) in p.ranges.iter().zip(&p.chunk_offsets) {
+        drop(kept.take()); // the previous range's textures go back to the pool first
         let xt = gpu.read_window(x, r.start * s, r.len() * s)?;
         let dyt = gpu.read_window(dy, r.start * s, r.len() * s)?;
         let params = BnParams {
@@ -313,13 +319,19 @@ pub fn batchnorm_backward(
             ],
             gpu.grid_1d(invocations, 64),
         )?;
+        kept = Some((xt, dyt));
     }
     reduce_partials(gpu, &partial, p.chunks, &sums)?;
     if let Some(dx) = dx {
         dx.expect_shape("batchnorm_backward", "dx must match the input", x.dims())?;
-        for r in &p.ranges {
-            let xt = gpu.read_window(x, r.start * s, r.len() * s)?;
-            let dyt = gpu.read_window(dy, r.start * s, r.len() * s)?;
+        for r in p.ranges.iter().rev() {
+            let (xt, dyt) = match kept.take() {
+                Some(copies) => copies,
+                None => (
+                    gpu.read_window(x, r.start * s, r.len() * s)?,
+                    gpu.read_window(dy, r.start * s, r.len() * s)?,
+                ),
+            };
             let (dxw, dxb) = gpu.window(dx, r.start * s, r.len() * s);
             let params = BnParams {
                 n: r.len() as u32,
