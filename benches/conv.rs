@@ -6,7 +6,12 @@
 //!     cargo bench --bench conv
 //!     POSTERGRAD_BENCH_BATCH=8 POSTERGRAD_BENCH_SIZE=128 POSTERGRAD_BENCH_REPS=5 cargo bench --bench conv
 //!     POSTERGRAD_BENCH_KERNELS=backward_weight cargo bench --bench conv   # rows whose kernel contains it
+//!     POSTERGRAD_BENCH_SHADER_DIR=/tmp/variant cargo bench --bench conv     # time modified shaders, no rebuild
 //!
+//! Both forward variants run (forward, and backward-input, the same kernel
+//! at stride 1): `conv2d_forward` (strips, any kernel, every adapter) and,
+//! where the adapter has subgroups, `conv2d_forward_3x3` (the one the host
+//! picks there for the model's 3×3 stride-1 layers).
 //! conv2d_backward_weight runs in both variants: `conv2d_backward_weight`
 //! (tiles of 8 flattened taps, any kernel) and `conv2d_backward_weight_3x3`
 //! (rows, the one the host picks for the model's 3×3 stride-1 layers).
@@ -17,8 +22,8 @@
 //! REPS times (default 2); the table shows the best and the mean.
 
 use postergrad::ops::conv2d::{
-    conv2d_backward_bias, conv2d_backward_input, conv2d_backward_params,
-    conv2d_backward_weight_with, conv2d_forward, BackwardWeight, ConvGeometry,
+    conv2d_backward_bias, conv2d_backward_input_with, conv2d_backward_params,
+    conv2d_backward_weight_with, conv2d_forward_with, BackwardWeight, ConvGeometry, Forward,
 };
 use postergrad::ops::Conv2dConfig;
 use postergrad::rng::Rng;
@@ -68,22 +73,25 @@ fn main() {
         let db = Tensor::zeros(&gpu, [cout], "db").unwrap();
         let gflop = g.flops() as f64 / 1e9;
         type Work<'a> = Box<dyn FnMut() + 'a>;
-        let rows: [(&str, f64, Work); 6] = [
+        let (gpu, x, w, b, dy, dx) = (&gpu, &x, &w, &b, &dy, &dx);
+        let forward = |k: Forward| -> Work {
+            Box::new(move || drop(conv2d_forward_with(gpu, x, w, b, config, k).unwrap()))
+        };
+        let backward_input = |k: Forward| -> Work {
+            Box::new(move || conv2d_backward_input_with(gpu, dy, w, dx, config, k).unwrap())
+        };
+        let mut rows: Vec<(&str, f64, Work)> = vec![
+            ("conv2d_forward (strips)", gflop, forward(Forward::Strips)),
             (
-                "conv2d_forward",
+                "conv2d_backward_input (strips: conv2d_forward)",
                 gflop,
-                Box::new(|| drop(conv2d_forward(&gpu, &x, &w, &b, config).unwrap())),
-            ),
-            (
-                "conv2d_backward_input",
-                gflop,
-                Box::new(|| conv2d_backward_input(&gpu, &dy, &w, &dx, config).unwrap()),
+                backward_input(Forward::Strips),
             ),
             (
                 "conv2d_backward_weight (tiles)",
                 gflop,
                 Box::new(|| {
-                    conv2d_backward_weight_with(&gpu, &x, &dy, &dw, config, BackwardWeight::Tiles)
+                    conv2d_backward_weight_with(gpu, x, dy, &dw, config, BackwardWeight::Tiles)
                         .unwrap()
                 }),
             ),
@@ -91,27 +99,45 @@ fn main() {
                 "conv2d_backward_weight_3x3 (rows)",
                 gflop,
                 Box::new(|| {
-                    conv2d_backward_weight_with(&gpu, &x, &dy, &dw, config, BackwardWeight::Rows3x3)
+                    conv2d_backward_weight_with(gpu, x, dy, &dw, config, BackwardWeight::Rows3x3)
                         .unwrap()
                 }),
             ),
             (
                 "conv2d_backward_bias",
                 0.0,
-                Box::new(|| conv2d_backward_bias(&gpu, &dy, &db).unwrap()),
+                Box::new(|| conv2d_backward_bias(gpu, dy, &db).unwrap()),
             ),
             (
                 // what the tape runs: the 3×3 weight pass sums db as it goes
                 "conv2d_backward_weight_3x3 + bias in one pass (conv2d_backward_params)",
                 gflop,
-                Box::new(|| conv2d_backward_params(&gpu, &x, &dy, &dw, &db, config).unwrap()),
+                Box::new(|| conv2d_backward_params(gpu, x, dy, &dw, &db, config).unwrap()),
             ),
         ];
+        if gpu.adapter().subgroups {
+            rows.insert(
+                1,
+                (
+                    "conv2d_forward_3x3 (subgroups)",
+                    gflop,
+                    forward(Forward::Subgroup3x3),
+                ),
+            );
+            rows.insert(
+                3,
+                (
+                    "conv2d_backward_input (subgroups: conv2d_forward_3x3)",
+                    gflop,
+                    backward_input(Forward::Subgroup3x3),
+                ),
+            );
+        }
         for (kernel, gf, mut work) in rows {
             if !kernel.contains(&only) {
                 continue;
             }
-            let (best, mean) = time(&gpu, reps, &mut work);
+            let (best, mean) = time(gpu, reps, &mut work);
             let rate = if gf > 0.0 {
                 format!("{:.1}", gf / best)
             } else {

@@ -58,10 +58,11 @@ struct ConvParams {
 @group(0) @binding(3) var<storage, read_write> partial: array<real>;
 @group(0) @binding(4) var<storage, read_write> bias_partial: array<real>;
 
-// Element i of a texture copy (Gpu::texture_copy: 4096 texels per row,
-// 4096 rows per layer).
+// Element i of a texture copy (Gpu::read_window: four elements per texel,
+// 4096 texels per row, 4096 rows per layer).
 fn tex_at(t: texture_2d_array<f32>, i: u32) -> real {
-    return real(textureLoad(t, vec2<u32>(i & 4095u, (i >> 12u) & 4095u), i >> 24u, 0).x);
+    let k = i >> 2u;
+    return real(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0)[i & 3u]);
 }
 
 // x[plane + iy·W + ix] of the window, or 0 in the padding.

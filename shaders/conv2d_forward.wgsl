@@ -59,10 +59,11 @@ struct ConvForwardParams {
 @group(0) @binding(2) var<uniform> wu: array<vec4<real>, WINDOW / 4u>;
 @group(0) @binding(3) var<storage, read_write> y: array<real>;
 
-// Element i of a texture copy (Gpu::read_window: 4096 texels per row,
-// 4096 rows per layer).
+// Element i of a texture copy (Gpu::read_window: four elements per texel,
+// 4096 texels per row, 4096 rows per layer).
 fn tex_at(t: texture_2d_array<f32>, i: u32) -> real {
-    return real(textureLoad(t, vec2<u32>(i & 4095u, (i >> 12u) & 4095u), i >> 24u, 0).x);
+    let k = i >> 2u;
+    return real(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0)[i & 3u]);
 }
 
 // x[n, ci, iy, ix] of the window, or 0 outside the input.

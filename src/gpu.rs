@@ -71,6 +71,9 @@ pub struct AdapterSummary {
     pub is_cpu: bool,
     pub timestamps: bool,
     pub shader_f64: bool,
+    /// Subgroup operations in compute shaders, with subgroups of at least 8
+    /// invocations (`conv2d_forward_3x3` shares weights across 8 lanes).
+    pub subgroups: bool,
     pub max_binding_bytes: u64,
     pub max_buffer_bytes: u64,
     pub max_workgroups_per_dim: u32,
@@ -154,24 +157,29 @@ impl<'t> Bind<'t> {
     }
 }
 
-/// Texels per row of a [`TexCopy`] and rows per array layer (the shaders'
-/// `tex_at`: element i is texel (i % 4096, (i / 4096) % 4096) of layer
-/// i / 4096²). A row of 4096 f32 is 16 KiB, a multiple of the 256-byte row
-/// alignment of buffer-to-texture copies, so any window copies as whole rows
-/// plus one partial row.
+/// Texels per row of a [`TexCopy`] and rows per array layer. A texel holds
+/// four consecutive elements (rgba32float): the shaders' `tex_at` reads
+/// element i as component i % 4 of texel k = i / 4, at (k % 4096,
+/// (k / 4096) % 4096) of layer k / 4096². A row of 4096 texels is 64 KiB, a
+/// multiple of the 256-byte row alignment of buffer-to-texture copies, so
+/// any window copies as whole rows plus one partial row.
 const TEX_ROW: usize = 4096;
 const TEX_LAYER: usize = TEX_ROW * TEX_ROW;
 
-/// A read-only copy of `len` f32 elements of a tensor in an r32float 2-D
-/// array texture, for kernels that read their inputs through `textureLoad`
-/// (on lavapipe a texel fetch is a gather, about 3× cheaper than a storage
-/// load; docs/performance.md). Made by [`Gpu::read_window`]; the texture
-/// goes back to the pool when dropped.
+/// A read-only copy of `len` f32 elements of a tensor in an rgba32float 2-D
+/// array texture, four elements per texel, for kernels that read their
+/// inputs through `textureLoad` (on lavapipe a texel fetch is a gather,
+/// about 3× cheaper than a storage load, and one fetch brings four
+/// elements; docs/performance.md). The copy starts at the window's first
+/// element rounded down to a multiple of four (texel copies move whole
+/// texels): `base` elements before the window. Made by [`Gpu::read_window`];
+/// the texture goes back to the pool when dropped.
 pub struct TexCopy {
     texture: Option<wgpu::Texture>,
     view: wgpu::TextureView,
     key: (u32, u32),
     len: usize,
+    base: u32,
     pool: Rc<RefCell<Pool>>,
 }
 
@@ -195,10 +203,11 @@ impl ReadWindow<'_> {
     }
 
     /// The window's first element counted from the binding (the kernels'
-    /// `x_base`): 0 for a texture copy, which starts at the window.
+    /// `x_base`): 0 to 3 for a texture copy, which starts at the last
+    /// multiple of four elements at or before the window.
     pub fn base(&self) -> u32 {
         match self {
-            ReadWindow::Texture(_) => 0,
+            ReadWindow::Texture(copy) => copy.base,
             ReadWindow::Buffer(_, base) => *base,
         }
     }
@@ -402,7 +411,10 @@ impl Gpu {
         //    far lower: 128 MiB bindings, 256 invocations) and the optional
         //    features we use when they exist.
         let limits = adapter.limits();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F64;
+        let mut wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F64;
+        if info.subgroup_min_size >= 8 {
+            wanted |= wgpu::Features::SUBGROUP;
+        }
         let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -449,6 +461,7 @@ impl Gpu {
                 || name_lc.contains("lavapipe"),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             shader_f64: features.contains(wgpu::Features::SHADER_F64),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
             max_binding_bytes: limits.max_storage_buffer_binding_size,
             max_buffer_bytes: limits.max_buffer_size,
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
@@ -636,7 +649,10 @@ impl Gpu {
                 self.bump(|s| s.buffers_created += 1);
                 self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(op),
-                    size: bytes,
+                    // Whole 16-byte texels, so that a texture copy (see
+                    // `texture_copy`) of a window that ends the tensor
+                    // stays inside the buffer.
+                    size: bytes.next_multiple_of(16),
                     // UNIFORM too: conv2d binds windows of its packed
                     // weights as uniform buffers (see conv2d_pack_weights).
                     usage: wgpu::BufferUsages::STORAGE
@@ -711,7 +727,9 @@ impl Gpu {
     }
 
     /// Records a copy of `len` elements of `t` from element `start` into a
-    /// pooled texture (f32 devices: textures hold no f64). Textures have
+    /// pooled texture (f32 devices: textures hold no f64), whole texels of
+    /// four elements from `start` rounded down to a multiple of four (tensor
+    /// buffers are whole texels long, see `take_buffer`). Textures have
     /// 4096-texel rows, a power of two of rows up to 4096 and as many layers
     /// as needed, so the pool reuses them across nearby sizes.
     fn texture_copy(&self, t: &Tensor, start: usize, len: usize) -> Result<TexCopy> {
@@ -724,7 +742,10 @@ impl Gpu {
                 self.precision
             )));
         }
-        let rows = len.div_ceil(TEX_ROW);
+        let base = start % 4;
+        let first_texel = start / 4;
+        let texels = (base + len).div_ceil(4);
+        let rows = texels.div_ceil(TEX_ROW);
         // GL makes a one-layer texture a TEXTURE_2D, which cannot be viewed
         // as an array: there every copy gets at least two layers.
         let min_layers = if self.summary.backend == "Gl" { 2 } else { 1 };
@@ -737,7 +758,7 @@ impl Gpu {
             return Err(Error::TooLarge {
                 op: "texture_copy",
                 bytes: len as u64 * 4,
-                limit: self.limits.max_texture_array_layers as u64 * TEX_LAYER as u64 * 4,
+                limit: self.limits.max_texture_array_layers as u64 * TEX_LAYER as u64 * 16,
                 what: "texture",
             });
         }
@@ -761,23 +782,24 @@ impl Gpu {
                     mip_level_count: 1,
                     sample_count: 1,
                     dimension: wgpu::TextureDimension::D2,
-                    format: wgpu::TextureFormat::R32Float,
+                    format: wgpu::TextureFormat::Rgba32Float,
                     usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
                     view_formats: &[],
                 })
             }
         };
-        // Whole rows in one copy per layer, then the last partial row.
+        // Whole rows in one copy per layer, then the last partial row
+        // (`first` and `count` in texels).
         self.with_encoder(|e| {
-            let mut copy = |first: usize, texels: usize| {
+            let mut copy = |first: usize, count: usize| {
                 let (row, layer) = ((first / TEX_ROW) % TEX_ROW, first / TEX_LAYER);
-                let width = texels.min(TEX_ROW);
+                let width = count.min(TEX_ROW);
                 e.copy_buffer_to_texture(
                     wgpu::TexelCopyBufferInfo {
                         buffer: t.buf.raw(),
                         layout: wgpu::TexelCopyBufferLayout {
-                            offset: ((start + first) * 4) as u64,
-                            bytes_per_row: Some((TEX_ROW * 4) as u32),
+                            offset: ((first_texel + first) * 16) as u64,
+                            bytes_per_row: Some((TEX_ROW * 16) as u32),
                             rows_per_image: None,
                         },
                     },
@@ -793,22 +815,22 @@ impl Gpu {
                     },
                     wgpu::Extent3d {
                         width: width as u32,
-                        height: texels.div_ceil(TEX_ROW) as u32,
+                        height: count.div_ceil(TEX_ROW) as u32,
                         depth_or_array_layers: 1,
                     },
                 );
             };
-            let whole = len / TEX_ROW * TEX_ROW;
+            let whole = texels / TEX_ROW * TEX_ROW;
             for first in (0..whole).step_by(TEX_LAYER) {
                 copy(first, (whole - first).min(TEX_LAYER));
             }
-            if whole < len {
-                copy(whole, len - whole);
+            if whole < texels {
+                copy(whole, texels - whole);
             }
         });
         self.bump(|s| {
             s.texture_copies += 1;
-            s.texture_copy_bytes += len as u64 * 4;
+            s.texture_copy_bytes += texels as u64 * 16;
         });
         let view = texture.create_view(&wgpu::TextureViewDescriptor {
             dimension: Some(wgpu::TextureViewDimension::D2Array),
@@ -818,7 +840,8 @@ impl Gpu {
             texture: Some(texture),
             view,
             key,
-            len,
+            len: texels * 4,
+            base: base as u32,
             pool: self.pool.clone(),
         })
     }

@@ -722,6 +722,9 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
                 // reads zeros at every edge of the window
                 (2, 3, 8, 9, 4, 3, 1, Same),
                 (2, 16, 20, 20, 9, 3, 1, Valid),
+                // 18,432 inputs (4,608 texels): the texture copy's second
+                // row, read by the strips kernel (5×5 runs it on every adapter)
+                (1, 2, 96, 96, 3, 5, 1, Same),
                 // 4,624 output pixels: the split weight/bias sums use 2 chunks
                 (1, 3, 70, 70, 2, 3, 1, Valid),
                 // the poster model's first layer on one 350×350 poster

@@ -232,6 +232,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "shader f64:       {}",
                 if a.shader_f64 { "yes" } else { "no" }
             );
+            println!(
+                "subgroups:        {}",
+                if a.subgroups {
+                    "yes (3×3 convolutions run conv2d_forward_3x3)"
+                } else {
+                    "no (3×3 convolutions run conv2d_forward)"
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Gradcheck {

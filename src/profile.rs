@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Timer};
 use crate::nn::{LayerSpec, Model, ModelKind};
-use crate::ops::conv2d::{BackwardWeight, ConvGeometry};
+use crate::ops::conv2d::{BackwardWeight, ConvGeometry, Forward};
 use crate::ops::{Adam, AdamConfig, Conv2dConfig};
 use crate::rng::Rng;
 use crate::shaders::Precision;
@@ -69,6 +69,9 @@ pub struct ProfileReport {
     /// gradient, batch-norm backward) get their inputs on this device:
     /// "texture copies" (f32) or "storage buffers" (f64).
     pub input_reads: String,
+    /// The kernel variants this adapter runs for the model's 3×3 stride-1
+    /// convolutions, and why.
+    pub conv_kernels: String,
     /// Texture copies per step and the megabytes they move (recorded between
     /// the kernels; their time is in `step_ms`, not in `kernel_ms`).
     pub texture_copies: f64,
@@ -87,21 +90,37 @@ pub struct ProfileReport {
 /// input gradient (not for the first layer, whose input is the image) and
 /// weight gradient — the sum of [`kernel_flop`] for one sample.
 pub fn step_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Result<f64> {
-    Ok(kernel_flop(model, size, labels, 1)?
-        .iter()
-        .map(|(_, f)| f)
-        .sum())
+    Ok(
+        flop_by_kernel(model, size, labels, 1, &|_| Forward::Strips)?
+            .iter()
+            .map(|(_, f)| f)
+            .sum(),
+    )
 }
 
 /// The convolution and dense FLOP of one training step of `batch` samples,
 /// per kernel (entry point): which kernel computes each product follows the
-/// ops' own choices (stride-1 backward-input runs on `conv2d_forward`; the
-/// weight gradient's variant from [`BackwardWeight::for_geometry`]).
+/// ops' own choices on this adapter (the forward's variant from
+/// [`Forward::for_geometry`], which also runs stride-1 backward-input; the
+/// weight gradient's from [`BackwardWeight::for_geometry`]).
 pub fn kernel_flop(
+    gpu: &Gpu,
     model: ModelKind,
     size: usize,
     labels: usize,
     batch: usize,
+) -> Result<Vec<(&'static str, f64)>> {
+    flop_by_kernel(model, size, labels, batch, &|g| {
+        Forward::for_geometry(gpu, g)
+    })
+}
+
+fn flop_by_kernel(
+    model: ModelKind,
+    size: usize,
+    labels: usize,
+    batch: usize,
+    forward: &dyn Fn(&ConvGeometry) -> Forward,
 ) -> Result<Vec<(&'static str, f64)>> {
     let layers = model.describe(size, labels)?;
     let mut input = vec![3usize, size, size];
@@ -123,10 +142,10 @@ pub fn kernel_flop(
                     &[*filters, input[0], *kernel, *kernel],
                     Conv2dConfig::default(),
                 )?;
-                add("conv2d_forward", f);
+                add(forward(&g).kernel(), f);
                 if i > 0 {
-                    // stride 1: dx is conv2d_forward with the roles swapped
-                    add("conv2d_forward", f);
+                    // stride 1: dx is the forward kernel with the roles swapped
+                    add(forward(&g).kernel(), f);
                 }
                 add(BackwardWeight::for_geometry(&g).kernel(), f);
             }
@@ -265,7 +284,7 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
     let n = config.steps as f64;
     let after = gpu.stats();
     let kernel_ms: f64 = rows.iter().map(|r| r.ms).sum::<f64>() / n;
-    let flop_by_kernel = kernel_flop(config.model, config.size, config.labels, config.batch)?;
+    let flop_by_kernel = kernel_flop(gpu, config.model, config.size, config.labels, config.batch)?;
     for r in &mut rows {
         r.calls /= n;
         r.ms /= n;
@@ -301,6 +320,15 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
             Precision::F32 => "texture copies".into(),
             Precision::F64 => "storage buffers".into(),
         },
+        conv_kernels: format!(
+            "3×3 forward and backward-input {}, weight gradient {}",
+            if gpu.adapter().subgroups {
+                "conv2d_forward_3x3 (subgroups of 8 or more)"
+            } else {
+                "conv2d_forward (no subgroups)"
+            },
+            BackwardWeight::Rows3x3.kernel()
+        ),
         texture_copies: (after.texture_copies - before.texture_copies) as f64 / n,
         texture_copy_mb: (after.texture_copy_bytes - before.texture_copy_bytes) as f64 / n / 1e6,
         gflop_per_sample: flop / 1e9,
@@ -313,8 +341,8 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
 /// The report as a table.
 pub fn table(r: &ProfileReport) -> String {
     let mut out = format!(
-        "adapter: {}\ntimer: {}\n{} at {}×{}, batch {}, {} timed step(s) after 1 warm-up\n\n",
-        r.adapter, r.timer, r.model, r.size, r.size, r.batch, r.steps
+        "adapter: {}\ntimer: {}\nkernels: {}\n{} at {}×{}, batch {}, {} timed step(s) after 1 warm-up\n\n",
+        r.adapter, r.timer, r.conv_kernels, r.model, r.size, r.size, r.batch, r.steps
     );
     out += &format!(
         "{:<28} {:>6} {:>11} {:>7} {:>9}\n",

@@ -61,6 +61,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../shaders/conv2d_forward.wgsl"),
     ),
     (
+        "conv2d_forward_3x3",
+        include_str!("../shaders/conv2d_forward_3x3.wgsl"),
+    ),
+    (
         "conv2d_pack_weights",
         include_str!("../shaders/conv2d_pack_weights.wgsl"),
     ),
@@ -205,11 +209,12 @@ pub fn instantiate(source: &str, precision: Precision) -> String {
 /// Textures hold no f64, so in f64 the inputs that f32 kernels read through
 /// texture copies (see `Gpu::read_window`) become storage arrays: each
 /// `var NAME: texture_2d_array<f32>;` binding turns into
-/// `var<storage, read> NAME: array<real>;` and each call `tex_at(NAME, i)`
-/// into `NAME[i]` (the host binds the buffer window itself there).
+/// `var<storage, read> NAME: array<real>;`, each call `tex_at(NAME, i)`
+/// into `NAME[i]` and each `tex4_at(NAME, k)` (texel k: elements 4k .. 4k+3)
+/// into a `vec4<real>` of `NAME[4u * (k)]` .. `NAME[4u * (k) + 3u]` (the
+/// host binds the buffer window itself there).
 fn textures_to_storage(source: &str) -> String {
     const TEXTURE: &str = ": texture_2d_array<f32>;";
-    const CALL: &str = "tex_at(";
     let mut out = String::with_capacity(source.len());
     for line in source.split_inclusive('\n') {
         let (code, comment) = match line.find("//") {
@@ -225,21 +230,32 @@ fn textures_to_storage(source: &str) -> String {
             continue;
         }
         let mut rest = code;
-        while let Some(at) = rest.find(CALL) {
+        while let Some((at, texel)) = next_texture_call(rest) {
+            let call = if texel { "tex4_at(" } else { "tex_at(" };
             let head = &rest[..at];
             out.push_str(head);
-            let after = &rest[at + CALL.len()..];
+            let after = &rest[at + call.len()..];
             let is_definition = head.trim_end().ends_with("fn");
             let close = matching_paren(after);
             match (is_definition, after.find(','), close) {
                 (false, Some(comma), Some(close)) if comma < close => {
                     let name = after[..comma].trim();
                     let index = after[comma + 1..close].trim();
-                    out.push_str(&format!("{name}[{index}]"));
+                    if texel {
+                        let e = |j: usize| format!("{name}[4u * ({index}) + {j}u]");
+                        out.push_str(&format!(
+                            "vec4<real>({name}[4u * ({index})], {}, {}, {})",
+                            e(1),
+                            e(2),
+                            e(3)
+                        ));
+                    } else {
+                        out.push_str(&format!("{name}[{index}]"));
+                    }
                     rest = &after[close + 1..];
                 }
                 _ => {
-                    out.push_str(CALL);
+                    out.push_str(call);
                     rest = after;
                 }
             }
@@ -248,6 +264,17 @@ fn textures_to_storage(source: &str) -> String {
         out.push_str(comment);
     }
     out
+}
+
+/// The first `tex_at(` or `tex4_at(` in `s`: its byte index, and whether it
+/// reads a whole texel (`tex4_at`).
+fn next_texture_call(s: &str) -> Option<(usize, bool)> {
+    let one = s.find("tex_at(").map(|i| (i, false));
+    let four = s.find("tex4_at(").map(|i| (i, true));
+    match (one, four) {
+        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The byte index of the `)` that closes an already opened `(` in `s`.

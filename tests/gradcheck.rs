@@ -483,13 +483,13 @@ fn catches_a_wrong_column_in_the_3x3_weight_gradient_rows() {
 
 #[test]
 fn catches_a_wrong_texel_row_in_the_conv2d_texture_reads() {
-    // element i of a texture copy is texel (i % 4096, i / 4096 % 4096): a
-    // wrong row breaks every case whose inputs pass 4,096 elements (f32
-    // only: in f64 the inputs are storage arrays)
+    // texel k of a texture copy (elements 4k .. 4k+3) sits at (k % 4096,
+    // k / 4096 % 4096): a wrong row breaks every case whose inputs pass
+    // 4,096 texels (f32 only: in f64 the inputs are storage arrays)
     let f = failing_small_cases_with_mutation(
         "conv2d_forward",
-        "(i >> 12u) & 4095u",
-        "(i >> 11u) & 4095u",
+        "(k >> 12u) & 4095u",
+        "(k >> 11u) & 4095u",
         "conv2d",
         20_000,
     );
@@ -497,13 +497,71 @@ fn catches_a_wrong_texel_row_in_the_conv2d_texture_reads() {
     assert_caught(&f, "dx");
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "(i >> 12u) & 4095u",
-        "(i >> 11u) & 4095u",
+        "(k >> 12u) & 4095u",
+        "(k >> 11u) & 4095u",
         "conv2d",
         20_000,
     );
     assert_caught(&f, "dw");
     assert_caught(&f, "db");
+    if !subgroups() {
+        return;
+    }
+    // the 3×3 subgroup kernel: only the one-poster 350×350 case is that large
+    let f = failing_small_cases_with_mutation(
+        "conv2d_forward_3x3",
+        "(k >> 12u) & 4095u",
+        "(k >> 11u) & 4095u",
+        "conv2d",
+        400_000,
+    );
+    assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
+}
+
+/// Whether this adapter runs `conv2d_forward_3x3` (subgroups of 8 or more);
+/// says so where it does not.
+fn subgroups() -> bool {
+    let yes = Gpu::new().unwrap().adapter().subgroups;
+    if !yes {
+        eprintln!("skipped: no subgroups on this adapter, conv2d_forward_3x3 does not run");
+    }
+    yes
+}
+
+#[test]
+fn catches_wrong_inputs_and_weights_in_the_3x3_subgroup_forward() {
+    if !subgroups() {
+        return;
+    }
+    // (from, to): a pixel reading its left neighbour's input, the row's
+    // alignment shift off by one, a tap taking its neighbour's weights
+    for (from, to) in [
+        ("a1 = a1 + r.lo.y * w0", "a1 = a1 + r.lo.x * w0"),
+        (
+            "select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u)",
+            "select(select(select(a, s1, s == 2u), s2, s == 3u), s3, s == 1u)",
+        ),
+        (
+            "let w1 = tap_weights(va, 4u);",
+            "let w1 = tap_weights(va, 0u);",
+        ),
+    ] {
+        // the forward and the stride-1 backward-input (same kernel) fail
+        let f = failing_small_cases_with_mutation("conv2d_forward_3x3", from, to, "conv2d", 20_000);
+        assert!(
+            f.iter().any(|c| c.starts_with("forward vs f64")),
+            "{to}: {f:?}"
+        );
+        assert_caught(&f, "dx");
+        // (central differences run the broken forward, so only the
+        // gradients' own kernels are judged by the reference)
+        assert!(
+            !f.iter()
+                .any(|c| c.starts_with("dw vs f64 reference")
+                    || c.starts_with("db vs f64 reference")),
+            "{to}: the weight and bias gradients do not run it: {f:?}"
+        );
+    }
 }
 
 #[test]

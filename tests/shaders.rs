@@ -125,10 +125,11 @@ fn every_shader_validates_when_instantiated_in_f64() {
 #[test]
 fn f64_reads_storage_where_f32_reads_texture_copies() {
     // textures hold no f64: the kernels' texture inputs become storage
-    // arrays and every tex_at(name, index) plain indexing, comments untouched
+    // arrays, every tex_at(name, index) plain indexing and every
+    // tex4_at(name, texel) a vec4 of four elements, comments untouched
     let textured: Vec<_> = SHADERS
         .iter()
-        .filter(|(_, src)| calls(src, "tex_at"))
+        .filter(|(_, src)| calls(src, "tex_at") || calls(src, "tex4_at"))
         .map(|(name, _)| *name)
         .collect();
     assert_eq!(
@@ -137,7 +138,8 @@ fn f64_reads_storage_where_f32_reads_texture_copies() {
             "batchnorm_backward_input",
             "batchnorm_backward_partials",
             "conv2d_backward_weight_3x3",
-            "conv2d_forward"
+            "conv2d_forward",
+            "conv2d_forward_3x3"
         ]
     );
     for name in textured {
@@ -152,9 +154,18 @@ fn f64_reads_storage_where_f32_reads_texture_copies() {
             code.contains("var<storage, read> x: array<real>;"),
             "{name}"
         );
-        // the definition stays (unused), no call is left
-        assert_eq!(code.matches("tex_at(").count(), 1, "{name}");
-        assert!(code.contains("fn tex_at("), "{name}");
+        // the definitions stay (unused), no call is left
+        for f in ["tex_at(", "tex4_at("] {
+            assert_eq!(
+                code.matches(f).count(),
+                code.matches(&format!("fn {f}")).count(),
+                "{name}: {f}"
+            );
+        }
+        assert!(
+            code.contains("fn tex_at(") || code.contains("fn tex4_at("),
+            "{name}"
+        );
     }
     let toy = "@group(0) @binding(1) var dy: texture_2d_array<f32>; // dy\n\
                fn tex_at(t: texture_2d_array<f32>, i: u32) -> real { return 0.0; }\n\
@@ -164,6 +175,11 @@ fn f64_reads_storage_where_f32_reads_texture_copies() {
         "@group(0) @binding(1) var<storage, read> dy: array<real>; // dy\n\
          fn tex_at(t: texture_2d_array<f32>, i: u32) -> real { return 0.0; }\n\
          let g = dy[idx(a, min(b, 2u))] + dy[j]; // tex_at(dy, 1)\n"
+    );
+    assert_eq!(
+        instantiate("let r = tex4_at(x, u32(k + 1)).y;\n", Precision::F64),
+        "let r = vec4<real>(x[4u * (u32(k + 1))], x[4u * (u32(k + 1)) + 1u], \
+         x[4u * (u32(k + 1)) + 2u], x[4u * (u32(k + 1)) + 3u]).y;\n"
     );
 }
 
@@ -297,6 +313,7 @@ fn uniform_structs_match_their_host_mirrors() {
         ("conv2d_backward_weight", size_of::<ConvParams>()),
         ("conv2d_backward_weight_3x3", size_of::<ConvParams>()),
         ("conv2d_forward", size_of::<ConvForwardParams>()),
+        ("conv2d_forward_3x3", size_of::<ConvForwardParams>()),
         ("conv2d_pack_weights", size_of::<PackParams>()),
         ("dense_backward_bias", size_of::<DenseParams>()),
         ("dense_backward_input", size_of::<DenseParams>()),

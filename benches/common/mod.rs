@@ -24,6 +24,9 @@ pub struct Settings {
     pub reps: usize,
     /// `POSTERGRAD_BENCH_KERNELS`: only rows whose kernel contains it.
     pub only: String,
+    // `POSTERGRAD_BENCH_SHADER_DIR`: `*.wgsl` there replace the embedded
+    // shaders of the same name (`start` loads them), to time a modified
+    // kernel without rebuilding.
 }
 
 impl Settings {
@@ -46,6 +49,12 @@ pub fn start(what: &str) -> Option<(Settings, Gpu)> {
     let settings = Settings::from_env();
     let gpu = Gpu::new().expect("a GPU adapter");
     println!("adapter: {}", gpu.adapter());
+    if let Ok(dir) = std::env::var("POSTERGRAD_BENCH_SHADER_DIR") {
+        let names = gpu
+            .override_shaders_from_dir(std::path::Path::new(&dir))
+            .expect("readable shader overrides");
+        println!("shader overrides from {dir}: {}", names.join(", "));
+    }
     println!(
         "poster model {what}, batch {}, input {}×{}, best of {} (mean in parentheses)\n",
         settings.batch, settings.size, settings.size, settings.reps

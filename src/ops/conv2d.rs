@@ -297,9 +297,52 @@ fn pack_weights(
     })
 }
 
-/// Runs `conv2d_forward` over every sample window, channel group and input
-/// chunk: y = conv(x, packed) (+ bias) (+ y when `accumulate`), `g` in the
-/// roles of [`pack_weights`].
+/// The two forward kernels (see `docs/kernels/conv2d.md`); both also run
+/// backward-input at stride 1. Same dispatches, packed weights and thread
+/// mapping: 8 output pixels × 16 output channels per invocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forward {
+    /// `conv2d_forward`: any kernel size and stride, on every adapter.
+    Strips,
+    /// `conv2d_forward_3x3`: 3×3 at stride 1, on adapters with subgroups of
+    /// at least 8 invocations ([`Gpu::adapter`]`.subgroups`); shares each
+    /// weight load across 8 lanes and reads four inputs per texel fetch.
+    Subgroup3x3,
+}
+
+impl Forward {
+    /// The faster kernel that is correct for the geometry on this adapter:
+    /// `Subgroup3x3` for 3×3 kernels at stride 1 where subgroups exist
+    /// (benches/conv.rs).
+    pub fn for_geometry(gpu: &Gpu, g: &ConvGeometry) -> Forward {
+        if Forward::Subgroup3x3.fits(gpu, g) {
+            Forward::Subgroup3x3
+        } else {
+            Forward::Strips
+        }
+    }
+
+    fn fits(self, gpu: &Gpu, g: &ConvGeometry) -> bool {
+        match self {
+            Forward::Strips => true,
+            Forward::Subgroup3x3 => {
+                gpu.adapter().subgroups && g.kh == 3 && g.kw == 3 && g.stride == 1
+            }
+        }
+    }
+
+    /// The kernel's entry point (its shader's name).
+    pub fn kernel(self) -> &'static str {
+        match self {
+            Forward::Strips => "conv2d_forward",
+            Forward::Subgroup3x3 => "conv2d_forward_3x3",
+        }
+    }
+}
+
+/// Runs the forward kernel over every sample window, channel group and
+/// input chunk: y = conv(x, packed) (+ bias) (+ y when `accumulate`), `g` in
+/// the roles of [`pack_weights`].
 fn forward_tiles(
     gpu: &Gpu,
     g: &ConvGeometry,
@@ -307,7 +350,22 @@ fn forward_tiles(
     packed: &PackedWeights,
     y: &Tensor,
     accumulate: bool,
+    kernel: Forward,
 ) -> Result<()> {
+    if !kernel.fits(gpu, g) {
+        return Err(Error::Config {
+            what: "conv2d forward kernel".into(),
+            message: format!(
+                "{} needs a 3×3 kernel at stride 1 and an adapter with subgroups of 8 or more \
+                 (got {}×{}, stride {}, subgroups {}); use Forward::for_geometry",
+                kernel.kernel(),
+                g.kh,
+                g.kw,
+                g.stride,
+                if gpu.adapter().subgroups { "yes" } else { "no" }
+            ),
+        });
+    }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     for r in sample_ranges(gpu, g) {
         let n = r.len();
@@ -329,7 +387,7 @@ fn forward_tiles(
                 let start = (group * packed.chunks + k) * packed.window;
                 let window = Bind::range(&packed.tensor, start, packed.window);
                 gpu.dispatch_bound(
-                    "conv2d_forward",
+                    kernel.kernel(),
                     &p,
                     &[xt.bind(), window, yw],
                     gpu.grid_1d(strips, 64),
@@ -389,10 +447,24 @@ pub fn conv2d_forward(
     config: Conv2dConfig,
 ) -> Result<Tensor> {
     let g = ConvGeometry::new(x.dims(), w.dims(), config)?;
+    conv2d_forward_with(gpu, x, w, b, config, Forward::for_geometry(gpu, &g))
+}
+
+/// [`conv2d_forward`] with a chosen kernel (for benchmarks and tests);
+/// `Subgroup3x3` where it does not fit is an error.
+pub fn conv2d_forward_with(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    config: Conv2dConfig,
+    kernel: Forward,
+) -> Result<Tensor> {
+    let g = ConvGeometry::new(x.dims(), w.dims(), config)?;
     b.expect_shape("conv2d", "bias must be [out channels]", &[g.cout])?;
     let y = Tensor::uninit(gpu, g.output_shape(), "conv2d_forward")?;
     let packed = pack_weights(gpu, &g, w, Packing::WithBias(b))?;
-    forward_tiles(gpu, &g, x, &packed, &y, false)?;
+    forward_tiles(gpu, &g, x, &packed, &y, false, kernel)?;
     Ok(y)
 }
 
@@ -403,6 +475,21 @@ pub fn conv2d_backward_input(
     w: &Tensor,
     dx: &Tensor,
     config: Conv2dConfig,
+) -> Result<()> {
+    let g = ConvGeometry::new(dx.dims(), w.dims(), config)?;
+    conv2d_backward_input_with(gpu, dy, w, dx, config, Forward::for_geometry(gpu, &g))
+}
+
+/// [`conv2d_backward_input`] with a chosen stride-1 kernel (for benchmarks
+/// and tests; other strides run `conv2d_backward_input` whatever the
+/// choice).
+pub fn conv2d_backward_input_with(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    config: Conv2dConfig,
+    kernel: Forward,
 ) -> Result<()> {
     let g = ConvGeometry::new(dx.dims(), w.dims(), config)?;
     dy.expect_shape(
@@ -428,7 +515,7 @@ pub fn conv2d_backward_input(
             pad_left: g.kw - 1 - g.pad_left,
         };
         let packed = pack_weights(gpu, &roles, w, Packing::TransposedFlipped)?;
-        return forward_tiles(gpu, &roles, dy, &packed, dx, true);
+        return forward_tiles(gpu, &roles, dy, &packed, dx, true, kernel);
     }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     for r in sample_ranges(gpu, &g) {

@@ -1,0 +1,184 @@
+// conv2d_forward_3x3: y = conv(x, w) + b for 3×3 kernels at stride 1, the
+// poster model's four convolutions (and their backward-input, the same
+// correlation with the flipped kernel; see conv2d.rs)
+//
+//   y[n, co, oy, ox] = b[co] + Σ_{ci, ky, kx} x[n, ci, oy + ky − pt, ox + kx − pl] · w[co, ci, ky, kx]
+//   x: [N, Cin, H, W], w: [Cout, Cin, 3, 3], b: [Cout], y: [N, Cout, OH, OW]; taps outside x read 0.
+//
+// The variant of conv2d_forward for adapters with subgroups of at least 8
+// invocations (AdapterSummary::subgroups; benches/conv.rs times both). Same
+// dispatches (one per group of 16 output channels and chunk of input
+// channels) and same packed weights as conv2d_forward.
+// Thread mapping (as conv2d_forward's): invocation t owns a strip of 8
+// output pixels of one row, t → (n, oy, ox0 = 8·sx), for 16 output
+// channels co0 .. co0+16 (8 named mat4x4 accumulators, aj[q] holding
+// channels 4q .. 4q+3 of pixel j), summing input channels ci0 .. ci0+cc.
+// It differs in how the operands arrive, the two costs that dominate
+// conv2d_forward on lavapipe (docs/kernels/conv2d.md):
+// - weights: every invocation needs the same 16 weights per tap, but a
+//   uniform load at an index that depends on a loop variable is a gather
+//   per component there. Here lane i of each 8 loads one vec4 (a quarter
+//   of a tap's 16 weights) and subgroupShuffle hands it to all: a kernel row
+//   (3 taps, 12 vec4) costs 2 vec4 loads instead of 12.
+// - inputs: a strip's kernel row needs x[iy, ix0 .. ix0+10]. The texture
+//   copy holds four elements per texel (Gpu::read_window), so input_row
+//   fetches four texels and shifts them into place: 4 fetches, not 10.
+// The three taps of a kernel row are written out (kx unrolled): with the
+// inputs in named vec4 there is no sliding window to shift.
+// Bounds: inputs outside x (padding) read 0; pixels ≥ OW and channels ≥ Cout
+// are not stored; invocations past the last strip compute with the rest of
+// their subgroup (a shuffle needs every lane) and store nothing.
+// mode bit 1: add the bias; bit 2: add into y. x_base / y_base: the
+// windows' first elements (x_base 0 .. 3 for a texture copy).
+
+alias real = f32;
+const REAL_BYTES: u32 = 4u;
+const WINDOW: u32 = 65536u / REAL_BYTES; // values per 64 KiB weight window
+
+// The first 16 fields are ConvParams, as in every conv kernel (chunk unused here).
+struct ConvForwardParams {
+    n: u32, cin: u32, h: u32, w: u32,
+    cout: u32, kh: u32, kw: u32, stride: u32,
+    oh: u32, ow: u32, pad_top: u32, pad_left: u32,
+    x_base: u32, y_base: u32, chunk: u32, _pad: u32,
+    ci0: u32, cc: u32, co0: u32, mode: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: ConvForwardParams;
+@group(0) @binding(1) var x: texture_2d_array<f32>;
+@group(0) @binding(2) var<uniform> wu: array<vec4<real>, WINDOW / 4u>;
+@group(0) @binding(3) var<storage, read_write> y: array<real>;
+
+// Texel k of a texture copy: elements 4k .. 4k+3 (Gpu::read_window: 4096
+// texels per row, 4096 rows per layer).
+fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
+    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
+}
+
+// Twelve consecutive inputs of one row: lo = elements 0 .. 3, mid 4 .. 7,
+// hi 8 .. 11.
+struct Row {
+    lo: vec4<real>,
+    mid: vec4<real>,
+    hi: vec4<real>,
+}
+
+// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
+fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
+    let s1 = vec4<real>(a.yzw, b.x);
+    let s2 = vec4<real>(a.zw, b.xy);
+    let s3 = vec4<real>(a.w, b.xyz);
+    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
+}
+
+// x[plane, iy, ix0 + j] of the window for j = 0 .. 11, 0 outside the input.
+// The row starts anywhere inside a texel: element e is component e % 4 of
+// texel e / 4, so four fetches from texel ⌊e/4⌋ cover the twelve, and
+// shift4 moves them by e % 4. Elements before the tensor (e < 0) or past
+// its end are padding, masked like every tap outside the input.
+fn input_row(plane: u32, iy: i32, ix0: i32) -> Row {
+    let h = i32(params.h);
+    let w = i32(params.w);
+    let e = i32(plane) + clamp(iy, 0, h - 1) * w + ix0;
+    let k = e >> 2u; // ⌊e / 4⌋ (arithmetic shift)
+    let sh = u32(e - 4 * k);
+    let t0 = tex4_at(x, u32(max(k, 0)));
+    let t1 = tex4_at(x, u32(max(k + 1, 0)));
+    let t2 = tex4_at(x, u32(max(k + 2, 0)));
+    let t3 = tex4_at(x, u32(max(k + 3, 0)));
+    let row_in = vec4<bool>(iy >= 0 && iy < h);
+    let ix = vec4<i32>(ix0) + vec4<i32>(0, 1, 2, 3);
+    let zero = vec4<real>(0.0);
+    return Row(
+        select(zero, shift4(t0, t1, sh), row_in & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(w))),
+        select(zero, shift4(t1, t2, sh), row_in & (ix >= vec4<i32>(-4)) & (ix < vec4<i32>(w - 4))),
+        select(zero, shift4(t2, t3, sh), row_in & (ix >= vec4<i32>(-8)) & (ix < vec4<i32>(w - 8))),
+    );
+}
+
+// One tap's 16 weights as a matrix (column q:
+// channels 4q .. 4q+3), from the vec4 that lanes first .. first+3 loaded.
+fn tap_weights(v: vec4<real>, first: u32) -> mat4x4<real> {
+    return mat4x4<real>(
+        subgroupShuffle(v, first),
+        subgroupShuffle(v, first + 1u),
+        subgroupShuffle(v, first + 2u),
+        subgroupShuffle(v, first + 3u),
+    );
+}
+
+@compute @workgroup_size(64)
+fn conv2d_forward_3x3(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) l: u32,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let sx_count = (params.ow + 7u) / 8u;
+    let t = (wg.x + wg.y * nwg.x) * 64u + l;
+    let valid = t < params.n * params.oh * sx_count;
+    let ox0 = (t % sx_count) * 8u;
+    let oy = (t / sx_count) % params.oh;
+    let n = t / (sx_count * params.oh);
+    let ix0 = i32(ox0) - i32(params.pad_left);
+    let iy0 = i32(oy) - i32(params.pad_top);
+    let last = WINDOW / 4u - 1u;
+
+    var a0 = mat4x4<real>();
+    var a1 = mat4x4<real>();
+    var a2 = mat4x4<real>();
+    var a3 = mat4x4<real>();
+    var a4 = mat4x4<real>();
+    var a5 = mat4x4<real>();
+    var a6 = mat4x4<real>();
+    var a7 = mat4x4<real>();
+    for (var c = 0u; c < params.cc; c = c + 1u) {
+        let plane = params.x_base + (n * params.cin + params.ci0 + c) * params.h * params.w;
+        for (var ky = 0u; ky < 3u; ky = ky + 1u) {
+            let r = input_row(plane, iy0 + i32(ky), ix0);
+            // taps (ky, 0) and (ky, 1) from lanes 0 .. 7, (ky, 2) from lanes 0 .. 3
+            let wq = (c * 9u + ky * 3u) * 4u;
+            let va = wu[min(wq + (lane & 7u), last)];
+            let vb = wu[min(wq + 8u + (lane & 3u), last)];
+            let w0 = tap_weights(va, 0u);
+            let w1 = tap_weights(va, 4u);
+            let w2 = tap_weights(vb, 0u);
+            a0 = a0 + r.lo.x * w0 + r.lo.y * w1 + r.lo.z * w2;
+            a1 = a1 + r.lo.y * w0 + r.lo.z * w1 + r.lo.w * w2;
+            a2 = a2 + r.lo.z * w0 + r.lo.w * w1 + r.mid.x * w2;
+            a3 = a3 + r.lo.w * w0 + r.mid.x * w1 + r.mid.y * w2;
+            a4 = a4 + r.mid.x * w0 + r.mid.y * w1 + r.mid.z * w2;
+            a5 = a5 + r.mid.y * w0 + r.mid.z * w1 + r.mid.w * w2;
+            a6 = a6 + r.mid.z * w0 + r.mid.w * w1 + r.hi.x * w2;
+            a7 = a7 + r.mid.w * w0 + r.hi.x * w1 + r.hi.y * w2;
+        }
+    }
+    if (!valid) {
+        return;
+    }
+    var acc = array<mat4x4<real>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+
+    let plane_out = params.oh * params.ow;
+    let use_bias = (params.mode & 1u) != 0u;
+    let accumulate = (params.mode & 2u) != 0u;
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        let bias = select(vec4<real>(0.0), wu[WINDOW / 4u - 4u + q], use_bias);
+        for (var i = 0u; i < 4u; i = i + 1u) {
+            let co = params.co0 + 4u * q + i;
+            if (co >= params.cout) {
+                break;
+            }
+            let row = params.y_base + (n * params.cout + co) * plane_out + oy * params.ow;
+            for (var j = 0u; j < 8u; j = j + 1u) {
+                if (ox0 + j < params.ow) {
+                    let v = acc[j][q][i] + bias[i];
+                    if (accumulate) {
+                        y[row + ox0 + j] = y[row + ox0 + j] + v;
+                    } else {
+                        y[row + ox0 + j] = v;
+                    }
+                }
+            }
+        }
+    }
+}
