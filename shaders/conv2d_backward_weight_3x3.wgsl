@@ -6,13 +6,19 @@
 // same partial layout (reduce_partials adds the chunks into dw); what
 // changes is which loads are shared. An invocation owns 8 output channels and
 // a PAIR of input channels (ci, ci + 1) — all 18 of their taps — and walks
-// its chunk's pixels in row order. The 3×3 input window of channel ci under
-// pixel (oy, ox) is r{ky}{kx} (q{ky}{kx} for ci + 1); moving to (oy, ox + 1)
-// shifts it left by one column, so only the new right column is loaded (the
-// whole window at the start of a row or chunk). Per pixel: 8 loads of dy and
-// 6 of x for 144 multiply-adds, against 8 + 8 for 64 in
+// its chunk's pixels in row order, two pixels of a row per step. The input
+// columns under the pair (oy, ox), (oy, ox + 1) of channel ci are
+// r{ky}{kx}, kx = 0 .. 3 (q{ky}{kx} for ci + 1): the first pixel's 3×3
+// window is columns 0 .. 2, the second's 1 .. 3. Moving to the next pair
+// shifts them left by two, so only the two new right columns are loaded
+// (the whole window at the start of a row or chunk). Per pair: 16 loads of
+// dy and 12 of x for 288 multiply-adds, against 8 + 8 per 64 in
 // conv2d_backward_weight, whose 8 taps of a tile are flattened (ci, ky, kx)
-// and share no input. On lavapipe a storage load costs about as much as 50
+// and share no input. Two pixels per step rather than one: each accumulator
+// is read and written once per two multiply-adds (lavapipe keeps the 36
+// mat2x4 in memory, not registers) — 1.09–1.17× on the model's layers
+// (benches/conv.rs). A row of odd width ends with a single pixel: the
+// second's dy reads as 0. On lavapipe a storage load costs about as much as 50
 // multiply-adds (docs/performance.md): loads decide. benches/conv.rs
 // measures both; the host picks this one for 3×3 stride-1 layers on every
 // adapter. One input channel per invocation measured 1.4–1.7× slower, four
@@ -110,32 +116,46 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     var b21 = mat2x4<real>();
     var b22 = mat2x4<real>();
     var gs = mat2x4<real>(); // Σ dy of the 8 channels (the bias gradient)
-    // the input window under the current pixel: r{ky}{kx}
+    // the input windows under the current pair of pixels: r{ky}{kx}, kx = 0 .. 3
+    // (columns ox .. ox+3; the first pixel uses kx 0 .. 2, the second 1 .. 3)
     var r00 = real(0.0);
     var r01 = real(0.0);
     var r02 = real(0.0);
+    var r03 = real(0.0);
     var r10 = real(0.0);
     var r11 = real(0.0);
     var r12 = real(0.0);
+    var r13 = real(0.0);
     var r20 = real(0.0);
     var r21 = real(0.0);
     var r22 = real(0.0);
+    var r23 = real(0.0);
     var q00 = real(0.0);
     var q01 = real(0.0);
     var q02 = real(0.0);
+    var q03 = real(0.0);
     var q10 = real(0.0);
     var q11 = real(0.0);
     var q12 = real(0.0);
+    var q13 = real(0.0);
     var q20 = real(0.0);
     var q21 = real(0.0);
     var q22 = real(0.0);
+    var q23 = real(0.0);
     let p0 = c * params.chunk;
     let p_end = min(p0 + params.chunk, P);
     var n = p0 / plane;
     var oy = (p0 % plane) / params.ow;
     var ox = (p0 % plane) % params.ow;
     var fresh = true; // the window must be loaded whole (chunk or row start)
-    for (var p = p0; p < p_end; p = p + 1u) {
+    var p = p0;
+    loop {
+        if (p >= p_end) {
+            break;
+        }
+        // the pair (ox, ox + 1) of row oy; the second pixel only if it is in
+        // the row and the chunk (else its dy reads as 0 and adds nothing)
+        let second = ox + 1u < params.ow && p + 1u < p_end;
         let xp = params.x_base + (n * params.cin + ci) * hw;
         let xq = params.x_base + (n * params.cin + ci_b) * hw;
         let iy = i32(oy) - i32(params.pad_top);
@@ -155,25 +175,31 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
             q21 = input_at(xq, iy + 2, ix + 1);
             fresh = false;
         } else {
-            r00 = r01;
-            r01 = r02;
-            r10 = r11;
-            r11 = r12;
-            r20 = r21;
-            r21 = r22;
-            q00 = q01;
-            q01 = q02;
-            q10 = q11;
-            q11 = q12;
-            q20 = q21;
-            q21 = q22;
+            r00 = r02;
+            r01 = r03;
+            r10 = r12;
+            r11 = r13;
+            r20 = r22;
+            r21 = r23;
+            q00 = q02;
+            q01 = q03;
+            q10 = q12;
+            q11 = q13;
+            q20 = q22;
+            q21 = q23;
         }
         r02 = input_at(xp, iy, ix + 2);
         r12 = input_at(xp, iy + 1, ix + 2);
         r22 = input_at(xp, iy + 2, ix + 2);
+        r03 = input_at(xp, iy, ix + 3);
+        r13 = input_at(xp, iy + 1, ix + 3);
+        r23 = input_at(xp, iy + 2, ix + 3);
         q02 = input_at(xq, iy, ix + 2);
         q12 = input_at(xq, iy + 1, ix + 2);
         q22 = input_at(xq, iy + 2, ix + 2);
+        q03 = input_at(xq, iy, ix + 3);
+        q13 = input_at(xq, iy + 1, ix + 3);
+        q23 = input_at(xq, iy + 2, ix + 3);
         let pix = oy * params.ow + ox;
         let gi_lo = params.y_base + (n * params.cout + co_lo) * plane + pix;
         let gi_hi = params.y_base + (n * params.cout + co_hi) * plane + pix;
@@ -181,26 +207,35 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
             vec4<real>(tex_at(dy, gi_lo.x), tex_at(dy, gi_lo.y), tex_at(dy, gi_lo.z), tex_at(dy, gi_lo.w)),
             vec4<real>(tex_at(dy, gi_hi.x), tex_at(dy, gi_hi.y), tex_at(dy, gi_hi.z), tex_at(dy, gi_hi.w)),
         );
-        gs = gs + g;
-        a00 = a00 + r00 * g;
-        a01 = a01 + r01 * g;
-        a02 = a02 + r02 * g;
-        a10 = a10 + r10 * g;
-        a11 = a11 + r11 * g;
-        a12 = a12 + r12 * g;
-        a20 = a20 + r20 * g;
-        a21 = a21 + r21 * g;
-        a22 = a22 + r22 * g;
-        b00 = b00 + q00 * g;
-        b01 = b01 + q01 * g;
-        b02 = b02 + q02 * g;
-        b10 = b10 + q10 * g;
-        b11 = b11 + q11 * g;
-        b12 = b12 + q12 * g;
-        b20 = b20 + q20 * g;
-        b21 = b21 + q21 * g;
-        b22 = b22 + q22 * g;
-        ox = ox + 1u;
+        let gj_lo = gi_lo + 1u;
+        let gj_hi = gi_hi + 1u;
+        let zero = vec4<real>(0.0);
+        let h = mat2x4<real>(
+            select(zero, vec4<real>(tex_at(dy, gj_lo.x), tex_at(dy, gj_lo.y), tex_at(dy, gj_lo.z), tex_at(dy, gj_lo.w)), second),
+            select(zero, vec4<real>(tex_at(dy, gj_hi.x), tex_at(dy, gj_hi.y), tex_at(dy, gj_hi.z), tex_at(dy, gj_hi.w)), second),
+        );
+        gs = gs + g + h;
+        a00 = a00 + r00 * g + r01 * h;
+        a01 = a01 + r01 * g + r02 * h;
+        a02 = a02 + r02 * g + r03 * h;
+        a10 = a10 + r10 * g + r11 * h;
+        a11 = a11 + r11 * g + r12 * h;
+        a12 = a12 + r12 * g + r13 * h;
+        a20 = a20 + r20 * g + r21 * h;
+        a21 = a21 + r21 * g + r22 * h;
+        a22 = a22 + r22 * g + r23 * h;
+        b00 = b00 + q00 * g + q01 * h;
+        b01 = b01 + q01 * g + q02 * h;
+        b02 = b02 + q02 * g + q03 * h;
+        b10 = b10 + q10 * g + q11 * h;
+        b11 = b11 + q11 * g + q12 * h;
+        b12 = b12 + q12 * g + q13 * h;
+        b20 = b20 + q20 * g + q21 * h;
+        b21 = b21 + q21 * g + q22 * h;
+        b22 = b22 + q22 * g + q23 * h;
+        let step = select(1u, 2u, second);
+        p = p + step;
+        ox = ox + step;
         if (ox == params.ow) {
             ox = 0u;
             fresh = true;

@@ -142,8 +142,8 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
         ),
         (
             "conv2d_backward_weight_3x3",
-            "gs = gs + g;",
-            "gs = gs - g;",
+            "gs = gs + g + h;",
+            "gs = gs - g - h;",
             "conv2d",
             "db",
         ),
@@ -638,12 +638,40 @@ fn catches_a_wrong_conv2d_bias_gradient() {
 }
 
 #[test]
+fn catches_a_wrong_second_pixel_in_the_3x3_weight_gradient_pairs() {
+    // each step of the pixel walk takes two pixels of a row: the second
+    // one's dy read at the first one's place, or a pair let past the end of
+    // a row of odd width, must fail dw and db
+    for (from, to) in [
+        ("let gj_lo = gi_lo + 1u;", "let gj_lo = gi_lo;"),
+        (
+            "let second = ox + 1u < params.ow && p + 1u < p_end;",
+            "let second = p + 1u < p_end;",
+        ),
+    ] {
+        let f = failing_small_cases_with_mutation(
+            "conv2d_backward_weight_3x3",
+            from,
+            to,
+            "conv2d",
+            20_000,
+        );
+        assert_caught(&f, "dw");
+        assert!(
+            !f.iter()
+                .any(|c| c.starts_with("forward") || c.starts_with("dx")),
+            "{to}: only the weight pass uses it: {f:?}"
+        );
+    }
+}
+
+#[test]
 fn catches_a_wrong_bias_gradient_in_the_3x3_weight_pass() {
     // 3×3 stride-1 layers get db from conv2d_backward_weight_3x3's own sum of dy
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "gs = gs + g;",
-        "gs = gs - g;",
+        "gs = gs + g + h;",
+        "gs = gs - g - h;",
         "conv2d",
         20_000,
     );
