@@ -6,19 +6,24 @@
 // same partial layout (reduce_partials adds the chunks into dw); what
 // changes is which loads are shared. An invocation owns 8 output channels and
 // a PAIR of input channels (ci, ci + 1) — all 18 of their taps — and walks
-// its chunk's pixels in row order, two pixels of a row per step. The input
-// columns under the pair (oy, ox), (oy, ox + 1) of channel ci are
-// r{ky}{kx}, kx = 0 .. 3 (q{ky}{kx} for ci + 1): the first pixel's 3×3
-// window is columns 0 .. 2, the second's 1 .. 3. Moving to the next pair
-// shifts them left by two, so only the two new right columns are loaded
-// (the whole window at the start of a row or chunk). Per pair: 16 loads of
-// dy and 12 of x for 288 multiply-adds, against 8 + 8 per 64 in
-// conv2d_backward_weight, whose 8 taps of a tile are flattened (ci, ky, kx)
-// and share no input. Two pixels per step rather than one: each accumulator
-// is read and written once per two multiply-adds (lavapipe keeps the 36
-// mat2x4 in memory, not registers) — 1.09–1.17× on the model's layers
-// (benches/conv.rs). A row of odd width ends with a single pixel: the
-// second's dy reads as 0. On lavapipe a storage load costs about as much as 50
+// its chunk's pixels in row order, four pixels of a row per step. It holds
+// the input columns under them: for channel ci, columns ox and ox + 1 of
+// each kernel row as r{ky}0, r{ky}1 and columns ox+2 .. ox+5 as the vec4
+// c{ky} (q, d for ci + 1); pixel j's tap (ky, kx) reads column kx + j.
+// Moving to the next four pixels keeps columns 4 and 5 and loads four new
+// ones per kernel row (the first two as well at the start of a row or
+// chunk). Texture copies hold four elements per texel (Gpu::read_window),
+// so four consecutive elements — four new columns, or dy of one channel at
+// the four pixels — are two texel fetches and a shift (input4, dy4). Per
+// step: 16 fetches of dy and 12 of x for 576 multiply-adds, against 16
+// loads per 64 in conv2d_backward_weight, whose 8 taps of a tile are
+// flattened (ci, ky, kx) and share no input. Four pixels per step also
+// means each accumulator is read and written once per four multiply-adds
+// (lavapipe keeps the 36 mat2x4 in memory, not registers). One pixel per
+// step measured 1.13–1.17× slower than two, and two 1.6–1.7× slower than
+// four (benches/conv.rs). Pixels past the end of the row or the chunk (the
+// last step of a row whose width is not a multiple of 4) read dy as 0.
+// On lavapipe a storage load costs about as much as 50
 // multiply-adds (docs/performance.md): loads decide. benches/conv.rs
 // measures both; the host picks this one for 3×3 stride-1 layers on every
 // adapter. One input channel per invocation measured 1.4–1.7× slower, four
@@ -26,7 +31,7 @@
 //
 // The bias gradient rides along: db[co] = Σ dy[n, co, pixel] over the same
 // pixels, and the invocation already holds dy for its 8 channels at every
-// pixel, so it sums them too (8 additions per pixel, no load) and the
+// pixel, so it sums them too (8 additions per pixel, no fetch) and the
 // invocations of the first pair (ci = 0) write bias_partial[c, co] — in
 // place of conv2d_backward_bias's own pass over dy.
 //
@@ -39,15 +44,15 @@
 // odd the last pair's second channel is clamped for loads and not stored;
 // inputs in the padding read 0; invocations past the last chunk return.
 // Inputs through textures: x and dy are read with textureLoad from texture
-// copies of their windows (Gpu::read_window; tex_at maps element i to a
-// texel). On lavapipe a texel fetch is a gather while a storage load is a
+// copies of their windows (Gpu::read_window; tex4_at reads texel k,
+// elements 4k .. 4k+3). On lavapipe a texel fetch is a gather while a storage load is a
 // loop over the SIMD lanes: this kernel measured 1.85–2.06× faster with
 // textures, copies included (benches/conv.rs, docs/kernels/conv2d.md).
 // In f64 (textures hold no f64) the host binds the buffer windows and
 // shaders::instantiate turns x and dy into storage arrays, tex_at(x, i)
-// into x[i].
+// into x[i] and tex4_at(x, k) into a vec4 of x[4k .. 4k+3].
 // Windows: x_base / y_base are the first elements of the x and dy windows
-// (0 for texture copies, which start at the window).
+// (0 .. 3 for texture copies, which start at the last multiple of four).
 
 alias real = f32;
 
@@ -69,6 +74,38 @@ struct ConvParams {
 fn tex_at(t: texture_2d_array<f32>, i: u32) -> real {
     let k = i >> 2u;
     return real(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0)[i & 3u]);
+}
+
+// Texel k of a texture copy: elements 4k .. 4k+3.
+fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
+    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
+}
+
+// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
+fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
+    let s1 = vec4<real>(a.yzw, b.x);
+    let s2 = vec4<real>(a.zw, b.xy);
+    let s3 = vec4<real>(a.w, b.xyz);
+    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
+}
+
+// dy[i .. i+3] of the window (two texel fetches), 0 where `keep` is false.
+fn dy4(i: u32, keep: vec4<bool>) -> vec4<real> {
+    let k = i >> 2u;
+    return select(vec4<real>(0.0), shift4(tex4_at(dy, k), tex4_at(dy, k + 1u), i & 3u), keep);
+}
+
+// x[plane + iy·W + ix + j] for j = 0 .. 3, 0 in the padding (two texel
+// fetches; element e is component e % 4 of texel e / 4).
+fn input4(plane: u32, iy: i32, ix: i32) -> vec4<real> {
+    let h = i32(params.h);
+    let w = i32(params.w);
+    let e = i32(plane) + clamp(iy, 0, h - 1) * w + ix;
+    let k = e >> 2u; // ⌊e / 4⌋ (arithmetic shift)
+    let v = shift4(tex4_at(x, u32(max(k, 0))), tex4_at(x, u32(max(k + 1, 0))), u32(e - 4 * k));
+    let cols = vec4<i32>(ix) + vec4<i32>(0, 1, 2, 3);
+    let inside = vec4<bool>(iy >= 0 && iy < h) & (cols >= vec4<i32>(0)) & (cols < vec4<i32>(w));
+    return select(vec4<real>(0.0), v, inside);
 }
 
 // x[plane + iy·W + ix] of the window, or 0 in the padding.
@@ -116,46 +153,43 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     var b21 = mat2x4<real>();
     var b22 = mat2x4<real>();
     var gs = mat2x4<real>(); // Σ dy of the 8 channels (the bias gradient)
-    // the input windows under the current pair of pixels: r{ky}{kx}, kx = 0 .. 3
-    // (columns ox .. ox+3; the first pixel uses kx 0 .. 2, the second 1 .. 3)
+    // the input columns under the current four pixels (oy, ox .. ox+3) of
+    // channel ci: r{ky}0, r{ky}1 (columns ox, ox+1) and c{ky} (columns
+    // ox+2 .. ox+5); q{ky}0, q{ky}1, d{ky} for ci + 1. Pixel j's tap kx
+    // reads column kx + j.
     var r00 = real(0.0);
     var r01 = real(0.0);
-    var r02 = real(0.0);
-    var r03 = real(0.0);
     var r10 = real(0.0);
     var r11 = real(0.0);
-    var r12 = real(0.0);
-    var r13 = real(0.0);
     var r20 = real(0.0);
     var r21 = real(0.0);
-    var r22 = real(0.0);
-    var r23 = real(0.0);
     var q00 = real(0.0);
     var q01 = real(0.0);
-    var q02 = real(0.0);
-    var q03 = real(0.0);
     var q10 = real(0.0);
     var q11 = real(0.0);
-    var q12 = real(0.0);
-    var q13 = real(0.0);
     var q20 = real(0.0);
     var q21 = real(0.0);
-    var q22 = real(0.0);
-    var q23 = real(0.0);
+    var c0 = vec4<real>(0.0);
+    var c1 = vec4<real>(0.0);
+    var c2 = vec4<real>(0.0);
+    var d0 = vec4<real>(0.0);
+    var d1 = vec4<real>(0.0);
+    var d2 = vec4<real>(0.0);
     let p0 = c * params.chunk;
     let p_end = min(p0 + params.chunk, P);
     var n = p0 / plane;
     var oy = (p0 % plane) / params.ow;
     var ox = (p0 % plane) % params.ow;
-    var fresh = true; // the window must be loaded whole (chunk or row start)
+    var fresh = true; // columns ox, ox+1 must be loaded (chunk or row start)
     var p = p0;
     loop {
         if (p >= p_end) {
             break;
         }
-        // the pair (ox, ox + 1) of row oy; the second pixel only if it is in
-        // the row and the chunk (else its dy reads as 0 and adds nothing)
-        let second = ox + 1u < params.ow && p + 1u < p_end;
+        // up to four pixels of row oy, inside the row and the chunk; the
+        // others' dy reads as 0 and adds nothing
+        let count = min(min(4u, params.ow - ox), p_end - p);
+        let keep = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(count);
         let xp = params.x_base + (n * params.cin + ci) * hw;
         let xq = params.x_base + (n * params.cin + ci_b) * hw;
         let iy = i32(oy) - i32(params.pad_top);
@@ -175,67 +209,63 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
             q21 = input_at(xq, iy + 2, ix + 1);
             fresh = false;
         } else {
-            r00 = r02;
-            r01 = r03;
-            r10 = r12;
-            r11 = r13;
-            r20 = r22;
-            r21 = r23;
-            q00 = q02;
-            q01 = q03;
-            q10 = q12;
-            q11 = q13;
-            q20 = q22;
-            q21 = q23;
+            r00 = c0.z;
+            r01 = c0.w;
+            r10 = c1.z;
+            r11 = c1.w;
+            r20 = c2.z;
+            r21 = c2.w;
+            q00 = d0.z;
+            q01 = d0.w;
+            q10 = d1.z;
+            q11 = d1.w;
+            q20 = d2.z;
+            q21 = d2.w;
         }
-        r02 = input_at(xp, iy, ix + 2);
-        r12 = input_at(xp, iy + 1, ix + 2);
-        r22 = input_at(xp, iy + 2, ix + 2);
-        r03 = input_at(xp, iy, ix + 3);
-        r13 = input_at(xp, iy + 1, ix + 3);
-        r23 = input_at(xp, iy + 2, ix + 3);
-        q02 = input_at(xq, iy, ix + 2);
-        q12 = input_at(xq, iy + 1, ix + 2);
-        q22 = input_at(xq, iy + 2, ix + 2);
-        q03 = input_at(xq, iy, ix + 3);
-        q13 = input_at(xq, iy + 1, ix + 3);
-        q23 = input_at(xq, iy + 2, ix + 3);
+        c0 = input4(xp, iy, ix + 2);
+        c1 = input4(xp, iy + 1, ix + 2);
+        c2 = input4(xp, iy + 2, ix + 2);
+        d0 = input4(xq, iy, ix + 2);
+        d1 = input4(xq, iy + 1, ix + 2);
+        d2 = input4(xq, iy + 2, ix + 2);
+        // dy of the 8 channels at the four pixels: e{i} holds channel
+        // co0 + i, gj (mat2x4) the 8 channels of pixel j
         let pix = oy * params.ow + ox;
         let gi_lo = params.y_base + (n * params.cout + co_lo) * plane + pix;
         let gi_hi = params.y_base + (n * params.cout + co_hi) * plane + pix;
-        let g = mat2x4<real>(
-            vec4<real>(tex_at(dy, gi_lo.x), tex_at(dy, gi_lo.y), tex_at(dy, gi_lo.z), tex_at(dy, gi_lo.w)),
-            vec4<real>(tex_at(dy, gi_hi.x), tex_at(dy, gi_hi.y), tex_at(dy, gi_hi.z), tex_at(dy, gi_hi.w)),
-        );
-        let gj_lo = gi_lo + 1u;
-        let gj_hi = gi_hi + 1u;
-        let zero = vec4<real>(0.0);
-        let h = mat2x4<real>(
-            select(zero, vec4<real>(tex_at(dy, gj_lo.x), tex_at(dy, gj_lo.y), tex_at(dy, gj_lo.z), tex_at(dy, gj_lo.w)), second),
-            select(zero, vec4<real>(tex_at(dy, gj_hi.x), tex_at(dy, gj_hi.y), tex_at(dy, gj_hi.z), tex_at(dy, gj_hi.w)), second),
-        );
-        gs = gs + g + h;
-        a00 = a00 + r00 * g + r01 * h;
-        a01 = a01 + r01 * g + r02 * h;
-        a02 = a02 + r02 * g + r03 * h;
-        a10 = a10 + r10 * g + r11 * h;
-        a11 = a11 + r11 * g + r12 * h;
-        a12 = a12 + r12 * g + r13 * h;
-        a20 = a20 + r20 * g + r21 * h;
-        a21 = a21 + r21 * g + r22 * h;
-        a22 = a22 + r22 * g + r23 * h;
-        b00 = b00 + q00 * g + q01 * h;
-        b01 = b01 + q01 * g + q02 * h;
-        b02 = b02 + q02 * g + q03 * h;
-        b10 = b10 + q10 * g + q11 * h;
-        b11 = b11 + q11 * g + q12 * h;
-        b12 = b12 + q12 * g + q13 * h;
-        b20 = b20 + q20 * g + q21 * h;
-        b21 = b21 + q21 * g + q22 * h;
-        b22 = b22 + q22 * g + q23 * h;
-        let step = select(1u, 2u, second);
-        p = p + step;
-        ox = ox + step;
+        let e0 = dy4(gi_lo.x, keep);
+        let e1 = dy4(gi_lo.y, keep);
+        let e2 = dy4(gi_lo.z, keep);
+        let e3 = dy4(gi_lo.w, keep);
+        let e4 = dy4(gi_hi.x, keep);
+        let e5 = dy4(gi_hi.y, keep);
+        let e6 = dy4(gi_hi.z, keep);
+        let e7 = dy4(gi_hi.w, keep);
+        let g0 = mat2x4<real>(vec4<real>(e0.x, e1.x, e2.x, e3.x), vec4<real>(e4.x, e5.x, e6.x, e7.x));
+        let g1 = mat2x4<real>(vec4<real>(e0.y, e1.y, e2.y, e3.y), vec4<real>(e4.y, e5.y, e6.y, e7.y));
+        let g2 = mat2x4<real>(vec4<real>(e0.z, e1.z, e2.z, e3.z), vec4<real>(e4.z, e5.z, e6.z, e7.z));
+        let g3 = mat2x4<real>(vec4<real>(e0.w, e1.w, e2.w, e3.w), vec4<real>(e4.w, e5.w, e6.w, e7.w));
+        gs = gs + g0 + g1 + g2 + g3;
+        a00 = a00 + r00 * g0 + r01 * g1 + c0.x * g2 + c0.y * g3;
+        a01 = a01 + r01 * g0 + c0.x * g1 + c0.y * g2 + c0.z * g3;
+        a02 = a02 + c0.x * g0 + c0.y * g1 + c0.z * g2 + c0.w * g3;
+        a10 = a10 + r10 * g0 + r11 * g1 + c1.x * g2 + c1.y * g3;
+        a11 = a11 + r11 * g0 + c1.x * g1 + c1.y * g2 + c1.z * g3;
+        a12 = a12 + c1.x * g0 + c1.y * g1 + c1.z * g2 + c1.w * g3;
+        a20 = a20 + r20 * g0 + r21 * g1 + c2.x * g2 + c2.y * g3;
+        a21 = a21 + r21 * g0 + c2.x * g1 + c2.y * g2 + c2.z * g3;
+        a22 = a22 + c2.x * g0 + c2.y * g1 + c2.z * g2 + c2.w * g3;
+        b00 = b00 + q00 * g0 + q01 * g1 + d0.x * g2 + d0.y * g3;
+        b01 = b01 + q01 * g0 + d0.x * g1 + d0.y * g2 + d0.z * g3;
+        b02 = b02 + d0.x * g0 + d0.y * g1 + d0.z * g2 + d0.w * g3;
+        b10 = b10 + q10 * g0 + q11 * g1 + d1.x * g2 + d1.y * g3;
+        b11 = b11 + q11 * g0 + d1.x * g1 + d1.y * g2 + d1.z * g3;
+        b12 = b12 + d1.x * g0 + d1.y * g1 + d1.z * g2 + d1.w * g3;
+        b20 = b20 + q20 * g0 + q21 * g1 + d2.x * g2 + d2.y * g3;
+        b21 = b21 + q21 * g0 + d2.x * g1 + d2.y * g2 + d2.z * g3;
+        b22 = b22 + d2.x * g0 + d2.y * g1 + d2.z * g2 + d2.w * g3;
+        p = p + count;
+        ox = ox + count;
         if (ox == params.ow) {
             ox = 0u;
             fresh = true;

@@ -135,15 +135,15 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
         ),
         (
             "conv2d_backward_weight_3x3",
-            "r12 = input_at(xp, iy + 1, ix + 2);",
-            "r12 = input_at(xp, iy + 1, ix + 1);",
+            "c1 = input4(xp, iy + 1, ix + 2);",
+            "c1 = input4(xp, iy + 1, ix + 1);",
             "conv2d",
             "dw",
         ),
         (
             "conv2d_backward_weight_3x3",
-            "gs = gs + g + h;",
-            "gs = gs - g - h;",
+            "gs = gs + g0 + g1 + g2 + g3;",
+            "gs = gs - g0 - g1 - g2 - g3;",
             "conv2d",
             "db",
         ),
@@ -457,11 +457,11 @@ fn catches_a_flipped_sign_in_conv2d_backward_weight() {
 
 #[test]
 fn catches_a_wrong_column_in_the_3x3_weight_gradient_rows() {
-    // the right column of the sliding window is loaded one pixel short
+    // the four new columns of the sliding window are loaded one pixel short
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "r12 = input_at(xp, iy + 1, ix + 2);",
-        "r12 = input_at(xp, iy + 1, ix + 1);",
+        "c1 = input4(xp, iy + 1, ix + 2);",
+        "c1 = input4(xp, iy + 1, ix + 1);",
         "conv2d",
         20_000,
     );
@@ -473,8 +473,8 @@ fn catches_a_wrong_column_in_the_3x3_weight_gradient_rows() {
     // the same in the pair's second input channel
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "q12 = input_at(xq, iy + 1, ix + 2);",
-        "q12 = input_at(xq, iy + 1, ix + 1);",
+        "d1 = input4(xq, iy + 1, ix + 2);",
+        "d1 = input4(xq, iy + 1, ix + 1);",
         "conv2d",
         20_000,
     );
@@ -495,12 +495,14 @@ fn catches_a_wrong_texel_row_in_the_conv2d_texture_reads() {
     );
     assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
     assert_caught(&f, "dx");
+    // the 3×3 weight gradient reads four elements per fetch (tex4_at): only
+    // the one-poster 350×350 case passes 4,096 texels
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "(k >> 12u) & 4095u",
-        "(k >> 11u) & 4095u",
+        "vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u)",
+        "vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 11u) & 4095u)",
         "conv2d",
-        20_000,
+        400_000,
     );
     assert_caught(&f, "dw");
     assert_caught(&f, "db");
@@ -638,15 +640,18 @@ fn catches_a_wrong_conv2d_bias_gradient() {
 }
 
 #[test]
-fn catches_a_wrong_second_pixel_in_the_3x3_weight_gradient_pairs() {
-    // each step of the pixel walk takes two pixels of a row: the second
-    // one's dy read at the first one's place, or a pair let past the end of
-    // a row of odd width, must fail dw and db
+fn catches_a_wrong_step_in_the_3x3_weight_gradient_walk() {
+    // each step of the pixel walk takes four pixels of a row: dy of the four
+    // shifted by one inside its texels, or a step let past the end of a row
+    // whose width is not a multiple of 4, must fail dw and db
     for (from, to) in [
-        ("let gj_lo = gi_lo + 1u;", "let gj_lo = gi_lo;"),
         (
-            "let second = ox + 1u < params.ow && p + 1u < p_end;",
-            "let second = p + 1u < p_end;",
+            "shift4(tex4_at(dy, k), tex4_at(dy, k + 1u), i & 3u)",
+            "shift4(tex4_at(dy, k), tex4_at(dy, k + 1u), (i + 1u) & 3u)",
+        ),
+        (
+            "let count = min(min(4u, params.ow - ox), p_end - p);",
+            "let count = min(4u, p_end - p);",
         ),
     ] {
         let f = failing_small_cases_with_mutation(
@@ -657,6 +662,7 @@ fn catches_a_wrong_second_pixel_in_the_3x3_weight_gradient_pairs() {
             20_000,
         );
         assert_caught(&f, "dw");
+        assert_caught(&f, "db");
         assert!(
             !f.iter()
                 .any(|c| c.starts_with("forward") || c.starts_with("dx")),
@@ -670,8 +676,8 @@ fn catches_a_wrong_bias_gradient_in_the_3x3_weight_pass() {
     // 3×3 stride-1 layers get db from conv2d_backward_weight_3x3's own sum of dy
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "gs = gs + g + h;",
-        "gs = gs - g - h;",
+        "gs = gs + g0 + g1 + g2 + g3;",
+        "gs = gs - g0 - g1 - g2 - g3;",
         "conv2d",
         20_000,
     );
