@@ -6,23 +6,24 @@
 // same partial layout (reduce_partials adds the chunks into dw); what
 // changes is which loads are shared. An invocation owns 8 output channels and
 // a PAIR of input channels (ci, ci + 1) — all 18 of their taps — and walks
-// its chunk's pixels in row order, four pixels of a row per step. It holds
+// its chunk's pixels in row order, eight pixels of a row per step. It holds
 // the input columns under them: for channel ci, columns ox and ox + 1 of
-// each kernel row as r{ky}0, r{ky}1 and columns ox+2 .. ox+5 as the vec4
-// c{ky} (q, d for ci + 1); pixel j's tap (ky, kx) reads column kx + j.
-// Moving to the next four pixels keeps columns 4 and 5 and loads four new
-// ones per kernel row (the first two as well at the start of a row or
-// chunk). Texture copies hold four elements per texel (Gpu::read_window),
-// so four consecutive elements — four new columns, or dy of one channel at
-// the four pixels — are two texel fetches and a shift (input4, dy4). Per
-// step: 16 fetches of dy and 12 of x for 576 multiply-adds, against 16
+// each kernel row as r{ky}0, r{ky}1 and columns ox+2 .. ox+9 as c{ky}
+// (q, d for ci + 1); pixel j's tap (ky, kx) reads column kx + j. Moving to
+// the next eight pixels keeps columns 8 and 9 and loads eight new ones per
+// kernel row (the first two as well at the start of a row or chunk).
+// Texture copies hold four elements per texel (Gpu::read_window), so eight
+// consecutive elements — eight new columns, or dy of one channel at the
+// eight pixels — are three texel fetches and a shift (input8, dy8). Per
+// step: 24 fetches of dy and 18 of x for 1152 multiply-adds, against 16
 // loads per 64 in conv2d_backward_weight, whose 8 taps of a tile are
-// flattened (ci, ky, kx) and share no input. Four pixels per step also
-// means each accumulator is read and written once per four multiply-adds
-// (lavapipe keeps the 36 mat2x4 in memory, not registers). One pixel per
-// step measured 1.13–1.17× slower than two, and two 1.6–1.7× slower than
-// four (benches/conv.rs). Pixels past the end of the row or the chunk (the
-// last step of a row whose width is not a multiple of 4) read dy as 0.
+// flattened (ci, ky, kx) and share no input. Eight pixels per step also
+// means each accumulator is read and written once per eight multiply-adds
+// (lavapipe keeps the 36 mat2x4 in memory, not registers). Measured per
+// step (benches/conv.rs, docs/kernels/conv2d.md): two pixels 1.13–1.17×
+// faster than one, four 1.6–1.7× faster than two, eight 1.3–1.4× faster
+// than four. Pixels past the end of the row or the chunk (the last step of
+// a row whose width is not a multiple of 8) read dy as 0.
 // On lavapipe a storage load costs about as much as 50
 // multiply-adds (docs/performance.md): loads decide. benches/conv.rs
 // measures both; the host picks this one for 3×3 stride-1 layers on every
@@ -89,23 +90,40 @@ fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
     return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
 }
 
-// dy[i .. i+3] of the window (two texel fetches), 0 where `keep` is false.
-fn dy4(i: u32, keep: vec4<bool>) -> vec4<real> {
-    let k = i >> 2u;
-    return select(vec4<real>(0.0), shift4(tex4_at(dy, k), tex4_at(dy, k + 1u), i & 3u), keep);
+// Eight consecutive values: lo = 0 .. 3, hi = 4 .. 7.
+struct Eight {
+    lo: vec4<real>,
+    hi: vec4<real>,
 }
 
-// x[plane + iy·W + ix + j] for j = 0 .. 3, 0 in the padding (two texel
+// dy[i .. i+7] of the window (three texel fetches, shifted by i % 4), 0
+// where keep_lo / keep_hi are false.
+fn dy8(i: u32, keep_lo: vec4<bool>, keep_hi: vec4<bool>) -> Eight {
+    let k = i >> 2u;
+    let t0 = tex4_at(dy, k);
+    let t1 = tex4_at(dy, k + 1u);
+    let t2 = tex4_at(dy, k + 2u);
+    let zero = vec4<real>(0.0);
+    return Eight(select(zero, shift4(t0, t1, i & 3u), keep_lo), select(zero, shift4(t1, t2, i & 3u), keep_hi));
+}
+
+// x[plane + iy·W + ix + j] for j = 0 .. 7, 0 in the padding (three texel
 // fetches; element e is component e % 4 of texel e / 4).
-fn input4(plane: u32, iy: i32, ix: i32) -> vec4<real> {
+fn input8(plane: u32, iy: i32, ix: i32) -> Eight {
     let h = i32(params.h);
     let w = i32(params.w);
     let e = i32(plane) + clamp(iy, 0, h - 1) * w + ix;
     let k = e >> 2u; // ⌊e / 4⌋ (arithmetic shift)
-    let v = shift4(tex4_at(x, u32(max(k, 0))), tex4_at(x, u32(max(k + 1, 0))), u32(e - 4 * k));
+    let sh = u32(e - 4 * k);
+    let t0 = tex4_at(x, u32(max(k, 0)));
+    let t1 = tex4_at(x, u32(max(k + 1, 0)));
+    let t2 = tex4_at(x, u32(max(k + 2, 0)));
     let cols = vec4<i32>(ix) + vec4<i32>(0, 1, 2, 3);
-    let inside = vec4<bool>(iy >= 0 && iy < h) & (cols >= vec4<i32>(0)) & (cols < vec4<i32>(w));
-    return select(vec4<real>(0.0), v, inside);
+    let row = vec4<bool>(iy >= 0 && iy < h);
+    let in_lo = row & (cols >= vec4<i32>(0)) & (cols < vec4<i32>(w));
+    let in_hi = row & (cols >= vec4<i32>(-4)) & (cols < vec4<i32>(w - 4));
+    let zero = vec4<real>(0.0);
+    return Eight(select(zero, shift4(t0, t1, sh), in_lo), select(zero, shift4(t1, t2, sh), in_hi));
 }
 
 // x[plane + iy·W + ix] of the window, or 0 in the padding.
@@ -153,9 +171,9 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     var b21 = mat2x4<real>();
     var b22 = mat2x4<real>();
     var gs = mat2x4<real>(); // Σ dy of the 8 channels (the bias gradient)
-    // the input columns under the current four pixels (oy, ox .. ox+3) of
+    // the input columns under the current eight pixels (oy, ox .. ox+7) of
     // channel ci: r{ky}0, r{ky}1 (columns ox, ox+1) and c{ky} (columns
-    // ox+2 .. ox+5); q{ky}0, q{ky}1, d{ky} for ci + 1. Pixel j's tap kx
+    // ox+2 .. ox+9); q{ky}0, q{ky}1, d{ky} for ci + 1. Pixel j's tap kx
     // reads column kx + j.
     var r00 = real(0.0);
     var r01 = real(0.0);
@@ -169,12 +187,12 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     var q11 = real(0.0);
     var q20 = real(0.0);
     var q21 = real(0.0);
-    var c0 = vec4<real>(0.0);
-    var c1 = vec4<real>(0.0);
-    var c2 = vec4<real>(0.0);
-    var d0 = vec4<real>(0.0);
-    var d1 = vec4<real>(0.0);
-    var d2 = vec4<real>(0.0);
+    var c0 = Eight(vec4<real>(0.0), vec4<real>(0.0));
+    var c1 = Eight(vec4<real>(0.0), vec4<real>(0.0));
+    var c2 = Eight(vec4<real>(0.0), vec4<real>(0.0));
+    var d0 = Eight(vec4<real>(0.0), vec4<real>(0.0));
+    var d1 = Eight(vec4<real>(0.0), vec4<real>(0.0));
+    var d2 = Eight(vec4<real>(0.0), vec4<real>(0.0));
     let p0 = c * params.chunk;
     let p_end = min(p0 + params.chunk, P);
     var n = p0 / plane;
@@ -186,10 +204,11 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
         if (p >= p_end) {
             break;
         }
-        // up to four pixels of row oy, inside the row and the chunk; the
+        // up to eight pixels of row oy, inside the row and the chunk; the
         // others' dy reads as 0 and adds nothing
-        let count = min(min(4u, params.ow - ox), p_end - p);
-        let keep = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(count);
+        let count = min(min(8u, params.ow - ox), p_end - p);
+        let keep_lo = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(count);
+        let keep_hi = vec4<u32>(4u, 5u, 6u, 7u) < vec4<u32>(count);
         let xp = params.x_base + (n * params.cin + ci) * hw;
         let xq = params.x_base + (n * params.cin + ci_b) * hw;
         let iy = i32(oy) - i32(params.pad_top);
@@ -209,61 +228,83 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
             q21 = input_at(xq, iy + 2, ix + 1);
             fresh = false;
         } else {
-            r00 = c0.z;
-            r01 = c0.w;
-            r10 = c1.z;
-            r11 = c1.w;
-            r20 = c2.z;
-            r21 = c2.w;
-            q00 = d0.z;
-            q01 = d0.w;
-            q10 = d1.z;
-            q11 = d1.w;
-            q20 = d2.z;
-            q21 = d2.w;
+            r00 = c0.hi.z;
+            r01 = c0.hi.w;
+            r10 = c1.hi.z;
+            r11 = c1.hi.w;
+            r20 = c2.hi.z;
+            r21 = c2.hi.w;
+            q00 = d0.hi.z;
+            q01 = d0.hi.w;
+            q10 = d1.hi.z;
+            q11 = d1.hi.w;
+            q20 = d2.hi.z;
+            q21 = d2.hi.w;
         }
-        c0 = input4(xp, iy, ix + 2);
-        c1 = input4(xp, iy + 1, ix + 2);
-        c2 = input4(xp, iy + 2, ix + 2);
-        d0 = input4(xq, iy, ix + 2);
-        d1 = input4(xq, iy + 1, ix + 2);
-        d2 = input4(xq, iy + 2, ix + 2);
-        // dy of the 8 channels at the four pixels: e{i} holds channel
+        c0 = input8(xp, iy, ix + 2);
+        c1 = input8(xp, iy + 1, ix + 2);
+        c2 = input8(xp, iy + 2, ix + 2);
+        d0 = input8(xq, iy, ix + 2);
+        d1 = input8(xq, iy + 1, ix + 2);
+        d2 = input8(xq, iy + 2, ix + 2);
+        // dy of the 8 channels at the eight pixels: e{i} holds channel
         // co0 + i, gj (mat2x4) the 8 channels of pixel j
         let pix = oy * params.ow + ox;
         let gi_lo = params.y_base + (n * params.cout + co_lo) * plane + pix;
         let gi_hi = params.y_base + (n * params.cout + co_hi) * plane + pix;
-        let e0 = dy4(gi_lo.x, keep);
-        let e1 = dy4(gi_lo.y, keep);
-        let e2 = dy4(gi_lo.z, keep);
-        let e3 = dy4(gi_lo.w, keep);
-        let e4 = dy4(gi_hi.x, keep);
-        let e5 = dy4(gi_hi.y, keep);
-        let e6 = dy4(gi_hi.z, keep);
-        let e7 = dy4(gi_hi.w, keep);
-        let g0 = mat2x4<real>(vec4<real>(e0.x, e1.x, e2.x, e3.x), vec4<real>(e4.x, e5.x, e6.x, e7.x));
-        let g1 = mat2x4<real>(vec4<real>(e0.y, e1.y, e2.y, e3.y), vec4<real>(e4.y, e5.y, e6.y, e7.y));
-        let g2 = mat2x4<real>(vec4<real>(e0.z, e1.z, e2.z, e3.z), vec4<real>(e4.z, e5.z, e6.z, e7.z));
-        let g3 = mat2x4<real>(vec4<real>(e0.w, e1.w, e2.w, e3.w), vec4<real>(e4.w, e5.w, e6.w, e7.w));
-        gs = gs + g0 + g1 + g2 + g3;
-        a00 = a00 + r00 * g0 + r01 * g1 + c0.x * g2 + c0.y * g3;
-        a01 = a01 + r01 * g0 + c0.x * g1 + c0.y * g2 + c0.z * g3;
-        a02 = a02 + c0.x * g0 + c0.y * g1 + c0.z * g2 + c0.w * g3;
-        a10 = a10 + r10 * g0 + r11 * g1 + c1.x * g2 + c1.y * g3;
-        a11 = a11 + r11 * g0 + c1.x * g1 + c1.y * g2 + c1.z * g3;
-        a12 = a12 + c1.x * g0 + c1.y * g1 + c1.z * g2 + c1.w * g3;
-        a20 = a20 + r20 * g0 + r21 * g1 + c2.x * g2 + c2.y * g3;
-        a21 = a21 + r21 * g0 + c2.x * g1 + c2.y * g2 + c2.z * g3;
-        a22 = a22 + c2.x * g0 + c2.y * g1 + c2.z * g2 + c2.w * g3;
-        b00 = b00 + q00 * g0 + q01 * g1 + d0.x * g2 + d0.y * g3;
-        b01 = b01 + q01 * g0 + d0.x * g1 + d0.y * g2 + d0.z * g3;
-        b02 = b02 + d0.x * g0 + d0.y * g1 + d0.z * g2 + d0.w * g3;
-        b10 = b10 + q10 * g0 + q11 * g1 + d1.x * g2 + d1.y * g3;
-        b11 = b11 + q11 * g0 + d1.x * g1 + d1.y * g2 + d1.z * g3;
-        b12 = b12 + d1.x * g0 + d1.y * g1 + d1.z * g2 + d1.w * g3;
-        b20 = b20 + q20 * g0 + q21 * g1 + d2.x * g2 + d2.y * g3;
-        b21 = b21 + q21 * g0 + d2.x * g1 + d2.y * g2 + d2.z * g3;
-        b22 = b22 + d2.x * g0 + d2.y * g1 + d2.z * g2 + d2.w * g3;
+        let e0 = dy8(gi_lo.x, keep_lo, keep_hi);
+        let e1 = dy8(gi_lo.y, keep_lo, keep_hi);
+        let e2 = dy8(gi_lo.z, keep_lo, keep_hi);
+        let e3 = dy8(gi_lo.w, keep_lo, keep_hi);
+        let e4 = dy8(gi_hi.x, keep_lo, keep_hi);
+        let e5 = dy8(gi_hi.y, keep_lo, keep_hi);
+        let e6 = dy8(gi_hi.z, keep_lo, keep_hi);
+        let e7 = dy8(gi_hi.w, keep_lo, keep_hi);
+        let g0 = mat2x4<real>(vec4<real>(e0.lo.x, e1.lo.x, e2.lo.x, e3.lo.x), vec4<real>(e4.lo.x, e5.lo.x, e6.lo.x, e7.lo.x));
+        let g1 = mat2x4<real>(vec4<real>(e0.lo.y, e1.lo.y, e2.lo.y, e3.lo.y), vec4<real>(e4.lo.y, e5.lo.y, e6.lo.y, e7.lo.y));
+        let g2 = mat2x4<real>(vec4<real>(e0.lo.z, e1.lo.z, e2.lo.z, e3.lo.z), vec4<real>(e4.lo.z, e5.lo.z, e6.lo.z, e7.lo.z));
+        let g3 = mat2x4<real>(vec4<real>(e0.lo.w, e1.lo.w, e2.lo.w, e3.lo.w), vec4<real>(e4.lo.w, e5.lo.w, e6.lo.w, e7.lo.w));
+        let g4 = mat2x4<real>(vec4<real>(e0.hi.x, e1.hi.x, e2.hi.x, e3.hi.x), vec4<real>(e4.hi.x, e5.hi.x, e6.hi.x, e7.hi.x));
+        let g5 = mat2x4<real>(vec4<real>(e0.hi.y, e1.hi.y, e2.hi.y, e3.hi.y), vec4<real>(e4.hi.y, e5.hi.y, e6.hi.y, e7.hi.y));
+        let g6 = mat2x4<real>(vec4<real>(e0.hi.z, e1.hi.z, e2.hi.z, e3.hi.z), vec4<real>(e4.hi.z, e5.hi.z, e6.hi.z, e7.hi.z));
+        let g7 = mat2x4<real>(vec4<real>(e0.hi.w, e1.hi.w, e2.hi.w, e3.hi.w), vec4<real>(e4.hi.w, e5.hi.w, e6.hi.w, e7.hi.w));
+        gs = gs + g0 + g1 + g2 + g3 + g4 + g5 + g6 + g7;
+        a00 = a00 + r00 * g0 + r01 * g1 + c0.lo.x * g2 + c0.lo.y * g3
+            + c0.lo.z * g4 + c0.lo.w * g5 + c0.hi.x * g6 + c0.hi.y * g7;
+        a01 = a01 + r01 * g0 + c0.lo.x * g1 + c0.lo.y * g2 + c0.lo.z * g3
+            + c0.lo.w * g4 + c0.hi.x * g5 + c0.hi.y * g6 + c0.hi.z * g7;
+        a02 = a02 + c0.lo.x * g0 + c0.lo.y * g1 + c0.lo.z * g2 + c0.lo.w * g3
+            + c0.hi.x * g4 + c0.hi.y * g5 + c0.hi.z * g6 + c0.hi.w * g7;
+        a10 = a10 + r10 * g0 + r11 * g1 + c1.lo.x * g2 + c1.lo.y * g3
+            + c1.lo.z * g4 + c1.lo.w * g5 + c1.hi.x * g6 + c1.hi.y * g7;
+        a11 = a11 + r11 * g0 + c1.lo.x * g1 + c1.lo.y * g2 + c1.lo.z * g3
+            + c1.lo.w * g4 + c1.hi.x * g5 + c1.hi.y * g6 + c1.hi.z * g7;
+        a12 = a12 + c1.lo.x * g0 + c1.lo.y * g1 + c1.lo.z * g2 + c1.lo.w * g3
+            + c1.hi.x * g4 + c1.hi.y * g5 + c1.hi.z * g6 + c1.hi.w * g7;
+        a20 = a20 + r20 * g0 + r21 * g1 + c2.lo.x * g2 + c2.lo.y * g3
+            + c2.lo.z * g4 + c2.lo.w * g5 + c2.hi.x * g6 + c2.hi.y * g7;
+        a21 = a21 + r21 * g0 + c2.lo.x * g1 + c2.lo.y * g2 + c2.lo.z * g3
+            + c2.lo.w * g4 + c2.hi.x * g5 + c2.hi.y * g6 + c2.hi.z * g7;
+        a22 = a22 + c2.lo.x * g0 + c2.lo.y * g1 + c2.lo.z * g2 + c2.lo.w * g3
+            + c2.hi.x * g4 + c2.hi.y * g5 + c2.hi.z * g6 + c2.hi.w * g7;
+        b00 = b00 + q00 * g0 + q01 * g1 + d0.lo.x * g2 + d0.lo.y * g3
+            + d0.lo.z * g4 + d0.lo.w * g5 + d0.hi.x * g6 + d0.hi.y * g7;
+        b01 = b01 + q01 * g0 + d0.lo.x * g1 + d0.lo.y * g2 + d0.lo.z * g3
+            + d0.lo.w * g4 + d0.hi.x * g5 + d0.hi.y * g6 + d0.hi.z * g7;
+        b02 = b02 + d0.lo.x * g0 + d0.lo.y * g1 + d0.lo.z * g2 + d0.lo.w * g3
+            + d0.hi.x * g4 + d0.hi.y * g5 + d0.hi.z * g6 + d0.hi.w * g7;
+        b10 = b10 + q10 * g0 + q11 * g1 + d1.lo.x * g2 + d1.lo.y * g3
+            + d1.lo.z * g4 + d1.lo.w * g5 + d1.hi.x * g6 + d1.hi.y * g7;
+        b11 = b11 + q11 * g0 + d1.lo.x * g1 + d1.lo.y * g2 + d1.lo.z * g3
+            + d1.lo.w * g4 + d1.hi.x * g5 + d1.hi.y * g6 + d1.hi.z * g7;
+        b12 = b12 + d1.lo.x * g0 + d1.lo.y * g1 + d1.lo.z * g2 + d1.lo.w * g3
+            + d1.hi.x * g4 + d1.hi.y * g5 + d1.hi.z * g6 + d1.hi.w * g7;
+        b20 = b20 + q20 * g0 + q21 * g1 + d2.lo.x * g2 + d2.lo.y * g3
+            + d2.lo.z * g4 + d2.lo.w * g5 + d2.hi.x * g6 + d2.hi.y * g7;
+        b21 = b21 + q21 * g0 + d2.lo.x * g1 + d2.lo.y * g2 + d2.lo.z * g3
+            + d2.lo.w * g4 + d2.hi.x * g5 + d2.hi.y * g6 + d2.hi.z * g7;
+        b22 = b22 + d2.lo.x * g0 + d2.lo.y * g1 + d2.lo.z * g2 + d2.lo.w * g3
+            + d2.hi.x * g4 + d2.hi.y * g5 + d2.hi.z * g6 + d2.hi.w * g7;
         p = p + count;
         ox = ox + count;
         if (ox == params.ow) {

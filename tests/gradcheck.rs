@@ -135,15 +135,15 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
         ),
         (
             "conv2d_backward_weight_3x3",
-            "c1 = input4(xp, iy + 1, ix + 2);",
-            "c1 = input4(xp, iy + 1, ix + 1);",
+            "c1 = input8(xp, iy + 1, ix + 2);",
+            "c1 = input8(xp, iy + 1, ix + 1);",
             "conv2d",
             "dw",
         ),
         (
             "conv2d_backward_weight_3x3",
-            "gs = gs + g0 + g1 + g2 + g3;",
-            "gs = gs - g0 - g1 - g2 - g3;",
+            "gs = gs + g0 + g1 + g2 + g3 + g4 + g5 + g6 + g7;",
+            "gs = gs - g0 - g1 - g2 - g3 - g4 - g5 - g6 - g7;",
             "conv2d",
             "db",
         ),
@@ -457,11 +457,11 @@ fn catches_a_flipped_sign_in_conv2d_backward_weight() {
 
 #[test]
 fn catches_a_wrong_column_in_the_3x3_weight_gradient_rows() {
-    // the four new columns of the sliding window are loaded one pixel short
+    // the eight new columns of the sliding window are loaded one pixel short
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "c1 = input4(xp, iy + 1, ix + 2);",
-        "c1 = input4(xp, iy + 1, ix + 1);",
+        "c1 = input8(xp, iy + 1, ix + 2);",
+        "c1 = input8(xp, iy + 1, ix + 1);",
         "conv2d",
         20_000,
     );
@@ -473,8 +473,8 @@ fn catches_a_wrong_column_in_the_3x3_weight_gradient_rows() {
     // the same in the pair's second input channel
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "d1 = input4(xq, iy + 1, ix + 2);",
-        "d1 = input4(xq, iy + 1, ix + 1);",
+        "d1 = input8(xq, iy + 1, ix + 2);",
+        "d1 = input8(xq, iy + 1, ix + 1);",
         "conv2d",
         20_000,
     );
@@ -641,17 +641,17 @@ fn catches_a_wrong_conv2d_bias_gradient() {
 
 #[test]
 fn catches_a_wrong_step_in_the_3x3_weight_gradient_walk() {
-    // each step of the pixel walk takes four pixels of a row: dy of the four
-    // shifted by one inside its texels, or a step let past the end of a row
-    // whose width is not a multiple of 4, must fail dw and db
+    // each step of the pixel walk takes eight pixels of a row: dy of the
+    // last four shifted by one inside their texels, or a step let past the
+    // end of a row whose width is not a multiple of 8, must fail dw and db
     for (from, to) in [
         (
-            "shift4(tex4_at(dy, k), tex4_at(dy, k + 1u), i & 3u)",
-            "shift4(tex4_at(dy, k), tex4_at(dy, k + 1u), (i + 1u) & 3u)",
+            "select(zero, shift4(t1, t2, i & 3u), keep_hi)",
+            "select(zero, shift4(t1, t2, (i + 1u) & 3u), keep_hi)",
         ),
         (
-            "let count = min(min(4u, params.ow - ox), p_end - p);",
-            "let count = min(4u, p_end - p);",
+            "let count = min(min(8u, params.ow - ox), p_end - p);",
+            "let count = min(8u, p_end - p);",
         ),
     ] {
         let f = failing_small_cases_with_mutation(
@@ -676,8 +676,8 @@ fn catches_a_wrong_bias_gradient_in_the_3x3_weight_pass() {
     // 3×3 stride-1 layers get db from conv2d_backward_weight_3x3's own sum of dy
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "gs = gs + g0 + g1 + g2 + g3;",
-        "gs = gs - g0 - g1 - g2 - g3;",
+        "gs = gs + g0 + g1 + g2 + g3 + g4 + g5 + g6 + g7;",
+        "gs = gs - g0 - g1 - g2 - g3 - g4 - g5 - g6 - g7;",
         "conv2d",
         20_000,
     );
