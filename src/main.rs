@@ -234,11 +234,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             println!(
                 "subgroups:        {}",
-                if a.subgroups {
-                    "yes (3×3 convolutions run conv2d_forward_3x3)"
-                } else {
-                    "no (3×3 convolutions run conv2d_forward)"
-                }
+                if a.subgroups { "yes" } else { "no" }
+            );
+            println!(
+                "conv kernels:     {}",
+                postergrad::profile::conv_kernels(&gpu)?
             );
             Ok(ExitCode::SUCCESS)
         }

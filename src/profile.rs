@@ -320,15 +320,7 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
             Precision::F32 => "texture copies".into(),
             Precision::F64 => "storage buffers".into(),
         },
-        conv_kernels: format!(
-            "3×3 forward and backward-input {}, weight gradient {}",
-            if gpu.adapter().subgroups {
-                "conv2d_forward_3x3 (subgroups of 8 or more)"
-            } else {
-                "conv2d_forward (no subgroups)"
-            },
-            BackwardWeight::Rows3x3.kernel()
-        ),
+        conv_kernels: conv_kernels(gpu)?,
         texture_copies: (after.texture_copies - before.texture_copies) as f64 / n,
         texture_copy_mb: (after.texture_copy_bytes - before.texture_copy_bytes) as f64 / n / 1e6,
         gflop_per_sample: flop / 1e9,
@@ -336,6 +328,22 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
         peak_gflops: peak_gflops(gpu)?,
         kernels: rows,
     })
+}
+
+/// The kernels the ops pick on this adapter for a 3×3 stride-1 convolution
+/// (every conv layer of the poster model), as `profile` prints them.
+pub fn conv_kernels(gpu: &Gpu) -> Result<String> {
+    let g = ConvGeometry::new(&[1, 1, 3, 3], &[1, 1, 3, 3], Conv2dConfig::default())?;
+    Ok(format!(
+        "3×3 forward and backward-input {} ({}), weight gradient {}",
+        Forward::for_geometry(gpu, &g).kernel(),
+        if gpu.adapter().subgroups {
+            "subgroups of 8 or more"
+        } else {
+            "no subgroups"
+        },
+        BackwardWeight::for_geometry(&g).kernel()
+    ))
 }
 
 /// The report as a table.

@@ -24,9 +24,6 @@ pub struct Settings {
     pub reps: usize,
     /// `POSTERGRAD_BENCH_KERNELS`: only rows whose kernel contains it.
     pub only: String,
-    // `POSTERGRAD_BENCH_SHADER_DIR`: `*.wgsl` there replace the embedded
-    // shaders of the same name (`start` loads them), to time a modified
-    // kernel without rebuilding.
 }
 
 impl Settings {
@@ -41,7 +38,10 @@ impl Settings {
 }
 
 /// The start of a layer bench: None under `--list`; else the settings and
-/// the adapter, both printed (`what`: "conv layers", "conv blocks").
+/// the adapter, both printed (`what`: "conv layers", "conv blocks"). With
+/// `POSTERGRAD_BENCH_SHADER_DIR` set, the `*.wgsl` there replace the
+/// embedded shaders of the same name, to time a modified kernel without
+/// rebuilding.
 pub fn start(what: &str) -> Option<(Settings, Gpu)> {
     if listing() {
         return None;
