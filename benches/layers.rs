@@ -8,6 +8,10 @@
 //!     POSTERGRAD_BENCH_BATCH=8 POSTERGRAD_BENCH_SIZE=128 POSTERGRAD_BENCH_REPS=5 cargo bench --bench layers
 //!     POSTERGRAD_BENCH_KERNELS=maxpool cargo bench --bench layers    # rows whose kernel contains it
 //!
+//! The block's tail (batch norm with the conv's relu, max-pool, dropout)
+//! runs both ways: one op per layer, and fused into one op (`bnpool`, what
+//! the poster model runs).
+//!
 //! maxpool_backward runs in both variants: `maxpool_backward` (per input, any
 //! windows) and `maxpool_backward_windows` (per window, the one the host picks
 //! for the model's non-overlapping 2×2 pools).
@@ -16,10 +20,13 @@
 //! first block's 124 M activations takes about a second on a CPU adapter.
 
 use postergrad::ops::batchnorm::{batchnorm_backward, batchnorm_forward, batchnorm_statistics};
+use postergrad::ops::bnpool::{bnpool_backward, bnpool_forward};
 use postergrad::ops::dropout::{dropout_backward, dropout_forward};
 use postergrad::ops::maxpool::{maxpool_backward_with, maxpool_forward, MaxPoolBackward};
 use postergrad::ops::relu::{relu_backward, relu_forward};
-use postergrad::ops::{BatchNormConfig, BatchNormState, BnInput, DropoutConfig, MaxPoolConfig};
+use postergrad::ops::{
+    BatchNormConfig, BatchNormState, BnInput, BnPoolConfig, DropoutConfig, MaxPoolConfig,
+};
 use postergrad::rng::Rng;
 use postergrad::{Mode, Tensor};
 
@@ -95,6 +102,12 @@ fn main() {
             )
             .unwrap()
         };
+        let tail = BnPoolConfig {
+            batchnorm: fused,
+            dropout: Some(dropout),
+        };
+        let dtail =
+            Tensor::from_slice(&gpu, y.shape().clone(), &rng.vec_f32(pooled, -1.0, 1.0)).unwrap();
         // (kernel, elements moved, tensor, the work)
         type Work<'a> = Box<dyn FnMut() + 'a>;
         let rows: Vec<(&str, usize, &str, Work)> = vec![
@@ -203,6 +216,48 @@ fn main() {
                 3 * pooled,
                 "pooled",
                 Box::new(|| dropout_backward(&gpu, &dpool, &ddrop, dropout).unwrap()),
+            ),
+            (
+                "block tail forward, one op per layer (batchnorm_forward, maxpool_forward, dropout_forward)",
+                3 * n + 3 * pooled,
+                "conv output",
+                Box::new(|| {
+                    let b = batchnorm_forward(&gpu, &x, &gamma, &beta, &stats, BnInput::Relu);
+                    let p = maxpool_forward(&gpu, &b.unwrap(), pool).unwrap();
+                    drop_t(dropout_forward(&gpu, &p, dropout).unwrap())
+                }),
+            ),
+            (
+                "block tail forward, fused (bnpool_forward)",
+                n + pooled,
+                "conv output",
+                Box::new(|| {
+                    drop_t(bnpool_forward(&gpu, &x, &gamma, &beta, &stats, tail).unwrap())
+                }),
+            ),
+            (
+                "block tail backward, one op per layer (dropout, maxpool_backward_windows, batchnorm_backward)",
+                6 * n + 6 * pooled,
+                "conv output",
+                Box::new(|| {
+                    dropout_backward(&gpu, &dtail, &ddrop, dropout).unwrap();
+                    let per = MaxPoolBackward::PerWindow;
+                    maxpool_backward_with(&gpu, &x, &ddrop, &dx, pool, per).unwrap();
+                    bn_backward(BnInput::Relu, &dz)
+                }),
+            ),
+            (
+                "block tail backward, fused (bnpool_backward: partials + input + params)",
+                4 * n + 2 * pooled,
+                "conv output",
+                Box::new(|| {
+                    let (g, b) = (Some(&dgamma), Some(&dbeta));
+                    let mode = Mode::Training;
+                    bnpool_backward(
+                        &gpu, &x, &dtail, &gamma, &beta, &stats, mode, tail, Some(&dz), g, b,
+                    )
+                    .unwrap()
+                }),
             ),
         ];
         for (kernel, elements, what, mut work) in rows {

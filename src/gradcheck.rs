@@ -38,6 +38,7 @@ pub const OPS: &[&str] = &[
     "batchnorm",
     "maxpool",
     "dropout",
+    "bnpool",
     "adam",
 ];
 
@@ -805,6 +806,33 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
             }
         })
         .collect(),
+        "bnpool" => {
+            use ops::BnInput::{AsIs, Relu};
+            // (z, input, dropout rate, some channels with γ < 0)
+            [
+                ([1, 1, 4, 4], AsIs, None, false),
+                // odd H and W: a last row and column in no window
+                ([2, 3, 7, 9], Relu, Some(0.3), false),
+                // γ < 0: each window's maximum of y is its minimum of z
+                ([2, 3, 6, 10], AsIs, Some(0.5), true),
+                ([2, 4, 12, 13], Relu, None, true),
+                ([2, 16, 40, 40], Relu, Some(0.3), false),
+                // the first block's tail on one 350×350 poster: 30 chunks per
+                // channel, a texture copy of several rows
+                ([1, 16, 348, 348], Relu, Some(0.3), false),
+            ]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (z, input, rate, negative))| {
+                let dropout = rate.map(|rate| ops::DropoutConfig {
+                    rate,
+                    seed: 41 + i as u32,
+                    step: 5,
+                });
+                bnpool_case(&mut rng, z, input, dropout, negative)
+            })
+            .collect()
+        }
         "bce" => [vec![1, 1], vec![3, 25], vec![1000, 25]]
             .into_iter()
             .map(|s| bce_case(&mut rng, s))
@@ -1180,6 +1208,113 @@ fn maxpool_case(rng: &mut Rng, x: [usize; 4], config: ops::MaxPoolConfig) -> Cas
         fd_tol: FD_TOL,
         reduction: config.pool.0 * config.pool.1,
         forward_reduction: 1,
+    }
+}
+
+/// bnpool on z [n, c, h, w]. No finite-difference step may change which
+/// element is a window's maximum of y = γ·x̂ + β: one corner of every window
+/// (drawn at random) lies in ±[1, 2], with the sign of its channel's γ, the
+/// others in ±[0.1, 0.6] (away from relu's kink); elements in no window
+/// (a last odd row or column) in ±[0.1, 2]. With `negative`, every other
+/// channel has γ < 0, so its windows' maxima of y sit at minima of z.
+fn bnpool_case(
+    rng: &mut Rng,
+    z: [usize; 4],
+    input: ops::BnInput,
+    dropout: Option<ops::DropoutConfig>,
+    negative: bool,
+) -> Case {
+    use ops::bnpool::cpu;
+    let [n, c, h, w] = z;
+    let gamma: Vec<f32> = (0..c)
+        .map(|ch| {
+            let g = rng.range(0.5, 1.5) as f32;
+            if negative && ch % 2 == 1 {
+                -g
+            } else {
+                g
+            }
+        })
+        .collect();
+    let beta = rng.vec_f32(c, -0.5, 0.5);
+    let mut data = rng.vec_away_from_zero(n * c * h * w, 0.1, 2.0);
+    for plane in 0..n * c {
+        let sign = gamma[plane % c].signum();
+        for oy in 0..h / 2 {
+            for ox in 0..w / 2 {
+                let winner = rng.below(4);
+                for k in 0..4 {
+                    let i = (plane * h + 2 * oy + k / 2) * w + 2 * ox + k % 2;
+                    data[i] = if k == winner {
+                        sign * rng.range(1.0, 2.0) as f32
+                    } else {
+                        rng.vec_away_from_zero(1, 0.1, 0.6)[0]
+                    };
+                }
+            }
+        }
+    }
+    let config = ops::BnPoolConfig {
+        batchnorm: ops::BatchNormConfig {
+            input,
+            ..Default::default()
+        },
+        dropout,
+    };
+    let dims = z.to_vec();
+    let plane = h * w;
+    Case {
+        op: "bnpool",
+        shape: format!(
+            "{}{}{}{}",
+            shape_str(&z),
+            if input == ops::BnInput::Relu {
+                " relu"
+            } else {
+                ""
+            },
+            dropout
+                .map(|d| format!(" p={}", d.rate))
+                .unwrap_or_default(),
+            if negative { " γ<0" } else { "" }
+        ),
+        inputs: vec![
+            Input {
+                name: "z",
+                shape: dims.clone(),
+                data,
+                grad: true,
+            },
+            Input {
+                name: "gamma",
+                shape: vec![c],
+                data: gamma,
+                grad: true,
+            },
+            Input {
+                name: "beta",
+                shape: vec![c],
+                data: beta,
+                grad: true,
+            },
+        ],
+        gpu: Box::new(move |tape, v| {
+            let state = ops::BatchNormState::new(tape.gpu(), c)?;
+            ops::bnpool(tape, &v[0], &v[1], &v[2], &state, config)
+        }),
+        cpu_forward: Box::new({
+            let dims = dims.clone();
+            move |x| cpu::forward(&x[0], &x[1], &x[2], &dims, &config)
+        }),
+        cpu_backward: Box::new(move |x, dp| {
+            let (dz, dg, db) = cpu::backward(&x[0], &x[1], &x[2], &dims, &config, dp);
+            vec![Some(dz), Some(dg), Some(db)]
+        }),
+        ref_tol: REF_TOL_SUMS,
+        fd_eps: FD_EPS,
+        fd_tol: FD_TOL,
+        reduction: n * plane,
+        forward_reduction: n * plane,
     }
 }
 

@@ -3,8 +3,9 @@
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{
-    batch_norm, binary_cross_entropy, conv2d, dense, dropout, flatten, maxpool, relu, sigmoid,
-    BatchNormConfig, BatchNormState, BnInput, Conv2dConfig, DropoutConfig, MaxPoolConfig,
+    batch_norm, binary_cross_entropy, bnpool, conv2d, dense, dropout, flatten, maxpool, relu,
+    sigmoid, BatchNormConfig, BatchNormState, BnInput, BnPoolConfig, Conv2dConfig, DropoutConfig,
+    MaxPoolConfig,
 };
 use crate::rng::Rng;
 use crate::tape::{Param, Tape, Var};
@@ -464,6 +465,20 @@ pub struct Model {
     pub layers: Vec<Layer>,
     /// Momentum and ε of every batch-norm layer.
     pub batchnorm: BatchNormConfig,
+    /// Whether layers run fused (the default) or one op per layer.
+    pub fusion: Fusion,
+}
+
+/// How [`Model::forward`] maps layers to ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Fusion {
+    /// A conv's batch norm, 2×2 max-pool and dropout run as one op,
+    /// [`bnpool`] (the function of the three, computed in one pass over the
+    /// tensor; `docs/kernels/bnpool.md`).
+    #[default]
+    BlockTail,
+    /// One op per layer (the reference the fused ops are tested against).
+    Off,
 }
 
 /// Departures from the Keras defaults (used by the `tuned` recipe).
@@ -554,6 +569,7 @@ impl Model {
             seed,
             layers,
             batchnorm: options.batchnorm,
+            fusion: Fusion::default(),
         })
     }
 
@@ -566,7 +582,8 @@ impl Model {
     /// [`Model::forward`], handing each layer's output to `each` as it is
     /// computed (the non-finite diagnosis looks at them one by one). A conv
     /// or dense layer whose relu is fused into the batch norm after it hands
-    /// on its pre-activation z.
+    /// on its pre-activation z; layers that run as one op ([`Fusion`]) each
+    /// hand on that op's output.
     pub fn forward_layers(
         &self,
         tape: &Tape,
@@ -588,12 +605,16 @@ impl Model {
         }
         let mut h = x.clone();
         let mut dropouts = 0u32;
-        for (i, layer) in self.layers.iter().enumerate() {
+        let mut i = 0;
+        while i < self.layers.len() {
+            let layer = &self.layers[i];
             let activate = |z: Var, activation: Activation| match activation {
                 Activation::Relu if self.relu_fused_after(i) => Ok(z),
                 Activation::Relu => relu(tape, &z),
                 Activation::Sigmoid => sigmoid(tape, &z),
             };
+            // layers this step covers (more than one when fused)
+            let mut covered = 1;
             h = match (&layer.info.spec, &layer.weights) {
                 (LayerSpec::Conv2d { activation, .. }, Weights::Affine { w, b }) => {
                     let z = conv2d(
@@ -619,14 +640,26 @@ impl Model {
                         input,
                         ..self.batchnorm
                     };
-                    batch_norm(
-                        tape,
-                        &h,
-                        &tape.param(gamma),
-                        &tape.param(beta),
-                        state,
-                        config,
-                    )?
+                    let (gamma, beta) = (tape.param(gamma), tape.param(beta));
+                    if self.block_tail_at(i) {
+                        // batch norm, max-pool (and dropout) as one op
+                        covered = 2;
+                        let dropout = match self.layers.get(i + 2).map(|l| &l.info.spec) {
+                            Some(LayerSpec::Dropout { rate }) => {
+                                covered = 3;
+                                dropouts += 1;
+                                Some(self.dropout_config(dropouts - 1, *rate, step))
+                            }
+                            _ => None,
+                        };
+                        let config = BnPoolConfig {
+                            batchnorm: config,
+                            dropout,
+                        };
+                        bnpool(tape, &h, &gamma, &beta, state, config)?
+                    } else {
+                        batch_norm(tape, &h, &gamma, &beta, state, config)?
+                    }
                 }
                 (LayerSpec::MaxPool, _) => maxpool(tape, &h, MaxPoolConfig::default())?,
                 (LayerSpec::Dropout { rate }, _) => {
@@ -637,9 +670,24 @@ impl Model {
                 (LayerSpec::Flatten, _) => flatten(tape, &h)?,
                 (spec, _) => unreachable!("layer {spec:?} built without its weights"),
             };
-            each(layer, &h)?;
+            // each fused layer hands on the fused op's output
+            for layer in &self.layers[i..i + covered] {
+                each(layer, &h)?;
+            }
+            i += covered;
         }
         Ok(h)
+    }
+
+    /// Whether the batch norm at layer `i` runs fused with the max-pool after
+    /// it (and a dropout after that) as one [`bnpool`] op.
+    fn block_tail_at(&self, i: usize) -> bool {
+        self.fusion == Fusion::BlockTail
+            && self.layers[i].info.output.len() == 3
+            && matches!(
+                self.layers.get(i + 1).map(|l| &l.info.spec),
+                Some(LayerSpec::MaxPool)
+            )
     }
 
     /// Whether layer `i` ends in a relu that runs inside the batch norm

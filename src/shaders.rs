@@ -41,6 +41,18 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("bce_backward", include_str!("../shaders/bce_backward.wgsl")),
     ("bce_forward", include_str!("../shaders/bce_forward.wgsl")),
     (
+        "bnpool_backward_input",
+        include_str!("../shaders/bnpool_backward_input.wgsl"),
+    ),
+    (
+        "bnpool_backward_partials",
+        include_str!("../shaders/bnpool_backward_partials.wgsl"),
+    ),
+    (
+        "bnpool_forward",
+        include_str!("../shaders/bnpool_forward.wgsl"),
+    ),
+    (
         "conv2d_backward_bias",
         include_str!("../shaders/conv2d_backward_bias.wgsl"),
     ),

@@ -88,7 +88,8 @@ fn profile_times_every_kernel_of_a_step() {
         .map(|k| k["name"].as_str().unwrap())
         .collect();
     // the variants the host picks for the model's 3×3 stride-1 convolutions
-    // (the forward's by the adapter's subgroups) and non-overlapping 2×2 pools
+    // (the forward's by the adapter's subgroups); the conv blocks' batch
+    // norm, pool and dropout run fused (bnpool), the dense blocks' unfused
     let subgroups = postergrad::Gpu::new().unwrap().adapter().subgroups;
     let (forward, other) = if subgroups {
         ("conv2d_forward_3x3", "conv2d_forward")
@@ -99,14 +100,23 @@ fn profile_times_every_kernel_of_a_step() {
     for k in [
         forward,
         "conv2d_backward_weight_3x3",
+        "bnpool_forward",
+        "bnpool_backward_partials",
+        "bnpool_backward_input",
         "batchnorm_forward",
-        "maxpool_backward_windows",
+        "dropout_forward",
         "dense_forward",
         "adam_step",
     ] {
         assert!(names.contains(&k), "{k} missing from {names:?}");
     }
-    for k in [other, "conv2d_backward_weight", "maxpool_backward"] {
+    for k in [
+        other,
+        "conv2d_backward_weight",
+        "maxpool_forward",
+        "maxpool_backward",
+        "maxpool_backward_windows",
+    ] {
         assert!(!names.contains(&k), "{k} should not run for this model");
     }
     // compute-bound kernels carry GFLOP/s, and their FLOP add up to the

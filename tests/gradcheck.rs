@@ -210,6 +210,20 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
             "dropout",
             "dx",
         ),
+        (
+            "bnpool_backward_input",
+            "arg = select(arg, vec4<u32>(2u), w2);",
+            "arg = select(arg, vec4<u32>(3u), w2);",
+            "bnpool",
+            "dz",
+        ),
+        (
+            "bnpool_backward_partials",
+            "s_dyx = s_dyx + g * win.xhat;",
+            "s_dyx = s_dyx + g;",
+            "bnpool",
+            "dgamma",
+        ),
     ];
     for (shader, from, to, op, grad) in mutations {
         let src = shaders::source(shader).unwrap();
@@ -787,6 +801,81 @@ fn catches_a_dropout_backward_with_another_mask() {
         "dropout",
     );
     assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_bnpool_forward_that_pools_or_masks_wrongly() {
+    // one column of every window left out of the max
+    let f = failing_checks_with_mutation(
+        "bnpool_forward",
+        "max(m_lo.x, m_lo.y), ",
+        "m_lo.x, ",
+        "bnpool",
+    );
+    assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
+    // another element's dropout mask
+    let f = failing_checks_with_mutation(
+        "bnpool_forward",
+        "keep(params.first + o + j)",
+        "keep(params.first + o + j + 1u)",
+        "bnpool",
+    );
+    assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
+}
+
+#[test]
+fn catches_a_bnpool_backward_that_routes_the_gradient_wrongly() {
+    // the bottom-left winner's gradient lands on the bottom-right element
+    let f = failing_checks_with_mutation(
+        "bnpool_backward_input",
+        "arg = select(arg, vec4<u32>(2u), w2);",
+        "arg = select(arg, vec4<u32>(3u), w2);",
+        "bnpool",
+    );
+    assert_caught(&f, "dz");
+    // a window past the pooled row's end (W = 10, 13: a partial last quad)
+    // takes the gradient of the next row's first window
+    let f = failing_checks_with_mutation(
+        "bnpool_backward_input",
+        "cols < vec4<u32>(params.ow)",
+        "cols < vec4<u32>(params.ow + 1u)",
+        "bnpool",
+    );
+    assert_caught(&f, "dz");
+    // the relu's mask dropped: gradient reaches z ≤ 0
+    let f = failing_checks_with_mutation(
+        "bnpool_backward_input",
+        "let relu = params.relu_input == 1u;",
+        "let relu = false;",
+        "bnpool",
+    );
+    assert_caught(&f, "dz");
+}
+
+#[test]
+fn catches_bnpool_sums_without_the_variance_path_or_the_mask() {
+    let f = failing_checks_with_mutation(
+        "bnpool_backward_input",
+        "f.kx = -f.k * sums[params.c + ch] / m * nrm.invstd;",
+        "f.kx = real(0.0);",
+        "bnpool",
+    );
+    assert_caught(&f, "dz");
+    let f = failing_checks_with_mutation(
+        "bnpool_backward_partials",
+        "s_dyx = s_dyx + g * win.xhat;",
+        "s_dyx = s_dyx + g;",
+        "bnpool",
+    );
+    assert_caught(&f, "dgamma");
+    // the dropout mask left out of the sums: dβ = Σ g sees dropped windows
+    let f = failing_checks_with_mutation(
+        "bnpool_backward_partials",
+        "g = select(vec4<real>(0.0), g * real(params.scale), kept);",
+        "g = g * real(params.scale);",
+        "bnpool",
+    );
+    assert_caught(&f, "dbeta");
 }
 
 #[test]

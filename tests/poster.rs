@@ -277,3 +277,59 @@ fn one_training_step_matches_the_f64_reference_model() {
         );
     }
 }
+
+/// The fused block tail (`ops::bnpool`: batch norm, max-pool and dropout as
+/// one op) computes the same training step as one op per layer: the same
+/// loss, every parameter's gradient within 1e-5 of its largest element, the
+/// same moving statistics (batch 4 at 64×64: the second block pools a
+/// 29×29 map, whose last row and column are in no window).
+#[test]
+fn the_fused_block_tail_matches_one_op_per_layer() {
+    use postergrad::nn::Fusion;
+    let gpu = Gpu::new().unwrap();
+    let (size, batch, labels) = (64, 4, 5);
+    let mut rng = Rng::new(5);
+    let x = Tensor::from_slice(
+        &gpu,
+        [batch, 3, size, size],
+        &rng.vec_f32(batch * 3 * size * size, 0.0, 1.0),
+    )
+    .unwrap();
+    let y: Vec<f32> = (0..batch * labels)
+        .map(|i| (i % 3 == 0) as u8 as f32)
+        .collect();
+    let y = Tensor::from_slice(&gpu, [batch, labels], &y).unwrap();
+    let run = |fusion: Fusion| {
+        let mut model = Model::new(&gpu, ModelKind::Poster, size, labels, 9).unwrap();
+        model.fusion = fusion;
+        let tape = Tape::new(&gpu, Mode::Training);
+        let loss = model
+            .loss(
+                &tape,
+                &tape.constant(x.clone()),
+                &tape.constant(y.clone()),
+                7,
+            )
+            .unwrap();
+        tape.backward(&loss).unwrap();
+        let mut out = vec![("loss".to_string(), loss.value.to_vec(&gpu).unwrap())];
+        for (name, t) in model.named_tensors() {
+            out.push((name.clone(), t.to_vec(&gpu).unwrap()));
+        }
+        for p in model.params() {
+            out.push((format!("{} grad", p.name), p.grad.to_vec(&gpu).unwrap()));
+        }
+        out
+    };
+    let (fused, plain) = (run(Fusion::BlockTail), run(Fusion::Off));
+    assert_eq!(fused.len(), plain.len());
+    assert!(fused.len() > 2 * 26, "loss, tensors and 26 gradients");
+    for ((name, a), (_, b)) in fused.iter().zip(&plain) {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+        let err = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            err <= 1e-5 * scale,
+            "{name}: fused and per-layer differ by {err:e} (largest {scale:e})"
+        );
+    }
+}

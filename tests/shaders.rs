@@ -8,6 +8,7 @@ use postergrad::ops::{
     adam::AdamParams,
     batchnorm::BnParams,
     bce::BceParams,
+    bnpool::BnPoolParams,
     conv2d::{ConvForwardParams, ConvParams, PackParams, ReduceParams},
     dense::DenseParams,
     dropout::DropoutParams,
@@ -137,6 +138,9 @@ fn f64_reads_storage_where_f32_reads_texture_copies() {
         [
             "batchnorm_backward_input",
             "batchnorm_backward_partials",
+            "bnpool_backward_input",
+            "bnpool_backward_partials",
+            "bnpool_forward",
             "conv2d_backward_weight_3x3",
             "conv2d_forward",
             "conv2d_forward_3x3"
@@ -150,8 +154,10 @@ fn f64_reads_storage_where_f32_reads_texture_copies() {
             .map(|l| l.split("//").next().unwrap())
             .collect();
         assert!(!code.contains("texture_2d_array<f32>;"), "{name}");
+        // the input (x, or bnpool's z) is a storage array
         assert!(
-            code.contains("var<storage, read> x: array<real>;"),
+            code.contains("var<storage, read> x: array<real>;")
+                || code.contains("var<storage, read> z: array<real>;"),
             "{name}"
         );
         // the definitions stay (unused), no call is left
@@ -308,6 +314,9 @@ fn uniform_structs_match_their_host_mirrors() {
         ("batchnorm_stats", size_of::<BnParams>()),
         ("bce_backward", size_of::<BceParams>()),
         ("bce_forward", size_of::<BceParams>()),
+        ("bnpool_backward_input", size_of::<BnPoolParams>()),
+        ("bnpool_backward_partials", size_of::<BnPoolParams>()),
+        ("bnpool_forward", size_of::<BnPoolParams>()),
         ("conv2d_backward_bias", size_of::<ConvParams>()),
         ("conv2d_backward_input", size_of::<ConvParams>()),
         ("conv2d_backward_weight", size_of::<ConvParams>()),

@@ -20,7 +20,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "postergrad")
-OPS = ["dense", "relu", "sigmoid", "bce", "conv2d", "batchnorm", "maxpool", "dropout", "adam"]
+OPS = ["dense", "relu", "sigmoid", "bce", "conv2d", "batchnorm", "maxpool", "dropout", "bnpool", "adam"]
 
 
 def suite(dtype):

@@ -355,29 +355,41 @@ pub fn batchnorm_backward(
             )?;
         }
     }
-    if dgamma.is_some() || dbeta.is_some() {
-        // both buffers are bound; a missing one gets a scratch buffer
-        let scratch;
-        let (dg, db) = match (dgamma, dbeta) {
-            (Some(g), Some(b)) => (g, b),
-            (Some(g), None) => {
-                scratch = Tensor::zeros(gpu, [p.c], "dbeta scratch")?;
-                (g, &scratch)
-            }
-            (None, Some(b)) => {
-                scratch = Tensor::zeros(gpu, [p.c], "dgamma scratch")?;
-                (&scratch, b)
-            }
-            (None, None) => unreachable!(),
-        };
-        gpu.dispatch(
-            "batchnorm_backward_params",
-            &base,
-            &[&sums, dg, db],
-            [p.c.div_ceil(64) as u32, 1, 1],
-        )?;
-    }
-    Ok(())
+    backward_params(gpu, &sums, p.c, dgamma, dbeta)
+}
+
+/// dγ += Σ dy·x̂ and dβ += Σ dy from the reduced sums `[2, C]` (batchnorm and
+/// bnpool); a missing buffer gets a scratch one, since the kernel binds both.
+pub(crate) fn backward_params(
+    gpu: &Gpu,
+    sums: &Tensor,
+    c: usize,
+    dgamma: Option<&Tensor>,
+    dbeta: Option<&Tensor>,
+) -> Result<()> {
+    let params = BnParams {
+        c: c as u32,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let scratch;
+    let (dg, db) = match (dgamma, dbeta) {
+        (Some(g), Some(b)) => (g, b),
+        (Some(g), None) => {
+            scratch = Tensor::zeros(gpu, [c], "dbeta scratch")?;
+            (g, &scratch)
+        }
+        (None, Some(b)) => {
+            scratch = Tensor::zeros(gpu, [c], "dgamma scratch")?;
+            (&scratch, b)
+        }
+        (None, None) => return Ok(()),
+    };
+    gpu.dispatch(
+        "batchnorm_backward_params",
+        &params,
+        &[sums, dg, db],
+        [c.div_ceil(64) as u32, 1, 1],
+    )
 }
 
 /// batchnorm on the tape. Training: batch statistics, moving statistics

@@ -33,7 +33,7 @@ pub struct DropoutParams {
     pub _pad: u32,
 }
 
-fn check(config: &DropoutConfig) -> Result<()> {
+pub(crate) fn check(config: &DropoutConfig) -> Result<()> {
     if !(0.0..1.0).contains(&config.rate) {
         return Err(Error::Config {
             what: "dropout rate".into(),

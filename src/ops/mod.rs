@@ -8,6 +8,7 @@
 pub mod adam;
 pub mod batchnorm;
 pub mod bce;
+pub mod bnpool;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
@@ -20,6 +21,7 @@ pub mod sigmoid;
 pub use adam::{Adam, AdamConfig};
 pub use batchnorm::{batch_norm, BatchNormConfig, BatchNormState, BnInput};
 pub use bce::{binary_cross_entropy, BCE_EPSILON};
+pub use bnpool::{bnpool, BnPoolConfig};
 pub use conv2d::{conv2d, Conv2dConfig, Padding};
 pub use dense::dense;
 pub use dropout::{dropout, DropoutConfig};

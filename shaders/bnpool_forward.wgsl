@@ -1,0 +1,121 @@
+// bnpool_forward: p[n, c, oy, ox] = drop(max over the 2×2 window at (2oy, 2ox) of γ[c]·(v − mean[c])·invstd[c] + β[c])
+//
+// The tail of a conv block in one pass: batch norm (v = z, or relu(z) with
+// the conv's relu fused in), 2×2 max-pool at stride 2, and inverted dropout,
+//   drop(u) = u · keep / (1 − rate),  keep = [hash(seed, step, index) / 2³² ≥ rate]
+// with dropout's own hash of the pooled element's global index (the masks
+// of dropout_forward). The normalised tensor and the pooled one before
+// dropout are never written: per pooled output the kernel reads four z and
+// writes one value, where batchnorm_forward + maxpool_forward +
+// dropout_forward read and wrote every element of both.
+// mean and invstd = 1/√(var + ε) come from batchnorm_stats.
+// Thread mapping: one invocation per quad of four neighbouring windows of a
+// pooled row: t = gid.x + gid.y · num_workgroups.x · 256 → (plane = n·C + c,
+// oy, q) with q < Q = ⌈OW/4⌉; it reads z rows 2oy and 2oy + 1 at columns
+// 8q .. 8q + 7 (three texel fetches per row, four elements per texel) and
+// writes p[.., oy, 4q .. 4q + 3].
+// Bounds: invocations with t ≥ n·C·OH·Q return; windows 4q + j ≥ OW are
+// not written (the columns they would read may belong to the next row).
+// Windows: z is a texture copy of the batch window (Gpu::read_window), z_base
+// the offset of its first element in the copy; p_base is the first element
+// of the bound p window, first the global index of its first element (the
+// dropout hash's input). In f64 the host binds buffer windows and
+// shaders::instantiate makes the textures storage arrays.
+// Ties: the value of a window's maximum does not depend on which element
+// holds it; bnpool_backward_* route the gradient to the first maximum in
+// row-major scan order, as maxpool does.
+
+alias real = f32;
+
+struct BnPoolParams {
+    n: u32, c: u32, h: u32, w: u32,
+    oh: u32, ow: u32, z_base: u32, p_base: u32,
+    relu_input: u32, training: u32, count: u32, chunk: u32,
+    chunk_offset: u32, dz_base: u32, first: u32, dropout: u32,
+    seed: u32, step: u32, rate: f32, scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: BnPoolParams;
+@group(0) @binding(1) var z: texture_2d_array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<real>;
+@group(0) @binding(3) var<storage, read> beta: array<real>;
+@group(0) @binding(4) var<storage, read> stats: array<real>;
+@group(0) @binding(5) var<storage, read_write> p: array<real>;
+
+// Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
+// texels per row, 4096 rows per layer).
+fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
+    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
+}
+
+// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
+fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
+    let s1 = vec4<real>(a.yzw, b.x);
+    let s2 = vec4<real>(a.zw, b.xy);
+    let s3 = vec4<real>(a.w, b.xyz);
+    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
+}
+
+// Eight consecutive values: lo = 0 .. 3, hi = 4 .. 7.
+struct Eight {
+    lo: vec4<real>,
+    hi: vec4<real>,
+}
+
+// z[e .. e + 7] of the copy: three texel fetches, shifted by e % 4.
+fn z8(e: u32) -> Eight {
+    let k = e >> 2u;
+    let t0 = tex4_at(z, k);
+    let t1 = tex4_at(z, k + 1u);
+    let t2 = tex4_at(z, k + 2u);
+    return Eight(shift4(t0, t1, e & 3u), shift4(t1, t2, e & 3u));
+}
+
+// The batch norm's input: z itself, or relu(z) when params.relu_input = 1.
+fn input4(v: vec4<real>) -> vec4<real> {
+    return select(v, max(v, vec4<real>(0.0)), params.relu_input == 1u);
+}
+
+fn pcg_hash(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+// dropout_forward's mask for the pooled element with global index `index`.
+fn keep(index: u32) -> bool {
+    let h = pcg_hash(index ^ pcg_hash(params.seed ^ pcg_hash(params.step)));
+    return f32(h) * 2.3283064365386963e-10 >= params.rate; // h / 2^32
+}
+
+@compute @workgroup_size(256)
+fn bnpool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * 256u;
+    let quads = (params.ow + 3u) / 4u;
+    if (t >= params.n * params.c * params.oh * quads) {
+        return;
+    }
+    let q = t % quads;
+    let oy = (t / quads) % params.oh;
+    let plane = t / (quads * params.oh);
+    let ch = plane % params.c;
+    let scale = gamma[ch] * stats[params.c + ch];
+    let shift = beta[ch] - stats[ch] * scale;
+    let e = params.z_base + (plane * params.h + 2u * oy) * params.w + 8u * q;
+    let top = z8(e);
+    let bottom = z8(e + params.w);
+    // the normalised values, then the max of each column pair, then of each window
+    let m_lo = max(input4(top.lo) * scale + shift, input4(bottom.lo) * scale + shift);
+    let m_hi = max(input4(top.hi) * scale + shift, input4(bottom.hi) * scale + shift);
+    let pooled = vec4<real>(max(m_lo.x, m_lo.y), max(m_lo.z, m_lo.w), max(m_hi.x, m_hi.y), max(m_hi.z, m_hi.w));
+    let o = (plane * params.oh + oy) * params.ow + 4u * q;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        if (4u * q + j < params.ow) {
+            var v = pooled[j];
+            if (params.dropout == 1u) {
+                v = select(real(0.0), v * real(params.scale), keep(params.first + o + j));
+            }
+            p[params.p_base + o + j] = v;
+        }
+    }
+}
