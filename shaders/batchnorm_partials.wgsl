@@ -3,15 +3,23 @@
 // First half of the batch statistics: channel ch's values are x[n, ch, p] for
 // every sample n and position p (M = N·plane of them; plane = H·W after a
 // conv, 1 after a dense layer). They are cut into chunks of params.chunk
-// values; each invocation runs Welford's update over one chunk, which stays
-// accurate where Σx² − (Σx)²/M would cancel catastrophically in f32.
-// batchnorm_stats merges the chunks.
+// values; each invocation walks one chunk in groups of up to four values
+// that lie in one plane, and merges each group into its running (count,
+// mean, M2) with Chan et al.'s update (δ = mean_g − mean, n = n_a + n_b:
+// mean += δ·n_b/n, M2 += M2_g + δ²·n_a·n_b/n) — Welford's method four values
+// at a time, which stays accurate where Σx² − (Σx)²/M would cancel
+// catastrophically in f32. batchnorm_stats merges the chunks the same way.
 // Thread mapping: invocation t = gid.x + gid.y · num_workgroups.x · 64 owns
 // channel t % C of chunk t / C; writes partial[((chunk_offset + chunk)·C + ch)·3 + {0, 1, 2}].
-// Bounds: invocations past the last chunk return.
-// Windows: x_base is the first element of the bound x window, which holds
-// params.n whole samples (the host splits batches larger than one binding and
-// gives each range its own chunk_offset).
+// Bounds: invocations past the last chunk return; a group stops at the end
+// of its chunk and of its plane.
+// Windows: x is a texture copy of a window of params.n whole samples
+// (Gpu::read_window; the host splits batches larger than one binding and
+// gives each range its own chunk_offset), x_base the offset of its first
+// element in the copy. A group is two texel fetches and a shift: on lavapipe
+// a storage load is a loop over the SIMD lanes, a texel fetch one gather
+// (docs/kernels/batchnorm.md). In f64 the host binds the buffer window and
+// shaders::instantiate makes x a storage array.
 // Fused relu (params.relu_input = 1): x holds z and the values are relu(z).
 
 alias real = f32;
@@ -24,14 +32,28 @@ struct BnParams {
 }
 
 @group(0) @binding(0) var<uniform> params: BnParams;
-@group(0) @binding(1) var<storage, read> x: array<real>;
+@group(0) @binding(1) var x: texture_2d_array<f32>;
 @group(0) @binding(2) var<storage, read_write> partial: array<real>;
+
+// Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
+// texels per row, 4096 rows per layer).
+fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
+    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
+}
+
+// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
+fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
+    let s1 = vec4<real>(a.yzw, b.x);
+    let s2 = vec4<real>(a.zw, b.xy);
+    let s3 = vec4<real>(a.w, b.xyz);
+    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
+}
 
 // The layer's input: x itself, or relu(x) when params.relu_input = 1 (the
 // relu of the conv or dense layer before, fused into this batch norm).
-fn input_value(v: real) -> real {
+fn input4(v: vec4<real>) -> vec4<real> {
     if (params.relu_input == 1u) {
-        return max(v, real(0.0));
+        return max(v, vec4<real>(0.0));
     }
     return v;
 }
@@ -49,12 +71,22 @@ fn batchnorm_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     var mean = real(0.0);
     var m2 = real(0.0);
     var count = real(0.0);
-    for (var e = k * params.chunk; e < end; e = e + 1u) {
-        let v = input_value(x[params.x_base + ((e / params.plane) * params.c + ch) * params.plane + e % params.plane]);
-        count = count + real(1.0);
-        let d = v - mean;
-        mean = mean + d / count;
-        m2 = m2 + d * (v - mean);
+    var e = k * params.chunk;
+    while (e < end) {
+        let p = e % params.plane;
+        let len = min(min(4u, end - e), params.plane - p);
+        let i = params.x_base + ((e / params.plane) * params.c + ch) * params.plane + p;
+        let v = input4(shift4(tex4_at(x, i >> 2u), tex4_at(x, (i >> 2u) + 1u), i & 3u));
+        let valid = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(len);
+        let nb = real(len);
+        let mean_b = dot(select(vec4<real>(0.0), v, valid), vec4<real>(1.0)) / nb;
+        let d = select(vec4<real>(0.0), v - mean_b, valid);
+        let n = count + nb;
+        let delta = mean_b - mean;
+        mean = mean + delta * nb / n;
+        m2 = m2 + dot(d, d) + delta * delta * count * nb / n;
+        count = n;
+        e = e + len;
     }
     let o = ((params.chunk_offset + k) * params.c + ch) * 3u;
     partial[o] = count;

@@ -733,7 +733,7 @@ fn catches_a_fused_relu_that_lets_negative_inputs_through() {
     // and the relu dropped from the forward statistics shows in the forward
     let f = failing_small_cases_with_mutation(
         "batchnorm_partials",
-        "return max(v, real(0.0));",
+        "return max(v, vec4<real>(0.0));",
         "return v;",
         "batchnorm",
         20_000,
@@ -761,6 +761,15 @@ fn catches_a_wrong_merge_of_batchnorm_chunks() {
         "batchnorm_stats",
         "m2 = m2 + partial[o + 2u] + delta * delta * n * nb / total;",
         "m2 = m2 + partial[o + 2u];",
+        "batchnorm",
+        20_000,
+    );
+    assert!(f.iter().any(|c| c == "forward vs f64 reference"), "{f:?}");
+    // the same term left out where each chunk merges its groups of four
+    let f = failing_small_cases_with_mutation(
+        "batchnorm_partials",
+        "m2 = m2 + dot(d, d) + delta * delta * count * nb / n;",
+        "m2 = m2 + dot(d, d);",
         "batchnorm",
         20_000,
     );

@@ -7,7 +7,7 @@
 //! page `docs/kernels/batchnorm.md`.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Gpu};
+use crate::gpu::{Bind, Gpu, ReadWindow};
 use crate::ops::conv2d::reduce_partials;
 use crate::tape::{Mode, Tape, Var};
 use crate::tensor::Tensor;
@@ -176,6 +176,20 @@ pub fn batchnorm_statistics(
     config: BatchNormConfig,
     mode: Mode,
 ) -> Result<Tensor> {
+    Ok(statistics_keeping_copy(gpu, x, state, config, mode)?.0)
+}
+
+/// [`batchnorm_statistics`], also handing back the texture copy of x's last
+/// sample range that the partial sums read (training mode), for a kernel
+/// that reads the same window next (bnpool's forward): with one range, x is
+/// then copied once for both.
+pub(crate) fn statistics_keeping_copy<'t>(
+    gpu: &Gpu,
+    x: &'t Tensor,
+    state: &BatchNormState,
+    config: BatchNormConfig,
+    mode: Mode,
+) -> Result<(Tensor, Option<ReadWindow<'t>>)> {
     let p = plan(gpu, x)?;
     state
         .moving_mean
@@ -185,14 +199,16 @@ pub fn batchnorm_statistics(
         .expect_shape("batchnorm", "moving variance must be [channels]", &[p.c])?;
     let stats = Tensor::uninit(gpu, [2, p.c], "batchnorm_stats")?;
     let base = p.params(config, mode);
+    let mut kept = None;
     let partial = match mode {
         Mode::Training => {
             let partial = Tensor::uninit(gpu, [p.chunks, p.c, 3], "batchnorm_partials")?;
             for (r, &offset) in p.ranges.iter().zip(&p.chunk_offsets) {
-                let (xw, xb) = gpu.window(x, r.start * p.per_sample(), r.len() * p.per_sample());
+                drop(kept.take()); // the previous range's copy goes back to the pool first
+                let xt = gpu.read_window(x, r.start * p.per_sample(), r.len() * p.per_sample())?;
                 let params = BnParams {
                     n: r.len() as u32,
-                    x_base: xb,
+                    x_base: xt.base(),
                     chunk_offset: offset as u32,
                     ..base
                 };
@@ -200,9 +216,10 @@ pub fn batchnorm_statistics(
                 gpu.dispatch_bound(
                     "batchnorm_partials",
                     &params,
-                    &[xw, Bind::whole(&partial)],
+                    &[xt.bind(), Bind::whole(&partial)],
                     gpu.grid_1d(invocations, 64),
                 )?;
+                kept = Some(xt);
             }
             partial
         }
@@ -215,7 +232,7 @@ pub fn batchnorm_statistics(
         &[&partial, &state.moving_mean, &state.moving_var, &stats],
         [p.c.div_ceil(64) as u32, 1, 1],
     )?;
-    Ok(stats)
+    Ok((stats, kept))
 }
 
 /// y = γ·(x − mean)·invstd + β with the given statistics (x replaced by

@@ -12,8 +12,9 @@
 //! `docs/kernels/bnpool.md`.
 
 use crate::error::{Error, Result};
+use crate::gpu::ReadWindow;
 use crate::gpu::{Bind, Gpu};
-use crate::ops::batchnorm::{backward_params, batchnorm_statistics};
+use crate::ops::batchnorm::{backward_params, statistics_keeping_copy};
 use crate::ops::conv2d::reduce_partials;
 use crate::ops::{BatchNormConfig, BatchNormState, BnInput, DropoutConfig};
 use crate::tape::{Mode, Tape, Var};
@@ -146,7 +147,8 @@ impl Geometry {
 }
 
 /// The pooled output [n, c, ⌊h/2⌋, ⌊w/2⌋] of z [n, c, h, w]: the batch norm
-/// with `stats` (mean, 1/√(var + ε); see [`batchnorm_statistics`]), the max
+/// with `stats` (mean, 1/√(var + ε); see
+/// [`batchnorm_statistics`](crate::ops::batchnorm::batchnorm_statistics)), the max
 /// of each 2×2 window, then `config.dropout`'s mask.
 pub fn bnpool_forward(
     gpu: &Gpu,
@@ -162,11 +164,30 @@ pub fn bnpool_forward(
     if let Some(d) = &config.dropout {
         crate::ops::dropout::check(d)?;
     }
+    forward_from(gpu, z, gamma, beta, stats, config, None)
+}
+
+/// [`bnpool_forward`], reading the last sample range of z from `kept` when
+/// given (the copy the statistics read, see `statistics_keeping_copy`); the
+/// ranges run backwards, so that copy is used first.
+fn forward_from(
+    gpu: &Gpu,
+    z: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    stats: &Tensor,
+    config: BnPoolConfig,
+    mut kept: Option<ReadWindow>,
+) -> Result<Tensor> {
+    let g = Geometry::new(z)?;
     let p = Tensor::uninit(gpu, [g.n, g.c, g.oh, g.ow], "bnpool_forward")?;
     let base = g.params(&config, Mode::Inference);
     let (zs, ps) = (g.z_per_sample(), g.p_per_sample());
-    for r in g.ranges(gpu) {
-        let zt = gpu.read_window(z, r.start * zs, r.len() * zs)?;
+    for r in g.ranges(gpu).into_iter().rev() {
+        let zt = match kept.take() {
+            Some(copy) => copy,
+            None => gpu.read_window(z, r.start * zs, r.len() * zs)?,
+        };
         let (pw, pb) = gpu.window(&p, r.start * ps, r.len() * ps);
         let params = BnPoolParams {
             n: r.len() as u32,
@@ -320,8 +341,15 @@ pub fn bnpool(
         ..config
     };
     Geometry::new(&z.value)?;
-    let stats = batchnorm_statistics(gpu, &z.value, state, config.batchnorm, mode)?;
-    let p = bnpool_forward(gpu, &z.value, &gamma.value, &beta.value, &stats, config)?;
+    gamma
+        .value
+        .expect_shape("bnpool", "gamma must be [channels]", &[z.shape().dims()[1]])?;
+    beta.value
+        .expect_shape("bnpool", "beta must be [channels]", &[z.shape().dims()[1]])?;
+    // the statistics' copy of z (its last sample range) serves the forward too
+    let (stats, kept) = statistics_keeping_copy(gpu, &z.value, state, config.batchnorm, mode)?;
+    let (zv, gv, bv) = (&z.value, &gamma.value, &beta.value);
+    let p = forward_from(gpu, zv, gv, bv, &stats, config, kept)?;
     let (zs, gs, bs) = (z.value.clone(), gamma.value.clone(), beta.value.clone());
     Ok(tape.record(p, &[z, gamma, beta], move |gpu, dp, grads| {
         bnpool_backward(
