@@ -10,10 +10,14 @@
 alias real = f32;
 
 struct DenseParams {
-    rows: u32,
-    k: u32,
-    cols: u32,
-    _pad: u32,
+    rows: u32,    // batch
+    k: u32,       // input features
+    cols: u32,    // output features
+    a_base: u32,  // first element of the first input in its texture copy
+    b_base: u32,  // first element of the second input in its texture copy
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DenseParams;

@@ -6,29 +6,84 @@
 // Thread mapping (register blocking, no workgroup memory — GUIDE §3: shared-memory
 // tiling is ~20× slower on lavapipe, and 8×8 tiles run 2.4× faster than 4×4 there,
 // see docs/kernels/dense.md): invocation (gid.x, gid.y) owns the 8×8 output
-// tile dw[8·gid.y .. +8, 8·gid.x .. +8]; each step of r (the batch) loads 8
-// contiguous values of x and 8 contiguous values of dy and does 64 multiply-adds.
+// tile dw[8·gid.y .. +8, 8·gid.x .. +8]; each step covers two values of r (the
+// batch): per r it reads x[r, the tile's 8 values of k] and dy[r, its 8
+// columns] (eight contiguous values each) and does 64 multiply-adds, so the
+// accumulators are read and written once per two r.
 // The 64 accumulators live in 16 vec4s: acc_i_lo holds columns 0–3 of tile row i,
 // acc_i_hi columns 4–7. The tile is unrolled by hand (naga does not unroll loops).
-// Bounds: loads clamp their row/column to the last valid one (no branch in the
-// inner loop); only the stores are guarded, so any shape works.
+// Inputs through textures: both inputs are read from texture copies
+// (Gpu::read_window), four elements per texel fetch; a_base / b_base are
+// their first elements in the copies. On lavapipe a storage load is a loop
+// over the SIMD lanes and a texel fetch one gather: this cut the loads per
+// 64 multiply-adds from 16 to 6 (docs/kernels/dense.md). In f64 the host
+// binds the buffers and shaders::instantiate makes the textures storage arrays.
+// Bounds: a second r past the batch reads as 0; values of k and columns past
+// the end read the next row (finite) and are not stored. Only the stores are
+// guarded, so any shape works.
 // Numerics: f32 accumulation in order of the summed index. Gradients accumulate (+=):
 // the caller zeroes the output once per backward pass.
 
 alias real = f32;
 
 struct DenseParams {
-    rows: u32,  // batch
-    k: u32,     // input features
-    cols: u32,  // output features
-    _pad: u32,
+    rows: u32,    // batch
+    k: u32,       // input features
+    cols: u32,    // output features
+    a_base: u32,  // first element of the first input in its texture copy
+    b_base: u32,  // first element of the second input in its texture copy
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DenseParams;
 
-@group(0) @binding(1) var<storage, read> x: array<real>;
-@group(0) @binding(2) var<storage, read> dy: array<real>;
+@group(0) @binding(1) var x: texture_2d_array<f32>;
+@group(0) @binding(2) var dy: texture_2d_array<f32>;
 @group(0) @binding(3) var<storage, read_write> dw: array<real>;
+
+// Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
+// texels per row, 4096 rows per layer).
+fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
+    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
+}
+
+// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
+fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
+    let s1 = vec4<real>(a.yzw, b.x);
+    let s2 = vec4<real>(a.zw, b.xy);
+    let s3 = vec4<real>(a.w, b.xyz);
+    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
+}
+
+// Eight consecutive values: lo = 0 .. 3, hi = 4 .. 7.
+struct Eight {
+    lo: vec4<real>,
+    hi: vec4<real>,
+}
+
+// x[e .. e + 7] of the copy (three texel fetches, shifted by e % 4), or
+// zeros where `live` is false.
+fn x8(e: u32, live: bool) -> Eight {
+    let k = e >> 2u;
+    let t0 = tex4_at(x, k);
+    let t1 = tex4_at(x, k + 1u);
+    let t2 = tex4_at(x, k + 2u);
+    let zero = vec4<real>(0.0);
+    return Eight(select(zero, shift4(t0, t1, e & 3u), live), select(zero, shift4(t1, t2, e & 3u), live));
+}
+
+// dy[e .. e + 7] of the copy (three texel fetches, shifted by e % 4), or
+// zeros where `live` is false.
+fn dy8(e: u32, live: bool) -> Eight {
+    let k = e >> 2u;
+    let t0 = tex4_at(dy, k);
+    let t1 = tex4_at(dy, k + 1u);
+    let t2 = tex4_at(dy, k + 2u);
+    let zero = vec4<real>(0.0);
+    return Eight(select(zero, shift4(t0, t1, e & 3u), live), select(zero, shift4(t1, t2, e & 3u), live));
+}
 
 @compute @workgroup_size(8, 8)
 fn dense_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -40,22 +95,6 @@ fn dense_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (m0 >= M || n0 >= N) {
         return;
     }
-    let ar0 = min(m0 + 0u, M - 1u);
-    let ar1 = min(m0 + 1u, M - 1u);
-    let ar2 = min(m0 + 2u, M - 1u);
-    let ar3 = min(m0 + 3u, M - 1u);
-    let ar4 = min(m0 + 4u, M - 1u);
-    let ar5 = min(m0 + 5u, M - 1u);
-    let ar6 = min(m0 + 6u, M - 1u);
-    let ar7 = min(m0 + 7u, M - 1u);
-    let bc0 = min(n0 + 0u, N - 1u);
-    let bc1 = min(n0 + 1u, N - 1u);
-    let bc2 = min(n0 + 2u, N - 1u);
-    let bc3 = min(n0 + 3u, N - 1u);
-    let bc4 = min(n0 + 4u, N - 1u);
-    let bc5 = min(n0 + 5u, N - 1u);
-    let bc6 = min(n0 + 6u, N - 1u);
-    let bc7 = min(n0 + 7u, N - 1u);
     var acc0_lo = vec4<real>(0.0);
     var acc0_hi = vec4<real>(0.0);
     var acc1_lo = vec4<real>(0.0);
@@ -72,33 +111,28 @@ fn dense_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc6_hi = vec4<real>(0.0);
     var acc7_lo = vec4<real>(0.0);
     var acc7_hi = vec4<real>(0.0);
-    for (var s = 0u; s < S; s = s + 1u) {
-        let b_lo = vec4<real>(dy[s * N + bc0], dy[s * N + bc1], dy[s * N + bc2], dy[s * N + bc3]);
-        let b_hi = vec4<real>(dy[s * N + bc4], dy[s * N + bc5], dy[s * N + bc6], dy[s * N + bc7]);
-        let a0 = x[s * params.k + ar0];
-        acc0_lo = acc0_lo + a0 * b_lo;
-        acc0_hi = acc0_hi + a0 * b_hi;
-        let a1 = x[s * params.k + ar1];
-        acc1_lo = acc1_lo + a1 * b_lo;
-        acc1_hi = acc1_hi + a1 * b_hi;
-        let a2 = x[s * params.k + ar2];
-        acc2_lo = acc2_lo + a2 * b_lo;
-        acc2_hi = acc2_hi + a2 * b_hi;
-        let a3 = x[s * params.k + ar3];
-        acc3_lo = acc3_lo + a3 * b_lo;
-        acc3_hi = acc3_hi + a3 * b_hi;
-        let a4 = x[s * params.k + ar4];
-        acc4_lo = acc4_lo + a4 * b_lo;
-        acc4_hi = acc4_hi + a4 * b_hi;
-        let a5 = x[s * params.k + ar5];
-        acc5_lo = acc5_lo + a5 * b_lo;
-        acc5_hi = acc5_hi + a5 * b_hi;
-        let a6 = x[s * params.k + ar6];
-        acc6_lo = acc6_lo + a6 * b_lo;
-        acc6_hi = acc6_hi + a6 * b_hi;
-        let a7 = x[s * params.k + ar7];
-        acc7_lo = acc7_lo + a7 * b_lo;
-        acc7_hi = acc7_hi + a7 * b_hi;
+    for (var s = 0u; s < S; s = s + 2u) {
+        let more = s + 1u < S;
+        let a = x8(params.a_base + s * M + m0, true);
+        let g = dy8(params.b_base + s * N + n0, true);
+        let a2 = x8(params.a_base + (s + 1u) * M + m0, more);
+        let g2 = dy8(params.b_base + (s + 1u) * N + n0, more);
+        acc0_lo = acc0_lo + a.lo.x * g.lo + a2.lo.x * g2.lo;
+        acc0_hi = acc0_hi + a.lo.x * g.hi + a2.lo.x * g2.hi;
+        acc1_lo = acc1_lo + a.lo.y * g.lo + a2.lo.y * g2.lo;
+        acc1_hi = acc1_hi + a.lo.y * g.hi + a2.lo.y * g2.hi;
+        acc2_lo = acc2_lo + a.lo.z * g.lo + a2.lo.z * g2.lo;
+        acc2_hi = acc2_hi + a.lo.z * g.hi + a2.lo.z * g2.hi;
+        acc3_lo = acc3_lo + a.lo.w * g.lo + a2.lo.w * g2.lo;
+        acc3_hi = acc3_hi + a.lo.w * g.hi + a2.lo.w * g2.hi;
+        acc4_lo = acc4_lo + a.hi.x * g.lo + a2.hi.x * g2.lo;
+        acc4_hi = acc4_hi + a.hi.x * g.hi + a2.hi.x * g2.hi;
+        acc5_lo = acc5_lo + a.hi.y * g.lo + a2.hi.y * g2.lo;
+        acc5_hi = acc5_hi + a.hi.y * g.hi + a2.hi.y * g2.hi;
+        acc6_lo = acc6_lo + a.hi.z * g.lo + a2.hi.z * g2.lo;
+        acc6_hi = acc6_hi + a.hi.z * g.hi + a2.hi.z * g2.hi;
+        acc7_lo = acc7_lo + a.hi.w * g.lo + a2.hi.w * g2.lo;
+        acc7_hi = acc7_hi + a.hi.w * g.hi + a2.hi.w * g2.hi;
     }
     var tile = array<vec4<real>, 16>(
         acc0_lo, acc0_hi, acc1_lo, acc1_hi, acc2_lo, acc2_hi, acc3_lo, acc3_hi,

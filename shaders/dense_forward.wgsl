@@ -5,29 +5,79 @@
 // Thread mapping (register blocking, no workgroup memory — GUIDE §3: shared-memory
 // tiling is ~20× slower on lavapipe, and 8×8 tiles run 2.4× faster than 4×4 there,
 // see docs/kernels/dense.md): invocation (gid.x, gid.y) owns the 8×8 output
-// tile y[8·gid.y .. +8, 8·gid.x .. +8]; each step of k loads 8 values of x
-// (one per tile row) and 8 of w (the tile's columns of row k) and does 64 multiply-adds.
+// tile y[8·gid.y .. +8, 8·gid.x .. +8]; each step covers four values of k: it
+// reads x[row, k .. k+3] for the tile's 8 rows (one vec4 each) and
+// w[k .. k+3, the tile's 8 columns] (four rows of eight) and does 256
+// multiply-adds, so the accumulators are read and written once per four k.
 // The 64 accumulators live in 16 vec4s: acc_i_lo holds columns 0–3 of tile row i,
 // acc_i_hi columns 4–7. The tile is unrolled by hand (naga does not unroll loops).
-// Bounds: loads clamp their row/column to the last valid one (no branch in the
-// inner loop); only the stores are guarded, so any shape works.
-// Numerics: f32 accumulation in order of the summed index.
+// Inputs through textures: both inputs are read from texture copies
+// (Gpu::read_window), four elements per texel fetch; a_base / b_base are
+// their first elements in the copies. On lavapipe a storage load is a loop
+// over the SIMD lanes and a texel fetch one gather: this cut the loads per
+// 64 multiply-adds from 16 to 7 (16 x values in 8 vec4 + 32 w values per 4 k: 28 fetches) (docs/kernels/dense.md). In f64 the host
+// binds the buffers and shaders::instantiate makes the textures storage arrays.
+// Bounds: x rows clamp to the last valid one; values of k past the end read
+// as 0 (x and w both masked, so stale texels past a copy cannot leak NaN);
+// columns past the end read the next row (finite) and are not stored. Only
+// the stores are guarded, so any shape works.
+// Numerics: f32 accumulation in order of the summed index, four at a time.
 
 alias real = f32;
 
 struct DenseParams {
-    rows: u32,  // batch
-    k: u32,     // input features
-    cols: u32,  // output features
-    _pad: u32,
+    rows: u32,    // batch
+    k: u32,       // input features
+    cols: u32,    // output features
+    a_base: u32,  // first element of the first input in its texture copy
+    b_base: u32,  // first element of the second input in its texture copy
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DenseParams;
 
-@group(0) @binding(1) var<storage, read> x: array<real>;
-@group(0) @binding(2) var<storage, read> w: array<real>;
+@group(0) @binding(1) var x: texture_2d_array<f32>;
+@group(0) @binding(2) var w: texture_2d_array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<real>;
 @group(0) @binding(4) var<storage, read_write> y: array<real>;
+
+// Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
+// texels per row, 4096 rows per layer).
+fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
+    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
+}
+
+// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
+fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
+    let s1 = vec4<real>(a.yzw, b.x);
+    let s2 = vec4<real>(a.zw, b.xy);
+    let s3 = vec4<real>(a.w, b.xyz);
+    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
+}
+
+// x[e .. e + 3] of the copy (two texel fetches, shifted by e % 4).
+fn x4(e: u32) -> vec4<real> {
+    return shift4(tex4_at(x, e >> 2u), tex4_at(x, (e >> 2u) + 1u), e & 3u);
+}
+
+// Eight consecutive values: lo = 0 .. 3, hi = 4 .. 7.
+struct Eight {
+    lo: vec4<real>,
+    hi: vec4<real>,
+}
+
+// w[e .. e + 7] of the copy (three texel fetches, shifted by e % 4), or
+// zeros where `live` is false.
+fn w8(e: u32, live: bool) -> Eight {
+    let k = e >> 2u;
+    let t0 = tex4_at(w, k);
+    let t1 = tex4_at(w, k + 1u);
+    let t2 = tex4_at(w, k + 2u);
+    let zero = vec4<real>(0.0);
+    return Eight(select(zero, shift4(t0, t1, e & 3u), live), select(zero, shift4(t1, t2, e & 3u), live));
+}
 
 @compute @workgroup_size(8, 8)
 fn dense_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -39,22 +89,14 @@ fn dense_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (m0 >= M || n0 >= N) {
         return;
     }
-    let ar0 = min(m0 + 0u, M - 1u) * params.k;
-    let ar1 = min(m0 + 1u, M - 1u) * params.k;
-    let ar2 = min(m0 + 2u, M - 1u) * params.k;
-    let ar3 = min(m0 + 3u, M - 1u) * params.k;
-    let ar4 = min(m0 + 4u, M - 1u) * params.k;
-    let ar5 = min(m0 + 5u, M - 1u) * params.k;
-    let ar6 = min(m0 + 6u, M - 1u) * params.k;
-    let ar7 = min(m0 + 7u, M - 1u) * params.k;
-    let bc0 = min(n0 + 0u, N - 1u);
-    let bc1 = min(n0 + 1u, N - 1u);
-    let bc2 = min(n0 + 2u, N - 1u);
-    let bc3 = min(n0 + 3u, N - 1u);
-    let bc4 = min(n0 + 4u, N - 1u);
-    let bc5 = min(n0 + 5u, N - 1u);
-    let bc6 = min(n0 + 6u, N - 1u);
-    let bc7 = min(n0 + 7u, N - 1u);
+    let ar0 = params.a_base + min(m0 + 0u, M - 1u) * S;
+    let ar1 = params.a_base + min(m0 + 1u, M - 1u) * S;
+    let ar2 = params.a_base + min(m0 + 2u, M - 1u) * S;
+    let ar3 = params.a_base + min(m0 + 3u, M - 1u) * S;
+    let ar4 = params.a_base + min(m0 + 4u, M - 1u) * S;
+    let ar5 = params.a_base + min(m0 + 5u, M - 1u) * S;
+    let ar6 = params.a_base + min(m0 + 6u, M - 1u) * S;
+    let ar7 = params.a_base + min(m0 + 7u, M - 1u) * S;
     var acc0_lo = vec4<real>(0.0);
     var acc0_hi = vec4<real>(0.0);
     var acc1_lo = vec4<real>(0.0);
@@ -71,33 +113,38 @@ fn dense_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc6_hi = vec4<real>(0.0);
     var acc7_lo = vec4<real>(0.0);
     var acc7_hi = vec4<real>(0.0);
-    for (var s = 0u; s < S; s = s + 1u) {
-        let b_lo = vec4<real>(w[s * N + bc0], w[s * N + bc1], w[s * N + bc2], w[s * N + bc3]);
-        let b_hi = vec4<real>(w[s * N + bc4], w[s * N + bc5], w[s * N + bc6], w[s * N + bc7]);
-        let a0 = x[ar0 + s];
-        acc0_lo = acc0_lo + a0 * b_lo;
-        acc0_hi = acc0_hi + a0 * b_hi;
-        let a1 = x[ar1 + s];
-        acc1_lo = acc1_lo + a1 * b_lo;
-        acc1_hi = acc1_hi + a1 * b_hi;
-        let a2 = x[ar2 + s];
-        acc2_lo = acc2_lo + a2 * b_lo;
-        acc2_hi = acc2_hi + a2 * b_hi;
-        let a3 = x[ar3 + s];
-        acc3_lo = acc3_lo + a3 * b_lo;
-        acc3_hi = acc3_hi + a3 * b_hi;
-        let a4 = x[ar4 + s];
-        acc4_lo = acc4_lo + a4 * b_lo;
-        acc4_hi = acc4_hi + a4 * b_hi;
-        let a5 = x[ar5 + s];
-        acc5_lo = acc5_lo + a5 * b_lo;
-        acc5_hi = acc5_hi + a5 * b_hi;
-        let a6 = x[ar6 + s];
-        acc6_lo = acc6_lo + a6 * b_lo;
-        acc6_hi = acc6_hi + a6 * b_hi;
-        let a7 = x[ar7 + s];
-        acc7_lo = acc7_lo + a7 * b_lo;
-        acc7_hi = acc7_hi + a7 * b_hi;
+    let zero = vec4<real>(0.0);
+    for (var s = 0u; s < S; s = s + 4u) {
+        let live = (vec4<u32>(s) + vec4<u32>(0u, 1u, 2u, 3u)) < vec4<u32>(S);
+        let wb = params.b_base + s * N + n0;
+        let w0 = w8(wb, true);
+        let w1 = w8(wb + N, live.y);
+        let w2 = w8(wb + 2u * N, live.z);
+        let w3 = w8(wb + 3u * N, live.w);
+        let a0 = select(zero, x4(ar0 + s), live);
+        acc0_lo = acc0_lo + a0.x * w0.lo + a0.y * w1.lo + a0.z * w2.lo + a0.w * w3.lo;
+        acc0_hi = acc0_hi + a0.x * w0.hi + a0.y * w1.hi + a0.z * w2.hi + a0.w * w3.hi;
+        let a1 = select(zero, x4(ar1 + s), live);
+        acc1_lo = acc1_lo + a1.x * w0.lo + a1.y * w1.lo + a1.z * w2.lo + a1.w * w3.lo;
+        acc1_hi = acc1_hi + a1.x * w0.hi + a1.y * w1.hi + a1.z * w2.hi + a1.w * w3.hi;
+        let a2 = select(zero, x4(ar2 + s), live);
+        acc2_lo = acc2_lo + a2.x * w0.lo + a2.y * w1.lo + a2.z * w2.lo + a2.w * w3.lo;
+        acc2_hi = acc2_hi + a2.x * w0.hi + a2.y * w1.hi + a2.z * w2.hi + a2.w * w3.hi;
+        let a3 = select(zero, x4(ar3 + s), live);
+        acc3_lo = acc3_lo + a3.x * w0.lo + a3.y * w1.lo + a3.z * w2.lo + a3.w * w3.lo;
+        acc3_hi = acc3_hi + a3.x * w0.hi + a3.y * w1.hi + a3.z * w2.hi + a3.w * w3.hi;
+        let a4 = select(zero, x4(ar4 + s), live);
+        acc4_lo = acc4_lo + a4.x * w0.lo + a4.y * w1.lo + a4.z * w2.lo + a4.w * w3.lo;
+        acc4_hi = acc4_hi + a4.x * w0.hi + a4.y * w1.hi + a4.z * w2.hi + a4.w * w3.hi;
+        let a5 = select(zero, x4(ar5 + s), live);
+        acc5_lo = acc5_lo + a5.x * w0.lo + a5.y * w1.lo + a5.z * w2.lo + a5.w * w3.lo;
+        acc5_hi = acc5_hi + a5.x * w0.hi + a5.y * w1.hi + a5.z * w2.hi + a5.w * w3.hi;
+        let a6 = select(zero, x4(ar6 + s), live);
+        acc6_lo = acc6_lo + a6.x * w0.lo + a6.y * w1.lo + a6.z * w2.lo + a6.w * w3.lo;
+        acc6_hi = acc6_hi + a6.x * w0.hi + a6.y * w1.hi + a6.z * w2.hi + a6.w * w3.hi;
+        let a7 = select(zero, x4(ar7 + s), live);
+        acc7_lo = acc7_lo + a7.x * w0.lo + a7.y * w1.lo + a7.z * w2.lo + a7.w * w3.lo;
+        acc7_hi = acc7_hi + a7.x * w0.hi + a7.y * w1.hi + a7.z * w2.hi + a7.w * w3.hi;
     }
     var tile = array<vec4<real>, 16>(
         acc0_lo, acc0_hi, acc1_lo, acc1_hi, acc2_lo, acc2_hi, acc3_lo, acc3_hi,

@@ -392,14 +392,41 @@ fn catches_a_dropped_bias_gradient() {
 
 #[test]
 fn catches_an_off_by_one_index_in_dense_backward_weight() {
-    // tile row 3 reads input feature m0 + 2: a plausible indexing bug
+    // tile row 3 takes input feature m0 + 2: a plausible indexing bug
     let f = failing_checks_with_mutation(
         "dense_backward_weight",
-        "let ar3 = min(m0 + 3u, M - 1u);",
-        "let ar3 = min(m0 + 2u, M - 1u);",
+        "acc3_lo = acc3_lo + a.lo.w * g.lo",
+        "acc3_lo = acc3_lo + a.lo.z * g.lo",
         "dense",
     );
     assert_caught(&f, "dw");
+    // the second sample of a step read one element off
+    let f = failing_checks_with_mutation(
+        "dense_backward_weight",
+        "let a2 = x8(params.a_base + (s + 1u) * M + m0, more);",
+        "let a2 = x8(params.a_base + (s + 1u) * M + m0 + 1u, more);",
+        "dense",
+    );
+    assert_caught(&f, "dw");
+}
+
+#[test]
+fn catches_wrong_texel_reads_in_the_dense_forward_and_input_gradient() {
+    // the second of four rows of w read one column off
+    let f = failing_checks_with_mutation(
+        "dense_forward",
+        "let w1 = w8(wb + N, live.y);",
+        "let w1 = w8(wb + N + 1u, live.y);",
+        "dense",
+    );
+    assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
+    let f = failing_checks_with_mutation(
+        "dense_backward_input",
+        "let b5 = select(zero, w4(bc5 + s), live);",
+        "let b5 = select(zero, w4(bc4 + s), live);",
+        "dense",
+    );
+    assert_caught(&f, "dx");
 }
 
 #[test]

@@ -138,12 +138,16 @@ fn f64_reads_storage_where_f32_reads_texture_copies() {
         [
             "batchnorm_backward_input",
             "batchnorm_backward_partials",
+            "batchnorm_partials",
             "bnpool_backward_input",
             "bnpool_backward_partials",
             "bnpool_forward",
             "conv2d_backward_weight_3x3",
             "conv2d_forward",
-            "conv2d_forward_3x3"
+            "conv2d_forward_3x3",
+            "dense_backward_input",
+            "dense_backward_weight",
+            "dense_forward"
         ]
     );
     for name in textured {
@@ -154,12 +158,23 @@ fn f64_reads_storage_where_f32_reads_texture_copies() {
             .map(|l| l.split("//").next().unwrap())
             .collect();
         assert!(!code.contains("texture_2d_array<f32>;"), "{name}");
-        // the input (x, or bnpool's z) is a storage array
-        assert!(
-            code.contains("var<storage, read> x: array<real>;")
-                || code.contains("var<storage, read> z: array<real>;"),
-            "{name}"
-        );
+        // every texture binding is a storage array of the same name
+        for line in src
+            .lines()
+            .filter(|l| l.contains(": texture_2d_array<f32>;"))
+        {
+            let texture = line
+                .split("var ")
+                .nth(1)
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap();
+            assert!(
+                code.contains(&format!("var<storage, read> {texture}: array<real>;")),
+                "{name}: {texture}"
+            );
+        }
         // the definitions stay (unused), no call is left
         for f in ["tex_at(", "tex4_at("] {
             assert_eq!(

@@ -3,7 +3,7 @@
 //! `dense_backward_weight`, `dense_backward_bias`; page `docs/kernels/dense.md`.
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Bind, Gpu, ReadWindow};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -17,7 +17,12 @@ pub struct DenseParams {
     pub k: u32,
     /// Output features.
     pub cols: u32,
-    pub _pad: u32,
+    /// First element of the kernel's first input in its texture copy
+    /// (`Gpu::read_window`): x, dy (backward input) or x (backward weight).
+    pub a_base: u32,
+    /// First element of its second input in its copy: w, w or dy.
+    pub b_base: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Each invocation of the matmul kernels owns an 8×8 tile; workgroups are 8×8.
@@ -26,6 +31,12 @@ const WG: usize = 8;
 
 fn tiles(n: usize) -> u32 {
     n.div_ceil(TILE * WG) as u32
+}
+
+/// The matmul kernels read their two inputs whole through `tex4_at`: a
+/// texture copy on f32 devices, the buffer itself in f64.
+fn whole<'t>(gpu: &Gpu, t: &'t Tensor) -> Result<ReadWindow<'t>> {
+    gpu.read_window(t, 0, t.numel())
 }
 
 /// Checks x: [rows, k], w: [k, cols], b: [cols]; returns the params.
@@ -47,7 +58,9 @@ fn check(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<DenseParams> {
         rows: rows as u32,
         k: k as u32,
         cols: cols as u32,
-        _pad: 0,
+        a_base: 0,
+        b_base: 0,
+        _pad: [0; 3],
     })
 }
 
@@ -56,7 +69,14 @@ pub fn dense_forward(gpu: &Gpu, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Te
     let p = check(x, w, b)?;
     let y = Tensor::uninit(gpu, [p.rows as usize, p.cols as usize], "dense_forward")?;
     let groups = [tiles(p.cols as usize), tiles(p.rows as usize), 1];
-    gpu.dispatch("dense_forward", &p, &[x, w, b, &y], groups)?;
+    let (xt, wt) = (whole(gpu, x)?, whole(gpu, w)?);
+    let p = DenseParams {
+        a_base: xt.base(),
+        b_base: wt.base(),
+        ..p
+    };
+    let binds = [xt.bind(), wt.bind(), Bind::whole(b), Bind::whole(&y)];
+    gpu.dispatch_bound("dense_forward", &p, &binds, groups)?;
     Ok(y)
 }
 
@@ -74,10 +94,19 @@ pub fn dense_backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor) -> 
         rows: rows as u32,
         k: k as u32,
         cols: cols as u32,
-        _pad: 0,
+        a_base: 0,
+        b_base: 0,
+        _pad: [0; 3],
     };
     let groups = [tiles(k), tiles(rows), 1];
-    gpu.dispatch("dense_backward_input", &p, &[dy, w, dx], groups)
+    let (dyt, wt) = (whole(gpu, dy)?, whole(gpu, w)?);
+    let p = DenseParams {
+        a_base: dyt.base(),
+        b_base: wt.base(),
+        ..p
+    };
+    let binds = [dyt.bind(), wt.bind(), Bind::whole(dx)];
+    gpu.dispatch_bound("dense_backward_input", &p, &binds, groups)
 }
 
 /// dw += xᵀ · dy.
@@ -94,10 +123,19 @@ pub fn dense_backward_weight(gpu: &Gpu, x: &Tensor, dy: &Tensor, dw: &Tensor) ->
         rows: rows as u32,
         k: k as u32,
         cols: cols as u32,
-        _pad: 0,
+        a_base: 0,
+        b_base: 0,
+        _pad: [0; 3],
     };
     let groups = [tiles(cols), tiles(k), 1];
-    gpu.dispatch("dense_backward_weight", &p, &[x, dy, dw], groups)
+    let (xt, dyt) = (whole(gpu, x)?, whole(gpu, dy)?);
+    let p = DenseParams {
+        a_base: xt.base(),
+        b_base: dyt.base(),
+        ..p
+    };
+    let binds = [xt.bind(), dyt.bind(), Bind::whole(dw)];
+    gpu.dispatch_bound("dense_backward_weight", &p, &binds, groups)
 }
 
 /// db += Σ_batch dy.
@@ -109,7 +147,9 @@ pub fn dense_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
         rows: rows as u32,
         k: 0,
         cols: cols as u32,
-        _pad: 0,
+        a_base: 0,
+        b_base: 0,
+        _pad: [0; 3],
     };
     gpu.dispatch(
         "dense_backward_bias",
