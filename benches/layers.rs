@@ -28,7 +28,7 @@ use postergrad::ops::{
     BatchNormConfig, BatchNormState, BnInput, BnPoolConfig, DropoutConfig, MaxPoolConfig,
 };
 use postergrad::rng::Rng;
-use postergrad::{Mode, Tensor};
+use postergrad::{GradWrite, Mode, Tensor};
 
 mod common;
 use common::{time, Settings};
@@ -247,14 +247,14 @@ fn main() {
                 }),
             ),
             (
-                "block tail backward, fused (bnpool_backward: partials + input + params)",
-                4 * n + 2 * pooled,
+                "block tail backward, fused (bnpool_backward: partials + input + params, dz written)",
+                3 * n + 2 * pooled,
                 "conv output",
                 Box::new(|| {
                     let (g, b) = (Some(&dgamma), Some(&dbeta));
                     let mode = Mode::Training;
                     bnpool_backward(
-                        &gpu, &x, &dtail, &gamma, &beta, &stats, mode, tail, Some(&dz), g, b,
+                        &gpu, &x, &dtail, &gamma, &beta, &stats, mode, tail, Some((&dz, GradWrite::Write)), g, b,
                     )
                     .unwrap()
                 }),

@@ -26,7 +26,9 @@
 // index of the window's first pooled element (dropout's hash). In f64 the
 // host binds buffer windows and shaders::instantiate makes the textures
 // storage arrays.
-// Gradients accumulate (+=).
+// Gradients accumulate (+=), or with params.write = 1 (the tape's fresh
+// buffer, GradWrite::Write) every element of dz is written (=) without being
+// read: 16 storage loads fewer per block, and no zeroing of dz before.
 
 alias real = f32;
 
@@ -36,6 +38,7 @@ struct BnPoolParams {
     relu_input: u32, training: u32, count: u32, chunk: u32,
     chunk_offset: u32, dz_base: u32, first: u32, dropout: u32,
     seed: u32, step: u32, rate: f32, scale: f32,
+    write: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BnPoolParams;
@@ -172,11 +175,29 @@ struct Fold {
 }
 
 // dz[i + j] += k·dy[j] + k0 + kx·(v[j] − mean) for the row's columns
-// col .. col + 7 inside the plane (and z > 0 with the relu fused in).
+// col .. col + 7 inside the plane (and z > 0 with the relu fused in); with
+// params.write = 1 (a fresh, unzeroed dz: GradWrite::Write) dz[i + j] = that,
+// or 0 where z ≤ 0, without reading dz.
 fn update_row(i: u32, col: u32, zv: Eight, dy: Eight, f: Fold) {
     let d_lo = f.k * dy.lo + f.k0 + f.kx * (input4(zv.lo) - f.mean);
     let d_hi = f.k * dy.hi + f.k0 + f.kx * (input4(zv.hi) - f.mean);
     let relu = params.relu_input == 1u;
+    if (params.write == 1u) {
+        let zero = vec4<real>(0.0);
+        let w_lo = select(d_lo, zero, vec4<bool>(relu) & (zv.lo <= zero));
+        let w_hi = select(d_hi, zero, vec4<bool>(relu) & (zv.hi <= zero));
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if (col + j < params.w) {
+                dz[i + j] = w_lo[j];
+            }
+        }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if (col + 4u + j < params.w) {
+                dz[i + 4u + j] = w_hi[j];
+            }
+        }
+        return;
+    }
     for (var j = 0u; j < 4u; j = j + 1u) {
         if (col + j < params.w && (!relu || zv.lo[j] > real(0.0))) {
             dz[i + j] = dz[i + j] + d_lo[j];

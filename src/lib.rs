@@ -27,5 +27,5 @@ pub mod train;
 pub use error::{Error, Result};
 pub use gpu::Gpu;
 pub use shaders::Precision;
-pub use tape::{Gradients, Mode, Param, Tape, Var};
+pub use tape::{GradWrite, Gradients, Mode, Param, Tape, Var};
 pub use tensor::{Shape, Tensor};

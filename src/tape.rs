@@ -69,14 +69,29 @@ impl Var {
 }
 
 /// Turns the gradient of an op's output into gradients of its inputs. It gets
-/// the output gradient and, per input in the order the op was recorded with,
-/// the buffer to accumulate into (`None` where no gradient is needed).
-pub type BackwardFn = Box<dyn FnOnce(&Gpu, &Tensor, &[Option<Tensor>]) -> Result<()>>;
+/// the output gradient, per input in the order the op was recorded with the
+/// buffer to accumulate into (`None` where no gradient is needed), and how
+/// to treat the first input's buffer ([`GradWrite`]).
+pub type BackwardFn = Box<dyn FnOnce(&Gpu, &Tensor, &[Option<Tensor>], GradWrite) -> Result<()>>;
+
+/// How a backward treats its first input's gradient buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GradWrite {
+    /// Add into it (`+=`): the rule for every buffer.
+    Add,
+    /// It is fresh and unzeroed — no backward has touched it yet — and the
+    /// op must write (`=`) every element of it. Only ops recorded with
+    /// [`Tape::record_writing_first`] get this, which saves them reading the
+    /// buffer and the tape zeroing it.
+    Write,
+}
 
 struct Node {
     shape: Shape,
     inputs: Vec<Option<usize>>,
     backward: Option<BackwardFn>,
+    /// The op writes its first input's gradient when that buffer is fresh.
+    writes_first: bool,
     /// For parameter leaves: where their gradient accumulates.
     param_grad: Option<Tensor>,
 }
@@ -148,6 +163,7 @@ impl<'g> Tape<'g> {
             shape: value.shape().clone(),
             inputs: vec![],
             backward: None,
+            writes_first: false,
             param_grad: None,
         });
         Var {
@@ -165,6 +181,7 @@ impl<'g> Tape<'g> {
             shape: param.value.shape().clone(),
             inputs: vec![],
             backward: None,
+            writes_first: false,
             param_grad: Some(param.grad.clone()),
         });
         Var {
@@ -182,13 +199,43 @@ impl<'g> Tape<'g> {
         inputs: &[&Var],
         backward: impl FnOnce(&Gpu, &Tensor, &[Option<Tensor>]) -> Result<()> + 'static,
     ) -> Var {
+        self.push_op(
+            output,
+            inputs,
+            false,
+            Box::new(move |g, dy, d, _| backward(g, dy, d)),
+        )
+    }
+
+    /// [`Tape::record`] for an op whose backward can *write* its first
+    /// input's gradient instead of adding into it: when no other backward
+    /// has touched that buffer yet, the tape hands it over unzeroed with
+    /// [`GradWrite::Write`], and the op must then write every element.
+    /// (bnpool, which writes the whole gradient of the conv output z.)
+    pub fn record_writing_first(
+        &self,
+        output: Tensor,
+        inputs: &[&Var],
+        backward: impl FnOnce(&Gpu, &Tensor, &[Option<Tensor>], GradWrite) -> Result<()> + 'static,
+    ) -> Var {
+        self.push_op(output, inputs, true, Box::new(backward))
+    }
+
+    fn push_op(
+        &self,
+        output: Tensor,
+        inputs: &[&Var],
+        writes_first: bool,
+        backward: BackwardFn,
+    ) -> Var {
         if self.mode == Mode::Inference || inputs.iter().all(|v| v.node.is_none()) {
             return self.constant(output);
         }
         let node = self.push(Node {
             shape: output.shape().clone(),
             inputs: inputs.iter().map(|v| v.node).collect(),
-            backward: Some(Box::new(backward)),
+            backward: Some(backward),
+            writes_first,
             param_grad: None,
         });
         Var {
@@ -247,13 +294,27 @@ impl<'g> Tape<'g> {
                 continue;
             };
             let mut input_grads = Vec::with_capacity(nodes[i].inputs.len());
-            for input in nodes[i].inputs.clone() {
+            let mut write = GradWrite::Add;
+            for (k, input) in nodes[i].inputs.clone().into_iter().enumerate() {
                 input_grads.push(match input {
                     None => None,
+                    // a fresh buffer the op will write whole: not zeroed
+                    Some(j)
+                        if k == 0
+                            && nodes[i].writes_first
+                            && grads[j].is_none()
+                            && nodes[j].param_grad.is_none()
+                            && !nodes[i].inputs[1..].contains(&Some(j)) =>
+                    {
+                        write = GradWrite::Write;
+                        let fresh = Tensor::uninit(self.gpu, nodes[j].shape.clone(), "gradient")?;
+                        grads[j] = Some(fresh.clone());
+                        Some(fresh)
+                    }
                     Some(j) => Some(self.grad_buffer(&nodes[j], &mut grads[j])?),
                 });
             }
-            backward(self.gpu, &g, &input_grads)?;
+            backward(self.gpu, &g, &input_grads, write)?;
             // `g`, `input_grads` and the closure (with its saved tensors) drop
             // here, returning their buffers to the pool.
         }

@@ -281,3 +281,149 @@ fn both_maxpool_backward_kernels_agree_bit_for_bit_where_windows_do_not_overlap(
         .to_string();
     assert!(err.contains("overlap"), "{err}");
 }
+
+/// bnpool on z with many ties (whole windows equal, and relu's zeros)
+/// against the same three layers run one op each: the same
+/// output and the same gradients of z, γ and β, so ties reach the same
+/// element (the first maximum of y in scan order) in both.
+#[test]
+fn bnpool_routes_ties_like_batchnorm_maxpool_and_dropout_in_a_row() {
+    use postergrad::ops::{self, BatchNormConfig, BatchNormState, BnInput, BnPoolConfig};
+    let gpu = Gpu::new().unwrap();
+    let dims = [2, 3, 6, 9];
+    let n: usize = dims.iter().product();
+    // every other window constant (four tied corners), the others with four
+    // distinct values; windows of z ≤ 0 tie at relu's 0
+    let z: Vec<f32> = (0..n)
+        .map(|i| {
+            let (h, w) = ((i / dims[3]) % dims[2], i % dims[3]);
+            let level = ((h / 2) * 5 + w / 2 + i / (dims[2] * dims[3])) % 4;
+            let corner = if (h / 2 + w / 2) % 2 == 1 {
+                (h % 2 * 2 + w % 2) as f32 * 0.25
+            } else {
+                0.0
+            };
+            level as f32 - 1.0 + corner
+        })
+        .collect();
+    let batchnorm = BatchNormConfig {
+        input: BnInput::Relu,
+        ..Default::default()
+    };
+    let drop = DropoutConfig {
+        rate: 0.25,
+        seed: 3,
+        step: 1,
+    };
+    let run = |fused: bool| {
+        let tape = Tape::new(&gpu, Mode::Training);
+        let zv = tape.leaf(Tensor::from_slice(&gpu, dims, &z).unwrap());
+        let gamma = tape.leaf(Tensor::from_slice(&gpu, [3], &[1.0, -0.5, 2.0]).unwrap());
+        let beta = tape.leaf(Tensor::from_slice(&gpu, [3], &[0.1, 0.2, -0.3]).unwrap());
+        let state = BatchNormState::new(&gpu, 3).unwrap();
+        let p = if fused {
+            let config = BnPoolConfig {
+                batchnorm,
+                dropout: Some(drop),
+            };
+            ops::bnpool(&tape, &zv, &gamma, &beta, &state, config).unwrap()
+        } else {
+            let y = ops::batch_norm(&tape, &zv, &gamma, &beta, &state, batchnorm).unwrap();
+            let y = maxpool::maxpool(&tape, &y, MaxPoolConfig::default()).unwrap();
+            dropout::dropout(&tape, &y, drop).unwrap()
+        };
+        let m = p.value.numel();
+        let seed: Vec<f32> = (0..m).map(|i| (i % 5) as f32 - 2.0).collect();
+        let seed = Tensor::from_slice(&gpu, p.shape().clone(), &seed).unwrap();
+        let out = p.value.to_vec(&gpu).unwrap();
+        let g = tape.backward_with(&p, seed).unwrap();
+        let read = |v| g.get(v).unwrap().to_vec(&gpu).unwrap();
+        (out, read(&zv), read(&gamma), read(&beta))
+    };
+    let (fused, plain) = (run(true), run(false));
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    };
+    close(&fused.0, &plain.0, "output");
+    close(&fused.1, &plain.1, "dz");
+    close(&fused.2, &plain.2, "dgamma");
+    close(&fused.3, &plain.3, "dbeta");
+    assert!(fused.1.iter().any(|&v| v != 0.0), "a gradient reached z");
+}
+
+/// bnpool_backward adds into dz (GradWrite::Add) or writes all of it
+/// (GradWrite::Write, the tape's fresh buffer): Add into ones gives exactly
+/// 1 + what Write gives, at every element, z ≤ 0 (Write: 0) included.
+#[test]
+fn bnpool_backward_adds_or_writes_the_whole_gradient() {
+    use postergrad::ops::bnpool::bnpool_backward;
+    use postergrad::ops::{BatchNormConfig, BatchNormState, BnInput, BnPoolConfig};
+    use postergrad::GradWrite;
+    let gpu = Gpu::new().unwrap();
+    let dims = [2, 2, 5, 7];
+    let n: usize = dims.iter().product();
+    let z: Vec<f32> = (0..n).map(|i| ((i * 37) % 11) as f32 / 5.0 - 1.0).collect();
+    let z = Tensor::from_slice(&gpu, dims, &z).unwrap();
+    let gamma = Tensor::from_slice(&gpu, [2], &[1.5, 0.5]).unwrap();
+    let beta = Tensor::from_slice(&gpu, [2], &[0.0, 1.0]).unwrap();
+    let config = BnPoolConfig {
+        batchnorm: BatchNormConfig {
+            input: BnInput::Relu,
+            ..Default::default()
+        },
+        dropout: None,
+    };
+    let state = BatchNormState::new(&gpu, 2).unwrap();
+    let stats = postergrad::ops::batchnorm::batchnorm_statistics(
+        &gpu,
+        &z,
+        &state,
+        config.batchnorm,
+        Mode::Training,
+    )
+    .unwrap();
+    let dp = Tensor::from_slice(&gpu, [2, 2, 2, 3], &[0.5; 24]).unwrap();
+    let backward = |dz: &Tensor, write| {
+        let mode = Mode::Training;
+        bnpool_backward(
+            &gpu,
+            &z,
+            &dp,
+            &gamma,
+            &beta,
+            &stats,
+            mode,
+            config,
+            Some((dz, write)),
+            None,
+            None,
+        )
+        .unwrap();
+        dz.to_vec(&gpu).unwrap()
+    };
+    let written = backward(
+        &Tensor::from_slice(&gpu, dims, &vec![f32::NAN; n]).unwrap(),
+        GradWrite::Write,
+    );
+    let added = backward(
+        &Tensor::from_slice(&gpu, dims, &vec![1.0; n]).unwrap(),
+        GradWrite::Add,
+    );
+    assert!(
+        written.iter().all(|v| v.is_finite()),
+        "every element written: {written:?}"
+    );
+    assert!(written.contains(&0.0) && written.iter().any(|&v| v != 0.0));
+    for (i, (w, a)) in written.iter().zip(&added).enumerate() {
+        assert!(
+            (1.0 + w - a).abs() < 1e-6,
+            "[{i}]: write {w}, add into 1 {a}"
+        );
+    }
+}

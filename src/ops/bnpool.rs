@@ -17,7 +17,7 @@ use crate::gpu::{Bind, Gpu};
 use crate::ops::batchnorm::{backward_params, statistics_keeping_copy};
 use crate::ops::conv2d::reduce_partials;
 use crate::ops::{BatchNormConfig, BatchNormState, BnInput, DropoutConfig};
-use crate::tape::{Mode, Tape, Var};
+use crate::tape::{GradWrite, Mode, Tape, Var};
 use crate::tensor::Tensor;
 
 /// The batch norm's settings (its `input` says whether the conv's relu is
@@ -66,6 +66,10 @@ pub struct BnPoolParams {
     pub rate: f32,
     /// 1 / (1 − rate).
     pub scale: f32,
+    /// 1: `bnpool_backward_input` writes dz (=) instead of adding into it
+    /// ([`GradWrite::Write`]).
+    pub write: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Quads per chunk of `bnpool_backward_partials` (1,024 windows).
@@ -142,6 +146,8 @@ impl Geometry {
             step: d.step,
             rate: d.rate,
             scale: 1.0 / (1.0 - d.rate),
+            write: 0,
+            _pad: [0; 3],
         }
     }
 }
@@ -214,7 +220,8 @@ fn forward_from(
 
 /// Gradients of bnpool from dp, the gradient of the pooled output: dz (the
 /// batch norm's training or inference rule; with the relu fused in, the
-/// gradient of the pre-activation), dγ and dβ; each accumulates (+=).
+/// gradient of the pre-activation), dγ and dβ; each accumulates (+=), except
+/// dz with [`GradWrite::Write`]: then every element of dz is written.
 #[allow(clippy::too_many_arguments)]
 pub fn bnpool_backward(
     gpu: &Gpu,
@@ -225,7 +232,7 @@ pub fn bnpool_backward(
     stats: &Tensor,
     mode: Mode,
     config: BnPoolConfig,
-    dz: Option<&Tensor>,
+    dz: Option<(&Tensor, GradWrite)>,
     dgamma: Option<&Tensor>,
     dbeta: Option<&Tensor>,
 ) -> Result<()> {
@@ -279,7 +286,7 @@ pub fn bnpool_backward(
         kept = Some((zt, dpt));
     }
     reduce_partials(gpu, &partial, chunks, &sums)?;
-    if let Some(dz) = dz {
+    if let Some((dz, write)) = dz {
         dz.expect_shape("bnpool_backward", "dz must match the input", z.dims())?;
         for r in ranges.iter().rev() {
             let (zt, dpt) = match kept.take() {
@@ -296,6 +303,7 @@ pub fn bnpool_backward(
                 p_base: dpt.base(),
                 dz_base: dzb,
                 first: (r.start * ps) as u32,
+                write: (write == GradWrite::Write) as u32,
                 ..base
             };
             let blocks = r.len() * g.c * g.h.div_ceil(2) * g.w.div_ceil(8);
@@ -351,21 +359,23 @@ pub fn bnpool(
     let (zv, gv, bv) = (&z.value, &gamma.value, &beta.value);
     let p = forward_from(gpu, zv, gv, bv, &stats, config, kept)?;
     let (zs, gs, bs) = (z.value.clone(), gamma.value.clone(), beta.value.clone());
-    Ok(tape.record(p, &[z, gamma, beta], move |gpu, dp, grads| {
-        bnpool_backward(
-            gpu,
-            &zs,
-            dp,
-            &gs,
-            &bs,
-            &stats,
-            mode,
-            config,
-            grads[0].as_ref(),
-            grads[1].as_ref(),
-            grads[2].as_ref(),
-        )
-    }))
+    Ok(
+        tape.record_writing_first(p, &[z, gamma, beta], move |gpu, dp, grads, write| {
+            bnpool_backward(
+                gpu,
+                &zs,
+                dp,
+                &gs,
+                &bs,
+                &stats,
+                mode,
+                config,
+                grads[0].as_ref().map(|dz| (dz, write)),
+                grads[1].as_ref(),
+                grads[2].as_ref(),
+            )
+        }),
+    )
 }
 
 /// The f64 reference: batchnorm's, maxpool's and dropout's references in a
