@@ -242,6 +242,9 @@ pub fn bnpool_backward(
         "dp must match the pooled output",
         &[g.n, g.c, g.oh, g.ow],
     )?;
+    if let Some((dz, _)) = dz {
+        dz.expect_shape("bnpool_backward", "dz must match the input", z.dims())?;
+    }
     let base = g.params(&config, mode);
     let (zs, ps) = (g.z_per_sample(), g.p_per_sample());
     let ranges = g.ranges(gpu);
@@ -287,7 +290,6 @@ pub fn bnpool_backward(
     }
     reduce_partials(gpu, &partial, chunks, &sums)?;
     if let Some((dz, write)) = dz {
-        dz.expect_shape("bnpool_backward", "dz must match the input", z.dims())?;
         for r in ranges.iter().rev() {
             let (zt, dpt) = match kept.take() {
                 Some(copies) => copies,
