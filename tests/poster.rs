@@ -281,8 +281,9 @@ fn one_training_step_matches_the_f64_reference_model() {
 /// The fused block tail (`ops::bnpool`: batch norm, max-pool and dropout as
 /// one op) computes the same training step as one op per layer: the same
 /// loss, every parameter's gradient within 1e-5 of its largest element, the
-/// same moving statistics (batch 4 at 64×64: the second block pools a
-/// 29×29 map, whose last row and column are in no window).
+/// same moving statistics, and the same inference output after the step
+/// (batch 4 at 64×64: the second block pools a 29×29 map, whose last row and
+/// column are in no window).
 #[test]
 fn the_fused_block_tail_matches_one_op_per_layer() {
     use postergrad::nn::Fusion;
@@ -319,6 +320,10 @@ fn the_fused_block_tail_matches_one_op_per_layer() {
         for p in model.params() {
             out.push((format!("{} grad", p.name), p.grad.to_vec(&gpu).unwrap()));
         }
+        // inference after the step: moving statistics, no dropout
+        let tape = Tape::new(&gpu, Mode::Inference);
+        let probs = model.forward(&tape, &tape.constant(x.clone()), 0).unwrap();
+        out.push(("inference".into(), probs.value.to_vec(&gpu).unwrap()));
         out
     };
     let (fused, plain) = (run(Fusion::BlockTail), run(Fusion::Off));
