@@ -223,7 +223,7 @@ fn bnpool_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     let plane = t / (strips * pairs);
     let ch = plane % params.c;
     let nrm = norm(ch);
-    var f = Fold(gamma[ch] * nrm.invstd, real(0.0), real(0.0), nrm.mean);
+    var f = Fold(nrm.scale, real(0.0), real(0.0), nrm.mean);
     if (params.training == 1u) {
         let m = real(params.count);
         f.k0 = -f.k * sums[ch] / m;

@@ -956,6 +956,29 @@ fn bn_layout(s: &[usize]) -> (usize, usize, usize) {
     (s[0], s[1], s[2..].iter().product())
 }
 
+/// The inputs of a batch-norm case (batchnorm, bnpool): the tensor, γ and
+/// β, every gradient checked.
+fn normalised_inputs(
+    name: &'static str,
+    shape: Vec<usize>,
+    data: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+) -> Vec<Input> {
+    let c = gamma.len();
+    let input = |name, shape, data| Input {
+        name,
+        shape,
+        data,
+        grad: true,
+    };
+    vec![
+        input(name, shape, data),
+        input("gamma", vec![c], gamma),
+        input("beta", vec![c], beta),
+    ]
+}
+
 fn batchnorm_case(rng: &mut Rng, shape: Vec<usize>, input: ops::BnInput) -> Case {
     use ops::batchnorm::cpu as bn;
     let (n, c, plane) = bn_layout(&shape);
@@ -990,26 +1013,7 @@ fn batchnorm_case(rng: &mut Rng, shape: Vec<usize>, input: ops::BnInput) -> Case
             shape_str(&shape),
             if relu { " relu" } else { "" }
         ),
-        inputs: vec![
-            Input {
-                name: "x",
-                shape: shape.clone(),
-                data: x,
-                grad: true,
-            },
-            Input {
-                name: "gamma",
-                shape: vec![c],
-                data: gamma,
-                grad: true,
-            },
-            Input {
-                name: "beta",
-                shape: vec![c],
-                data: beta,
-                grad: true,
-            },
-        ],
+        inputs: normalised_inputs("x", shape.clone(), x, gamma, beta),
         gpu: Box::new(move |tape, v| {
             let state = ops::BatchNormState::new(tape.gpu(), c)?;
             ops::batch_norm(tape, &v[0], &v[1], &v[2], &state, config)
@@ -1278,26 +1282,7 @@ fn bnpool_case(
                 .unwrap_or_default(),
             if negative { " γ<0" } else { "" }
         ),
-        inputs: vec![
-            Input {
-                name: "z",
-                shape: dims.clone(),
-                data,
-                grad: true,
-            },
-            Input {
-                name: "gamma",
-                shape: vec![c],
-                data: gamma,
-                grad: true,
-            },
-            Input {
-                name: "beta",
-                shape: vec![c],
-                data: beta,
-                grad: true,
-            },
-        ],
+        inputs: normalised_inputs("z", dims.clone(), data, gamma, beta),
         gpu: Box::new(move |tape, v| {
             let state = ops::BatchNormState::new(tape.gpu(), c)?;
             ops::bnpool(tape, &v[0], &v[1], &v[2], &state, config)

@@ -298,20 +298,18 @@ impl<'g> Tape<'g> {
             for (k, input) in nodes[i].inputs.clone().into_iter().enumerate() {
                 input_grads.push(match input {
                     None => None,
-                    // a fresh buffer the op will write whole: not zeroed
-                    Some(j)
-                        if k == 0
+                    Some(j) => {
+                        // the first input of a writing op, if no other input is the same tensor
+                        let may_write = k == 0
                             && nodes[i].writes_first
-                            && grads[j].is_none()
-                            && nodes[j].param_grad.is_none()
-                            && !nodes[i].inputs[1..].contains(&Some(j)) =>
-                    {
-                        write = GradWrite::Write;
-                        let fresh = Tensor::uninit(self.gpu, nodes[j].shape.clone(), "gradient")?;
-                        grads[j] = Some(fresh.clone());
-                        Some(fresh)
+                            && !nodes[i].inputs[1..].contains(&Some(j));
+                        let (buffer, how) =
+                            self.grad_buffer(&nodes[j], &mut grads[j], may_write)?;
+                        if k == 0 {
+                            write = how;
+                        }
+                        Some(buffer)
                     }
-                    Some(j) => Some(self.grad_buffer(&nodes[j], &mut grads[j])?),
                 });
             }
             backward(self.gpu, &g, &input_grads, write)?;
@@ -322,19 +320,33 @@ impl<'g> Tape<'g> {
         Ok(out)
     }
 
-    /// The buffer node `j`'s gradient accumulates into, zeroed when first used.
-    fn grad_buffer(&self, node: &Node, slot: &mut Option<Tensor>) -> Result<Tensor> {
+    /// The buffer node `j`'s gradient accumulates into, zeroed when first used
+    /// ([`GradWrite::Add`]); when first used by an op that `may_write` it,
+    /// and not a parameter's, handed over unzeroed ([`GradWrite::Write`]).
+    fn grad_buffer(
+        &self,
+        node: &Node,
+        slot: &mut Option<Tensor>,
+        may_write: bool,
+    ) -> Result<(Tensor, GradWrite)> {
         if let Some(g) = slot {
-            return Ok(g.clone());
+            return Ok((g.clone(), GradWrite::Add));
         }
-        let g = match &node.param_grad {
+        let (g, how) = match &node.param_grad {
             Some(p) => {
                 self.gpu.clear(p);
-                p.clone()
+                (p.clone(), GradWrite::Add)
             }
-            None => Tensor::zeros(self.gpu, node.shape.clone(), "gradient")?,
+            None if may_write => (
+                Tensor::uninit(self.gpu, node.shape.clone(), "gradient")?,
+                GradWrite::Write,
+            ),
+            None => (
+                Tensor::zeros(self.gpu, node.shape.clone(), "gradient")?,
+                GradWrite::Add,
+            ),
         };
         *slot = Some(g.clone());
-        Ok(g)
+        Ok((g, how))
     }
 }

@@ -298,6 +298,9 @@ pub fn batchnorm_backward(
 ) -> Result<()> {
     let p = plan(gpu, x)?;
     dy.expect_shape("batchnorm_backward", "dy must match the input", x.dims())?;
+    if let Some(dx) = dx {
+        dx.expect_shape("batchnorm_backward", "dx must match the input", x.dims())?;
+    }
     let config = BatchNormConfig {
         input,
         ..BatchNormConfig::default()
@@ -340,7 +343,6 @@ pub fn batchnorm_backward(
     }
     reduce_partials(gpu, &partial, p.chunks, &sums)?;
     if let Some(dx) = dx {
-        dx.expect_shape("batchnorm_backward", "dx must match the input", x.dims())?;
         for r in p.ranges.iter().rev() {
             let (xt, dyt) = match kept.take() {
                 Some(copies) => copies,

@@ -164,20 +164,28 @@ pub fn bnpool_forward(
     stats: &Tensor,
     config: BnPoolConfig,
 ) -> Result<Tensor> {
+    let g = checked(z, gamma, beta, &config)?;
+    forward_from(gpu, g, z, gamma, beta, stats, config, None)
+}
+
+/// The geometry of z, after checking γ, β and the dropout rate against it.
+fn checked(z: &Tensor, gamma: &Tensor, beta: &Tensor, config: &BnPoolConfig) -> Result<Geometry> {
     let g = Geometry::new(z)?;
     gamma.expect_shape("bnpool", "gamma must be [channels]", &[g.c])?;
     beta.expect_shape("bnpool", "beta must be [channels]", &[g.c])?;
     if let Some(d) = &config.dropout {
         crate::ops::dropout::check(d)?;
     }
-    forward_from(gpu, z, gamma, beta, stats, config, None)
+    Ok(g)
 }
 
 /// [`bnpool_forward`], reading the last sample range of z from `kept` when
 /// given (the copy the statistics read, see `statistics_keeping_copy`); the
 /// ranges run backwards, so that copy is used first.
+#[allow(clippy::too_many_arguments)]
 fn forward_from(
     gpu: &Gpu,
+    g: Geometry,
     z: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
@@ -185,7 +193,6 @@ fn forward_from(
     config: BnPoolConfig,
     mut kept: Option<ReadWindow>,
 ) -> Result<Tensor> {
-    let g = Geometry::new(z)?;
     let p = Tensor::uninit(gpu, [g.n, g.c, g.oh, g.ow], "bnpool_forward")?;
     let base = g.params(&config, Mode::Inference);
     let (zs, ps) = (g.z_per_sample(), g.p_per_sample());
@@ -341,25 +348,17 @@ pub fn bnpool(
 ) -> Result<Var> {
     let gpu = tape.gpu();
     let mode = tape.mode();
-    if let Some(d) = &config.dropout {
-        crate::ops::dropout::check(d)?;
-    }
+    let (zv, gv, bv) = (&z.value, &gamma.value, &beta.value);
+    let g = checked(zv, gv, bv, &config)?;
     let config = BnPoolConfig {
         dropout: config
             .dropout
             .filter(|d| mode == Mode::Training && d.rate > 0.0),
         ..config
     };
-    Geometry::new(&z.value)?;
-    gamma
-        .value
-        .expect_shape("bnpool", "gamma must be [channels]", &[z.shape().dims()[1]])?;
-    beta.value
-        .expect_shape("bnpool", "beta must be [channels]", &[z.shape().dims()[1]])?;
     // the statistics' copy of z (its last sample range) serves the forward too
-    let (stats, kept) = statistics_keeping_copy(gpu, &z.value, state, config.batchnorm, mode)?;
-    let (zv, gv, bv) = (&z.value, &gamma.value, &beta.value);
-    let p = forward_from(gpu, zv, gv, bv, &stats, config, kept)?;
+    let (stats, kept) = statistics_keeping_copy(gpu, zv, state, config.batchnorm, mode)?;
+    let p = forward_from(gpu, g, zv, gv, bv, &stats, config, kept)?;
     let (zs, gs, bs) = (z.value.clone(), gamma.value.clone(), beta.value.clone());
     Ok(
         tape.record_writing_first(p, &[z, gamma, beta], move |gpu, dp, grads, write| {

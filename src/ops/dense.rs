@@ -54,14 +54,41 @@ fn check(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<DenseParams> {
     }
     let cols = w.dims()[1];
     b.expect_shape("dense", "bias must be [out]", &[cols])?;
-    Ok(DenseParams {
+    Ok(params(rows, k, cols))
+}
+
+fn params(rows: usize, k: usize, cols: usize) -> DenseParams {
+    DenseParams {
         rows: rows as u32,
         k: k as u32,
         cols: cols as u32,
         a_base: 0,
         b_base: 0,
         _pad: [0; 3],
-    })
+    }
+}
+
+/// Runs one of the three products: its inputs `a` and `b` through
+/// [`whole`] (their offsets into `a_base` / `b_base`), then `rest` bound
+/// whole, in the shader's binding order.
+fn product(
+    gpu: &Gpu,
+    kernel: &'static str,
+    p: DenseParams,
+    a: &Tensor,
+    b: &Tensor,
+    rest: &[&Tensor],
+    groups: [u32; 3],
+) -> Result<()> {
+    let (at, bt) = (whole(gpu, a)?, whole(gpu, b)?);
+    let p = DenseParams {
+        a_base: at.base(),
+        b_base: bt.base(),
+        ..p
+    };
+    let mut binds = vec![at.bind(), bt.bind()];
+    binds.extend(rest.iter().map(|t| Bind::whole(t)));
+    gpu.dispatch_bound(kernel, &p, &binds, groups)
 }
 
 /// y = x · w + b.
@@ -69,14 +96,7 @@ pub fn dense_forward(gpu: &Gpu, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Te
     let p = check(x, w, b)?;
     let y = Tensor::uninit(gpu, [p.rows as usize, p.cols as usize], "dense_forward")?;
     let groups = [tiles(p.cols as usize), tiles(p.rows as usize), 1];
-    let (xt, wt) = (whole(gpu, x)?, whole(gpu, w)?);
-    let p = DenseParams {
-        a_base: xt.base(),
-        b_base: wt.base(),
-        ..p
-    };
-    let binds = [xt.bind(), wt.bind(), Bind::whole(b), Bind::whole(&y)];
-    gpu.dispatch_bound("dense_forward", &p, &binds, groups)?;
+    product(gpu, "dense_forward", p, x, w, &[b, &y], groups)?;
     Ok(y)
 }
 
@@ -90,23 +110,9 @@ pub fn dense_backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor) -> 
         &[rows, cols],
     )?;
     dx.expect_shape("dense_backward_input", "dx must be [batch, in]", &[rows, k])?;
-    let p = DenseParams {
-        rows: rows as u32,
-        k: k as u32,
-        cols: cols as u32,
-        a_base: 0,
-        b_base: 0,
-        _pad: [0; 3],
-    };
     let groups = [tiles(k), tiles(rows), 1];
-    let (dyt, wt) = (whole(gpu, dy)?, whole(gpu, w)?);
-    let p = DenseParams {
-        a_base: dyt.base(),
-        b_base: wt.base(),
-        ..p
-    };
-    let binds = [dyt.bind(), wt.bind(), Bind::whole(dx)];
-    gpu.dispatch_bound("dense_backward_input", &p, &binds, groups)
+    let p = params(rows, k, cols);
+    product(gpu, "dense_backward_input", p, dy, w, &[dx], groups)
 }
 
 /// dw += xᵀ · dy.
@@ -119,23 +125,9 @@ pub fn dense_backward_weight(gpu: &Gpu, x: &Tensor, dy: &Tensor, dw: &Tensor) ->
         &[rows, cols],
     )?;
     dw.expect_shape("dense_backward_weight", "dw must be [in, out]", &[k, cols])?;
-    let p = DenseParams {
-        rows: rows as u32,
-        k: k as u32,
-        cols: cols as u32,
-        a_base: 0,
-        b_base: 0,
-        _pad: [0; 3],
-    };
     let groups = [tiles(cols), tiles(k), 1];
-    let (xt, dyt) = (whole(gpu, x)?, whole(gpu, dy)?);
-    let p = DenseParams {
-        a_base: xt.base(),
-        b_base: dyt.base(),
-        ..p
-    };
-    let binds = [xt.bind(), dyt.bind(), Bind::whole(dw)];
-    gpu.dispatch_bound("dense_backward_weight", &p, &binds, groups)
+    let p = params(rows, k, cols);
+    product(gpu, "dense_backward_weight", p, x, dy, &[dw], groups)
 }
 
 /// db += Σ_batch dy.
@@ -143,14 +135,7 @@ pub fn dense_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
     dy.expect_rank("dense_backward_bias", "dy must be [batch, out]", 2)?;
     let (rows, cols) = (dy.dims()[0], dy.dims()[1]);
     db.expect_shape("dense_backward_bias", "db must be [out]", &[cols])?;
-    let p = DenseParams {
-        rows: rows as u32,
-        k: 0,
-        cols: cols as u32,
-        a_base: 0,
-        b_base: 0,
-        _pad: [0; 3],
-    };
+    let p = params(rows, 0, cols);
     gpu.dispatch(
         "dense_backward_bias",
         &p,
