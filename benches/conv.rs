@@ -12,9 +12,12 @@
 //! at stride 1): `conv2d_forward` (strips, any kernel, every adapter) and,
 //! where the adapter has subgroups, `conv2d_forward_3x3` (the one the host
 //! picks there for the model's 3×3 stride-1 layers).
-//! conv2d_backward_weight runs in both variants: `conv2d_backward_weight`
-//! (tiles of 8 flattened taps, any kernel) and `conv2d_backward_weight_3x3`
-//! (rows, the one the host picks for the model's 3×3 stride-1 layers).
+//! conv2d_backward_weight runs in all its variants: `conv2d_backward_weight`
+//! (tiles of 8 flattened taps, any kernel), `conv2d_backward_weight_3x3`
+//! (rows; the host's pick for 3×3 stride-1 layers without subgroups, and
+//! for the first layer's 3 input channels) and, where the adapter has
+//! subgroups, `conv2d_backward_weight_3x3_subgroup` (rows, dy shared
+//! through subgroup shuffles; the pick for the other layers).
 //!
 //! Not criterion: one pass of the largest layer takes seconds on a CPU
 //! adapter, and criterion's 10-sample minimum would make the run take most
@@ -116,6 +119,24 @@ fn main() {
             ),
         ];
         if gpu.adapter().subgroups {
+            rows.insert(
+                5,
+                (
+                    "conv2d_backward_weight_3x3_subgroup (rows, dy shuffled)",
+                    gflop,
+                    Box::new(|| {
+                        conv2d_backward_weight_with(
+                            gpu,
+                            x,
+                            dy,
+                            &dw,
+                            config,
+                            BackwardWeight::Subgroup3x3,
+                        )
+                        .unwrap()
+                    }),
+                ),
+            );
             rows.insert(
                 1,
                 (

@@ -74,6 +74,9 @@ pub struct AdapterSummary {
     /// Subgroup operations in compute shaders, with subgroups of at least 8
     /// invocations (`conv2d_forward_3x3` shares weights across 8 lanes).
     pub subgroups: bool,
+    /// The largest subgroup size the adapter may use (0 without subgroups):
+    /// `conv2d_backward_weight_3x3_subgroup` is dispatched for it.
+    pub subgroup_max_size: u32,
     pub max_binding_bytes: u64,
     pub max_buffer_bytes: u64,
     pub max_workgroups_per_dim: u32,
@@ -462,6 +465,11 @@ impl Gpu {
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             shader_f64: features.contains(wgpu::Features::SHADER_F64),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_max_size: if features.contains(wgpu::Features::SUBGROUP) {
+                info.subgroup_max_size
+            } else {
+                0
+            },
             max_binding_bytes: limits.max_storage_buffer_binding_size,
             max_buffer_bytes: limits.max_buffer_size,
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,

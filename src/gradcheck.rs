@@ -723,6 +723,12 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
                 // reads zeros at every edge of the window
                 (2, 3, 8, 9, 4, 3, 1, Same),
                 (2, 16, 20, 20, 9, 3, 1, Valid),
+                // the subgroup weight gradient (8+ input channels): 12 input
+                // channels leave lanes with none, 20 outputs a partial tile
+                // of 16, width 11 a row that ends mid-step
+                (2, 12, 13, 11, 20, 3, 1, Same),
+                // and its pixel chunks: 4,624 output pixels, 2 chunks
+                (1, 8, 70, 70, 16, 3, 1, Valid),
                 // 18,432 inputs (4,608 texels): the texture copy's second
                 // row, read by the strips kernel (5×5 runs it on every adapter)
                 (1, 2, 96, 96, 3, 5, 1, Same),

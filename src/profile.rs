@@ -91,7 +91,9 @@ pub struct ProfileReport {
 /// weight gradient — the sum of [`kernel_flop`] for one sample.
 pub fn step_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Result<f64> {
     Ok(
-        flop_by_kernel(model, size, labels, 1, &|_| Forward::Strips)?
+        flop_by_kernel(model, size, labels, 1, &|_| {
+            (Forward::Strips, BackwardWeight::Tiles)
+        })?
             .iter()
             .map(|(_, f)| f)
             .sum(),
@@ -111,7 +113,10 @@ pub fn kernel_flop(
     batch: usize,
 ) -> Result<Vec<(&'static str, f64)>> {
     flop_by_kernel(model, size, labels, batch, &|g| {
-        Forward::for_geometry(gpu, g)
+        (
+            Forward::for_geometry(gpu, g),
+            BackwardWeight::for_geometry(gpu, g),
+        )
     })
 }
 
@@ -120,7 +125,7 @@ fn flop_by_kernel(
     size: usize,
     labels: usize,
     batch: usize,
-    forward: &dyn Fn(&ConvGeometry) -> Forward,
+    kernels: &dyn Fn(&ConvGeometry) -> (Forward, BackwardWeight),
 ) -> Result<Vec<(&'static str, f64)>> {
     let layers = model.describe(size, labels)?;
     let mut input = vec![3usize, size, size];
@@ -142,12 +147,13 @@ fn flop_by_kernel(
                     &[*filters, input[0], *kernel, *kernel],
                     Conv2dConfig::default(),
                 )?;
-                add(forward(&g).kernel(), f);
+                let (forward, weight) = kernels(&g);
+                add(forward.kernel(), f);
                 if i > 0 {
                     // stride 1: dx is the forward kernel with the roles swapped
-                    add(forward(&g).kernel(), f);
+                    add(forward.kernel(), f);
                 }
-                add(BackwardWeight::for_geometry(&g).kernel(), f);
+                add(weight.kernel(), f);
             }
             LayerSpec::Dense { units, .. } => {
                 let f = 2.0 * (batch * units * input.iter().product::<usize>()) as f64;
@@ -333,16 +339,29 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
 /// The kernels the ops pick on this adapter for a 3×3 stride-1 convolution
 /// (every conv layer of the poster model), as `profile` prints them.
 pub fn conv_kernels(gpu: &Gpu) -> Result<String> {
-    let g = ConvGeometry::new(&[1, 1, 3, 3], &[1, 1, 3, 3], Conv2dConfig::default())?;
+    let few = ConvGeometry::new(&[1, 3, 3, 3], &[1, 3, 3, 3], Conv2dConfig::default())?;
+    let many = ConvGeometry::new(&[1, 16, 3, 3], &[1, 16, 3, 3], Conv2dConfig::default())?;
+    let (first, rest) = (
+        BackwardWeight::for_geometry(gpu, &few),
+        BackwardWeight::for_geometry(gpu, &many),
+    );
     Ok(format!(
         "3×3 forward and backward-input {} ({}), weight gradient {}",
-        Forward::for_geometry(gpu, &g).kernel(),
+        Forward::for_geometry(gpu, &many).kernel(),
         if gpu.adapter().subgroups {
             "subgroups of 8 or more"
         } else {
             "no subgroups"
         },
-        BackwardWeight::for_geometry(&g).kernel()
+        if first == rest {
+            first.kernel().to_string()
+        } else {
+            format!(
+                "{} (3 input channels), {} (16 or more)",
+                first.kernel(),
+                rest.kernel()
+            )
+        }
     ))
 }
 

@@ -69,6 +69,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../shaders/conv2d_backward_weight_3x3.wgsl"),
     ),
     (
+        "conv2d_backward_weight_3x3_subgroup",
+        include_str!("../shaders/conv2d_backward_weight_3x3_subgroup.wgsl"),
+    ),
+    (
         "conv2d_forward",
         include_str!("../shaders/conv2d_forward.wgsl"),
     ),

@@ -534,7 +534,7 @@ pub fn conv2d_backward_input_with(
     Ok(())
 }
 
-/// The two weight-gradient kernels (see `docs/kernels/conv2d.md`).
+/// The three weight-gradient kernels (see `docs/kernels/conv2d.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackwardWeight {
     /// `conv2d_backward_weight`: 8 output channels × 8 flattened taps per
@@ -544,16 +544,40 @@ pub enum BackwardWeight {
     /// pair of input channels, sliding the input windows along each row.
     /// 3×3, stride 1.
     Rows3x3,
+    /// `conv2d_backward_weight_3x3_subgroup`: 16 output channels × the 9
+    /// taps of one input channel, the same walk; the lanes of a subgroup
+    /// take different input channels and share dy through subgroup
+    /// shuffles. 3×3, stride 1, at least 8 input channels, on adapters with
+    /// subgroups of at least 8 invocations.
+    Subgroup3x3,
 }
 
+/// Input channels from which `Subgroup3x3` is picked: with fewer, most
+/// lanes of a subgroup have no channel (benches/conv.rs, layer 1).
+const SUBGROUP_MIN_CIN: usize = 8;
+
 impl BackwardWeight {
-    /// The faster kernel that is correct for the geometry, on every adapter:
-    /// `Rows3x3` for 3×3 kernels at stride 1 (benches/conv.rs).
-    pub fn for_geometry(g: &ConvGeometry) -> BackwardWeight {
-        if g.kh == 3 && g.kw == 3 && g.stride == 1 {
+    /// The fastest kernel that is correct for the geometry on this adapter
+    /// (benches/conv.rs): for 3×3 kernels at stride 1 `Subgroup3x3` where
+    /// subgroups exist and the layer has at least 8 input channels, else
+    /// `Rows3x3`; `Tiles` otherwise.
+    pub fn for_geometry(gpu: &Gpu, g: &ConvGeometry) -> BackwardWeight {
+        if BackwardWeight::Subgroup3x3.fits(gpu, g) && g.cin >= SUBGROUP_MIN_CIN {
+            BackwardWeight::Subgroup3x3
+        } else if BackwardWeight::Rows3x3.fits(gpu, g) {
             BackwardWeight::Rows3x3
         } else {
             BackwardWeight::Tiles
+        }
+    }
+
+    /// Whether the kernel is correct for the geometry on this adapter.
+    fn fits(self, gpu: &Gpu, g: &ConvGeometry) -> bool {
+        let three = g.kh == 3 && g.kw == 3 && g.stride == 1;
+        match self {
+            BackwardWeight::Tiles => true,
+            BackwardWeight::Rows3x3 => three,
+            BackwardWeight::Subgroup3x3 => three && gpu.adapter().subgroups,
         }
     }
 
@@ -562,6 +586,7 @@ impl BackwardWeight {
         match self {
             BackwardWeight::Tiles => "conv2d_backward_weight",
             BackwardWeight::Rows3x3 => "conv2d_backward_weight_3x3",
+            BackwardWeight::Subgroup3x3 => "conv2d_backward_weight_3x3_subgroup",
         }
     }
 }
@@ -575,11 +600,12 @@ pub fn conv2d_backward_weight(
     config: Conv2dConfig,
 ) -> Result<()> {
     let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
-    conv2d_backward_weight_with(gpu, x, dy, dw, config, BackwardWeight::for_geometry(&g))
+    conv2d_backward_weight_with(gpu, x, dy, dw, config, BackwardWeight::for_geometry(gpu, &g))
 }
 
 /// [`conv2d_backward_weight`] with a chosen kernel (for benchmarks and
-/// tests); `Rows3x3` on another geometry is an error.
+/// tests); a kernel that does not fit the geometry or the adapter is an
+/// error.
 pub fn conv2d_backward_weight_with(
     gpu: &Gpu,
     x: &Tensor,
@@ -591,9 +617,9 @@ pub fn conv2d_backward_weight_with(
     weight_pass(gpu, x, dy, dw, None, config, kernel)
 }
 
-/// dw += ∂L/∂w and db += ∂L/∂b. With `Rows3x3` one pass over dy yields
-/// both (the kernel sums dy as it goes); otherwise the weight kernel and
-/// [`conv2d_backward_bias`] each read dy.
+/// dw += ∂L/∂w and db += ∂L/∂b. With the 3×3 kernels one pass over dy
+/// yields both (the kernel sums dy as it goes); otherwise the weight kernel
+/// and [`conv2d_backward_bias`] each read dy.
 pub fn conv2d_backward_params(
     gpu: &Gpu,
     x: &Tensor,
@@ -603,10 +629,10 @@ pub fn conv2d_backward_params(
     config: Conv2dConfig,
 ) -> Result<()> {
     let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
-    match BackwardWeight::for_geometry(&g) {
-        BackwardWeight::Rows3x3 => {
+    match BackwardWeight::for_geometry(gpu, &g) {
+        k @ (BackwardWeight::Rows3x3 | BackwardWeight::Subgroup3x3) => {
             db.expect_shape("conv2d_backward_bias", "db must be [channels]", &[g.cout])?;
-            weight_pass(gpu, x, dy, dw, Some(db), config, BackwardWeight::Rows3x3)
+            weight_pass(gpu, x, dy, dw, Some(db), config, k)
         }
         BackwardWeight::Tiles => {
             weight_pass(gpu, x, dy, dw, None, config, BackwardWeight::Tiles)?;
@@ -615,8 +641,8 @@ pub fn conv2d_backward_params(
     }
 }
 
-/// The weight-gradient pass; `db` (only with `Rows3x3`) receives the bias
-/// gradient from the same pass.
+/// The weight-gradient pass; `db` (only with the 3×3 kernels) receives the
+/// bias gradient from the same pass.
 fn weight_pass(
     gpu: &Gpu,
     x: &Tensor,
@@ -632,12 +658,21 @@ fn weight_pass(
         "dy must match the output",
         &g.output_shape(),
     )?;
-    if kernel == BackwardWeight::Rows3x3 && BackwardWeight::for_geometry(&g) != kernel {
+    if !kernel.fits(gpu, &g) {
         return Err(Error::Config {
             what: kernel.kernel().into(),
             message: format!(
-                "needs a 3×3 kernel at stride 1, got {}×{} at stride {}",
-                g.kh, g.kw, g.stride
+                "needs a 3×3 kernel at stride 1{}, got {}×{} at stride {} (subgroups {}); \
+                 use BackwardWeight::for_geometry",
+                if kernel == BackwardWeight::Subgroup3x3 {
+                    " and an adapter with subgroups of 8 or more"
+                } else {
+                    ""
+                },
+                g.kh,
+                g.kw,
+                g.stride,
+                if gpu.adapter().subgroups { "yes" } else { "no" }
             ),
         });
     }
@@ -659,16 +694,25 @@ fn weight_pass(
                     gpu.grid_1d(chunks * taps.div_ceil(8) * g.cout.div_ceil(8), 64),
                 )?
             }
-            BackwardWeight::Rows3x3 => {
-                // x and dy through texture copies (f32; see the shader)
+            BackwardWeight::Rows3x3 | BackwardWeight::Subgroup3x3 => {
+                // x and dy through texture copies (f32; see the shaders)
                 let xt = gpu.read_window(x, r.start * xs, n * xs)?;
                 let dyt = gpu.read_window(dy, r.start * ys, n * ys)?;
                 let bias_partial = Tensor::uninit(gpu, [chunks, g.cout], "conv2d_backward_bias")?;
+                let invocations = if kernel == BackwardWeight::Rows3x3 {
+                    // a pair of input channels × 8 output channels each
+                    chunks * g.cin.div_ceil(2) * g.cout.div_ceil(8)
+                } else {
+                    // one input channel × 16 output channels each, the input
+                    // channels in whole subgroups of the largest size
+                    let lanes = gpu.adapter().subgroup_max_size as usize;
+                    chunks * g.cin.next_multiple_of(lanes) * g.cout.div_ceil(16)
+                };
                 gpu.dispatch_bound(
                     kernel.kernel(),
                     &g.params(n, xt.base(), dyt.base(), CHUNK),
                     &[xt.bind(), dyt.bind(), whole(&partial), whole(&bias_partial)],
-                    gpu.grid_1d(chunks * g.cin.div_ceil(2) * g.cout.div_ceil(8), 64),
+                    gpu.grid_1d(invocations, 64),
                 )?;
                 if let Some(db) = db {
                     reduce_partials(gpu, &bias_partial, chunks, db)?;

@@ -1,0 +1,275 @@
+// conv2d_backward_weight_3x3_subgroup: partial[c, co, (ci·3 + ky)·3 + kx] = Σ_{pixels of chunk c} dy[n, co, oy, ox] · x[n, ci, oy + ky − pt, ox + kx − pl]
+//                                      bias_partial[c, co] = Σ_{pixels of chunk c} dy[n, co, oy, ox]
+//
+// The variant of conv2d_backward_weight_3x3 for adapters with subgroups of
+// at least 8 invocations (AdapterSummary::subgroups) and layers with at
+// least 8 input channels. Same sum, same pixel chunks, same partial layout
+// (reduce_partials adds the chunks into dw), same walk: eight pixels of a
+// row per step, the input columns under them kept from step to step.
+// What changes is who fetches dy. In conv2d_backward_weight_3x3 every
+// invocation fetches dy of its 8 output channels at the eight pixels (24
+// texel fetches per step, with 18 for x), and its neighbours, which differ
+// only in the input channel, fetch the same values again. Here the
+// invocations of a subgroup share the chunk and the 16 output channels and
+// differ in the input channel; lane i fetches dy of channels co0 + i and
+// co0 + 8 + i (6 fetches) and subgroupShuffle at constant lanes hands the
+// 128 values to every lane (a broadcast each on lavapipe). Per step: 6
+// fetches of dy and 9 of x for 1152 multiply-adds, written as fma (gallivm
+// turns `a + x * g` into a multiply and an add).
+//
+// Thread mapping: S = subgroup_size; invocation t = gid.x +
+// gid.y·num_workgroups.x·64 is lane t % S of subgroup s = t / S (subgroups
+// are runs of S consecutive invocations); with G = ⌈Cin / S⌉ groups of input
+// channels and T = ⌈Cout / 16⌉ channel tiles: input channel ci = (s % G)·S +
+// lane, tile = (s / G) % T (channels co0 = 16·tile .. +16), chunk c = s /
+// (G·T). a{ky}{kx} (mat4x4, column q = channels co0 + 4q .. +3) accumulates
+// tap (ky, kx) of ci; gs sums dy (the bias gradient).
+// Bounds: channels past Cout and Cin are clamped for loads and not stored
+// (the lanes past Cin still fetch and shuffle dy for the others); inputs in
+// the padding read 0; pixels past the end of the row or the chunk read dy as
+// 0; subgroups past the last chunk return (all their lanes together). The
+// host dispatches for the adapter's largest subgroup size; smaller
+// subgroups leave more of the invocations past the last chunk.
+// Inputs through textures, as in conv2d_backward_weight_3x3 (f64: storage
+// arrays, shaders::instantiate). x_base / y_base: the windows' first
+// elements.
+
+alias real = f32;
+
+struct ConvParams {
+    n: u32, cin: u32, h: u32, w: u32,
+    cout: u32, kh: u32, kw: u32, stride: u32,
+    oh: u32, ow: u32, pad_top: u32, pad_left: u32,
+    x_base: u32, y_base: u32, chunk: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: ConvParams;
+@group(0) @binding(1) var x: texture_2d_array<f32>;
+@group(0) @binding(2) var dy: texture_2d_array<f32>;
+@group(0) @binding(3) var<storage, read_write> partial: array<real>;
+@group(0) @binding(4) var<storage, read_write> bias_partial: array<real>;
+
+// Element i of a texture copy (Gpu::read_window: four elements per texel,
+// 4096 texels per row, 4096 rows per layer).
+fn tex_at(t: texture_2d_array<f32>, i: u32) -> real {
+    let k = i >> 2u;
+    return real(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0)[i & 3u]);
+}
+
+// Texel k of a texture copy: elements 4k .. 4k+3.
+fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
+    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
+}
+
+// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
+fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
+    let s1 = vec4<real>(a.yzw, b.x);
+    let s2 = vec4<real>(a.zw, b.xy);
+    let s3 = vec4<real>(a.w, b.xyz);
+    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
+}
+
+// Eight consecutive values: lo = 0 .. 3, hi = 4 .. 7.
+struct Eight {
+    lo: vec4<real>,
+    hi: vec4<real>,
+}
+
+// dy[i .. i+7] of the window (three texel fetches, shifted by i % 4), 0
+// where keep_lo / keep_hi are false.
+fn dy8(i: u32, keep_lo: vec4<bool>, keep_hi: vec4<bool>) -> Eight {
+    let k = i >> 2u;
+    let t0 = tex4_at(dy, k);
+    let t1 = tex4_at(dy, k + 1u);
+    let t2 = tex4_at(dy, k + 2u);
+    let zero = vec4<real>(0.0);
+    return Eight(select(zero, shift4(t0, t1, i & 3u), keep_lo), select(zero, shift4(t1, t2, i & 3u), keep_hi));
+}
+
+// x[plane + iy·W + ix + j] for j = 0 .. 7, 0 in the padding (three texel
+// fetches; element e is component e % 4 of texel e / 4).
+fn input8(plane: u32, iy: i32, ix: i32) -> Eight {
+    let h = i32(params.h);
+    let w = i32(params.w);
+    let e = i32(plane) + clamp(iy, 0, h - 1) * w + ix;
+    let k = e >> 2u; // ⌊e / 4⌋ (arithmetic shift)
+    let sh = u32(e - 4 * k);
+    let t0 = tex4_at(x, u32(max(k, 0)));
+    let t1 = tex4_at(x, u32(max(k + 1, 0)));
+    let t2 = tex4_at(x, u32(max(k + 2, 0)));
+    let cols = vec4<i32>(ix) + vec4<i32>(0, 1, 2, 3);
+    let row = vec4<bool>(iy >= 0 && iy < h);
+    let in_lo = row & (cols >= vec4<i32>(0)) & (cols < vec4<i32>(w));
+    let in_hi = row & (cols >= vec4<i32>(-4)) & (cols < vec4<i32>(w - 4));
+    let zero = vec4<real>(0.0);
+    return Eight(select(zero, shift4(t0, t1, sh), in_lo), select(zero, shift4(t1, t2, sh), in_hi));
+}
+
+// x[plane + iy·W + ix] of the window, or 0 in the padding.
+fn input_at(plane: u32, iy: i32, ix: i32) -> real {
+    let inside = iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w);
+    let idx = plane + u32(clamp(iy, 0, i32(params.h) - 1)) * params.w
+        + u32(clamp(ix, 0, i32(params.w) - 1));
+    return select(real(0.0), tex_at(x, idx), inside);
+}
+
+// dy of the 16 channels at pixel j: column q holds channels 4q .. 4q+3.
+// Lane i holds channel i in v.x and channel 8 + i in v.y.
+fn spread(v: vec2<real>) -> mat4x4<real> {
+    return mat4x4<real>(
+        vec4<real>(subgroupShuffle(v.x, 0u), subgroupShuffle(v.x, 1u), subgroupShuffle(v.x, 2u), subgroupShuffle(v.x, 3u)),
+        vec4<real>(subgroupShuffle(v.x, 4u), subgroupShuffle(v.x, 5u), subgroupShuffle(v.x, 6u), subgroupShuffle(v.x, 7u)),
+        vec4<real>(subgroupShuffle(v.y, 0u), subgroupShuffle(v.y, 1u), subgroupShuffle(v.y, 2u), subgroupShuffle(v.y, 3u)),
+        vec4<real>(subgroupShuffle(v.y, 4u), subgroupShuffle(v.y, 5u), subgroupShuffle(v.y, 6u), subgroupShuffle(v.y, 7u)),
+    );
+}
+
+// dy of the 16 channels at the eight pixels of a step: gj is pixel j's.
+struct Grads {
+    g0: mat4x4<real>, g1: mat4x4<real>, g2: mat4x4<real>, g3: mat4x4<real>,
+    g4: mat4x4<real>, g5: mat4x4<real>, g6: mat4x4<real>, g7: mat4x4<real>,
+}
+
+// a + v·g, column by column as fma.
+fn mac(a: mat4x4<real>, v: real, g: mat4x4<real>) -> mat4x4<real> {
+    let s = vec4<real>(v);
+    return mat4x4<real>(fma(s, g[0], a[0]), fma(s, g[1], a[1]), fma(s, g[2], a[2]), fma(s, g[3], a[3]));
+}
+
+// a + Σ_j x_j · g_j over the eight pixels, x = (lo, hi): one tap's sum.
+fn tap(a: mat4x4<real>, lo: vec4<real>, hi: vec4<real>, g: Grads) -> mat4x4<real> {
+    let a4 = mac(mac(mac(mac(a, lo.x, g.g0), lo.y, g.g1), lo.z, g.g2), lo.w, g.g3);
+    return mac(mac(mac(mac(a4, hi.x, g.g4), hi.y, g.g5), hi.z, g.g6), hi.w, g.g7);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_backward_weight_3x3_subgroup(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) lanes: u32,
+) {
+    let t = gid.x + gid.y * nwg.x * 64u;
+    let s = t / lanes;
+    let G = (params.cin + lanes - 1u) / lanes;
+    let T = (params.cout + 15u) / 16u;
+    let P = params.n * params.oh * params.ow;
+    let chunks = (P + params.chunk - 1u) / params.chunk;
+    let c = s / (G * T);
+    if (c >= chunks) {
+        return;
+    }
+    let ci = (s % G) * lanes + lane;
+    let ci_load = min(ci, params.cin - 1u);
+    let co0 = ((s / G) % T) * 16u;
+    let i = lane & 7u;
+    let co_a = min(co0 + i, params.cout - 1u); // this lane's dy fetches
+    let co_b = min(co0 + 8u + i, params.cout - 1u);
+    let plane = params.oh * params.ow;
+    let hw = params.h * params.w;
+    var a00 = mat4x4<real>();
+    var a01 = mat4x4<real>();
+    var a02 = mat4x4<real>();
+    var a10 = mat4x4<real>();
+    var a11 = mat4x4<real>();
+    var a12 = mat4x4<real>();
+    var a20 = mat4x4<real>();
+    var a21 = mat4x4<real>();
+    var a22 = mat4x4<real>();
+    var gs = mat4x4<real>();
+    // the input columns under the current eight pixels (oy, ox .. ox+7):
+    // r{ky}0, r{ky}1 (columns ox, ox+1) and c{ky} (columns ox+2 .. ox+9).
+    // Pixel j's tap kx reads column kx + j.
+    var r00 = real(0.0);
+    var r01 = real(0.0);
+    var r10 = real(0.0);
+    var r11 = real(0.0);
+    var r20 = real(0.0);
+    var r21 = real(0.0);
+    var c0 = Eight(vec4<real>(0.0), vec4<real>(0.0));
+    var c1 = Eight(vec4<real>(0.0), vec4<real>(0.0));
+    var c2 = Eight(vec4<real>(0.0), vec4<real>(0.0));
+    let p0 = c * params.chunk;
+    let p_end = min(p0 + params.chunk, P);
+    var n = p0 / plane;
+    var oy = (p0 % plane) / params.ow;
+    var ox = (p0 % plane) % params.ow;
+    var fresh = true; // columns ox, ox+1 must be loaded (chunk or row start)
+    var p = p0;
+    loop {
+        if (p >= p_end) {
+            break;
+        }
+        let count = min(min(8u, params.ow - ox), p_end - p);
+        let keep_lo = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(count);
+        let keep_hi = vec4<u32>(4u, 5u, 6u, 7u) < vec4<u32>(count);
+        let xp = params.x_base + (n * params.cin + ci_load) * hw;
+        let iy = i32(oy) - i32(params.pad_top);
+        let ix = i32(ox) - i32(params.pad_left);
+        if (fresh) {
+            r00 = input_at(xp, iy, ix);
+            r01 = input_at(xp, iy, ix + 1);
+            r10 = input_at(xp, iy + 1, ix);
+            r11 = input_at(xp, iy + 1, ix + 1);
+            r20 = input_at(xp, iy + 2, ix);
+            r21 = input_at(xp, iy + 2, ix + 1);
+            fresh = false;
+        } else {
+            r00 = c0.hi.z;
+            r01 = c0.hi.w;
+            r10 = c1.hi.z;
+            r11 = c1.hi.w;
+            r20 = c2.hi.z;
+            r21 = c2.hi.w;
+        }
+        c0 = input8(xp, iy, ix + 2);
+        c1 = input8(xp, iy + 1, ix + 2);
+        c2 = input8(xp, iy + 2, ix + 2);
+        let pix = params.y_base + n * params.cout * plane + oy * params.ow + ox;
+        let ea = dy8(pix + co_a * plane, keep_lo, keep_hi);
+        let eb = dy8(pix + co_b * plane, keep_lo, keep_hi);
+        let g = Grads(
+            spread(vec2<real>(ea.lo.x, eb.lo.x)), spread(vec2<real>(ea.lo.y, eb.lo.y)),
+            spread(vec2<real>(ea.lo.z, eb.lo.z)), spread(vec2<real>(ea.lo.w, eb.lo.w)),
+            spread(vec2<real>(ea.hi.x, eb.hi.x)), spread(vec2<real>(ea.hi.y, eb.hi.y)),
+            spread(vec2<real>(ea.hi.z, eb.hi.z)), spread(vec2<real>(ea.hi.w, eb.hi.w)),
+        );
+        gs = gs + g.g0 + g.g1 + g.g2 + g.g3 + g.g4 + g.g5 + g.g6 + g.g7;
+        a00 = tap(a00, vec4<real>(r00, r01, c0.lo.xy), vec4<real>(c0.lo.zw, c0.hi.xy), g);
+        a01 = tap(a01, vec4<real>(r01, c0.lo.xyz), vec4<real>(c0.lo.w, c0.hi.xyz), g);
+        a02 = tap(a02, c0.lo, c0.hi, g);
+        a10 = tap(a10, vec4<real>(r10, r11, c1.lo.xy), vec4<real>(c1.lo.zw, c1.hi.xy), g);
+        a11 = tap(a11, vec4<real>(r11, c1.lo.xyz), vec4<real>(c1.lo.w, c1.hi.xyz), g);
+        a12 = tap(a12, c1.lo, c1.hi, g);
+        a20 = tap(a20, vec4<real>(r20, r21, c2.lo.xy), vec4<real>(c2.lo.zw, c2.hi.xy), g);
+        a21 = tap(a21, vec4<real>(r21, c2.lo.xyz), vec4<real>(c2.lo.w, c2.hi.xyz), g);
+        a22 = tap(a22, c2.lo, c2.hi, g);
+        p = p + count;
+        ox = ox + count;
+        if (ox == params.ow) {
+            ox = 0u;
+            fresh = true;
+            oy = oy + 1u;
+            if (oy == params.oh) {
+                oy = 0u;
+                n = n + 1u;
+            }
+        }
+    }
+    if (ci >= params.cin) {
+        return;
+    }
+    var acc = array<mat4x4<real>, 9>(a00, a01, a02, a10, a11, a12, a20, a21, a22);
+    let taps = params.cin * 9u;
+    for (var k = 0u; k < 16u; k = k + 1u) {
+        if (co0 + k >= params.cout) {
+            break;
+        }
+        for (var j = 0u; j < 9u; j = j + 1u) {
+            partial[(c * params.cout + co0 + k) * taps + ci * 9u + j] = acc[j][k / 4u][k % 4u];
+        }
+        if (ci == 0u) {
+            bias_partial[c * params.cout + co0 + k] = gs[k / 4u][k % 4u];
+        }
+    }
+}
