@@ -14,8 +14,8 @@
 // differ in the input channel; lane i fetches dy of channels co0 + i and
 // co0 + 8 + i (6 fetches) and subgroupShuffle at constant lanes hands the
 // 128 values to every lane (a broadcast each on lavapipe). Per step: 6
-// fetches of dy and 9 of x for 1152 multiply-adds, written as fma (gallivm
-// turns `a + x * g` into a multiply and an add).
+// fetches of dy and 9 of x for 1152 multiply-adds (written through fma, as
+// conv2d_forward_3x3; lavapipe emits a multiply and an add for each).
 //
 // Thread mapping: S = subgroup_size; invocation t = gid.x +
 // gid.y·num_workgroups.x·64 is lane t % S of subgroup s = t / S (subgroups
