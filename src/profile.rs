@@ -90,14 +90,12 @@ pub struct ProfileReport {
 /// input gradient (not for the first layer, whose input is the image) and
 /// weight gradient — the sum of [`kernel_flop`] for one sample.
 pub fn step_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Result<f64> {
-    Ok(
-        flop_by_kernel(model, size, labels, 1, &|_| {
-            (Forward::Strips, BackwardWeight::Tiles)
-        })?
-            .iter()
-            .map(|(_, f)| f)
-            .sum(),
-    )
+    Ok(flop_by_kernel(model, size, labels, 1, &|_| {
+        (Forward::Strips, BackwardWeight::Tiles)
+    })?
+    .iter()
+    .map(|(_, f)| f)
+    .sum())
 }
 
 /// The convolution and dense FLOP of one training step of `batch` samples,
@@ -371,8 +369,16 @@ pub fn table(r: &ProfileReport) -> String {
         "adapter: {}\ntimer: {}\nkernels: {}\n{} at {}×{}, batch {}, {} timed step(s) after 1 warm-up\n\n",
         r.adapter, r.timer, r.conv_kernels, r.model, r.size, r.size, r.batch, r.steps
     );
+    // the name column as wide as the longest kernel name
+    let width = r
+        .kernels
+        .iter()
+        .map(|k| k.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(28);
     out += &format!(
-        "{:<28} {:>6} {:>11} {:>7} {:>9}\n",
+        "{:<width$} {:>6} {:>11} {:>7} {:>9}\n",
         "kernel", "calls", "ms/step", "share", "rate"
     );
     for k in &r.kernels {
@@ -383,7 +389,7 @@ pub fn table(r: &ProfileReport) -> String {
             None => format!("{:.2} GB/s", k.gb_per_s),
         };
         out += &format!(
-            "{:<28} {:>6.0} {:>11.2} {:>6.1}%  {rate}\n",
+            "{:<width$} {:>6.0} {:>11.2} {:>6.1}%  {rate}\n",
             k.name,
             k.calls,
             k.ms,

@@ -88,17 +88,29 @@ fn profile_times_every_kernel_of_a_step() {
         .map(|k| k["name"].as_str().unwrap())
         .collect();
     // the variants the host picks for the model's 3×3 stride-1 convolutions
-    // (the forward's by the adapter's subgroups); the conv blocks' batch
-    // norm, pool and dropout run fused (bnpool), the dense blocks' unfused
+    // (the forward's and the weight gradient's by the adapter's subgroups;
+    // the first layer's 3 input channels keep conv2d_backward_weight_3x3);
+    // the conv blocks' batch norm, pool and dropout run fused (bnpool), the
+    // dense blocks' unfused
     let subgroups = postergrad::Gpu::new().unwrap().adapter().subgroups;
-    let (forward, other) = if subgroups {
-        ("conv2d_forward_3x3", "conv2d_forward")
+    let (forward, other, weight) = if subgroups {
+        (
+            "conv2d_forward_3x3",
+            "conv2d_forward",
+            "conv2d_backward_weight_3x3_subgroup",
+        )
     } else {
-        ("conv2d_forward", "conv2d_forward_3x3")
+        (
+            "conv2d_forward",
+            "conv2d_forward_3x3",
+            "conv2d_backward_weight_3x3",
+        )
     };
     assert!(r["conv_kernels"].as_str().unwrap().contains(forward));
+    assert!(r["conv_kernels"].as_str().unwrap().contains(weight));
     for k in [
         forward,
+        weight,
         "conv2d_backward_weight_3x3",
         "bnpool_forward",
         "bnpool_backward_partials",

@@ -225,7 +225,16 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
             "dgamma",
         ),
     ];
-    for (shader, from, to, op, grad) in mutations {
+    // the subgroup weight gradient runs only where subgroups exist
+    let subgroup = (
+        "conv2d_backward_weight_3x3_subgroup",
+        "c2 = input8(xp, iy + 2, ix + 2);",
+        "c2 = input8(xp, iy + 2, ix + 3);",
+        "conv2d",
+        "dw",
+    );
+    let extra = gpu.adapter().subgroups.then_some(subgroup);
+    for (shader, from, to, op, grad) in mutations.into_iter().chain(extra) {
         let src = shaders::source(shader).unwrap();
         assert_eq!(
             src.matches(from).count(),
@@ -561,14 +570,58 @@ fn catches_a_wrong_texel_row_in_the_conv2d_texture_reads() {
     assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
 }
 
-/// Whether this adapter runs `conv2d_forward_3x3` (subgroups of 8 or more);
-/// says so where it does not.
+/// Whether this adapter runs the subgroup kernels (`conv2d_forward_3x3`,
+/// `conv2d_backward_weight_3x3_subgroup`: subgroups of 8 or more); says so
+/// where it does not.
 fn subgroups() -> bool {
     let yes = Gpu::new().unwrap().adapter().subgroups;
     if !yes {
-        eprintln!("skipped: no subgroups on this adapter, conv2d_forward_3x3 does not run");
+        eprintln!("skipped: no subgroups on this adapter, the subgroup conv kernels do not run");
     }
     yes
+}
+
+#[test]
+fn catches_wrong_lanes_and_columns_in_the_3x3_subgroup_weight_gradient() {
+    if !subgroups() {
+        return;
+    }
+    // (from, to, bias gradient affected): dy of channel 1 taken from lane
+    // 2, the second fetch of each lane reading its first channel again, the
+    // sliding input window one column short
+    for (from, to, db) in [
+        ("subgroupShuffle(v.x, 1u)", "subgroupShuffle(v.x, 2u)", true),
+        (
+            "let co_b = min(co0 + 8u + i, params.cout - 1u);",
+            "let co_b = min(co0 + i, params.cout - 1u);",
+            true,
+        ),
+        (
+            "c1 = input8(xp, iy + 1, ix + 2);",
+            "c1 = input8(xp, iy + 1, ix + 1);",
+            false,
+        ),
+    ] {
+        // only the cases with 8 or more input channels run this kernel
+        let f = failing_small_cases_with_mutation(
+            "conv2d_backward_weight_3x3_subgroup",
+            from,
+            to,
+            "conv2d",
+            40_000,
+        );
+        assert_caught(&f, "dw");
+        assert_eq!(
+            f.iter().any(|c| c.starts_with("db")),
+            db,
+            "{to}: db fails only where dy is wrong: {f:?}"
+        );
+        assert!(
+            !f.iter()
+                .any(|c| c.starts_with("forward") || c.starts_with("dx")),
+            "{to}: only the weight pass uses it: {f:?}"
+        );
+    }
 }
 
 #[test]
@@ -579,7 +632,10 @@ fn catches_wrong_inputs_and_weights_in_the_3x3_subgroup_forward() {
     // (from, to): a pixel reading its left neighbour's input, the row's
     // alignment shift off by one, a tap taking its neighbour's weights
     for (from, to) in [
-        ("a1 = a1 + r.lo.y * w0", "a1 = a1 + r.lo.x * w0"),
+        (
+            "a1 = row3(a1, r.lo.y, r.lo.z, r.lo.w, w0, w1, w2);",
+            "a1 = row3(a1, r.lo.x, r.lo.z, r.lo.w, w0, w1, w2);",
+        ),
         (
             "select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u)",
             "select(select(select(a, s1, s == 2u), s2, s == 3u), s3, s == 1u)",

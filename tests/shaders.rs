@@ -143,6 +143,7 @@ fn f64_reads_storage_where_f32_reads_texture_copies() {
             "bnpool_backward_partials",
             "bnpool_forward",
             "conv2d_backward_weight_3x3",
+            "conv2d_backward_weight_3x3_subgroup",
             "conv2d_forward",
             "conv2d_forward_3x3",
             "dense_backward_input",
@@ -336,6 +337,10 @@ fn uniform_structs_match_their_host_mirrors() {
         ("conv2d_backward_input", size_of::<ConvParams>()),
         ("conv2d_backward_weight", size_of::<ConvParams>()),
         ("conv2d_backward_weight_3x3", size_of::<ConvParams>()),
+        (
+            "conv2d_backward_weight_3x3_subgroup",
+            size_of::<ConvParams>(),
+        ),
         ("conv2d_forward", size_of::<ConvForwardParams>()),
         ("conv2d_forward_3x3", size_of::<ConvForwardParams>()),
         ("conv2d_pack_weights", size_of::<PackParams>()),

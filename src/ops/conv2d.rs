@@ -600,7 +600,14 @@ pub fn conv2d_backward_weight(
     config: Conv2dConfig,
 ) -> Result<()> {
     let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
-    conv2d_backward_weight_with(gpu, x, dy, dw, config, BackwardWeight::for_geometry(gpu, &g))
+    conv2d_backward_weight_with(
+        gpu,
+        x,
+        dy,
+        dw,
+        config,
+        BackwardWeight::for_geometry(gpu, &g),
+    )
 }
 
 /// [`conv2d_backward_weight`] with a chosen kernel (for benchmarks and
