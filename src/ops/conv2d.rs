@@ -577,7 +577,10 @@ impl BackwardWeight {
         match self {
             BackwardWeight::Tiles => true,
             BackwardWeight::Rows3x3 => three,
-            BackwardWeight::Subgroup3x3 => three && gpu.adapter().subgroups,
+            // a subgroup must not span workgroups (64 invocations)
+            BackwardWeight::Subgroup3x3 => {
+                three && gpu.adapter().subgroups && gpu.adapter().subgroup_max_size <= 64
+            }
         }
     }
 
@@ -672,7 +675,7 @@ fn weight_pass(
                 "needs a 3×3 kernel at stride 1{}, got {}×{} at stride {} (subgroups {}); \
                  use BackwardWeight::for_geometry",
                 if kernel == BackwardWeight::Subgroup3x3 {
-                    " and an adapter with subgroups of 8 or more"
+                    " and an adapter with subgroups of 8 to 64 invocations"
                 } else {
                     ""
                 },
