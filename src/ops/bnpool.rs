@@ -255,11 +255,16 @@ pub fn bnpool_backward(
     let base = g.params(&config, mode);
     let (zs, ps) = (g.z_per_sample(), g.p_per_sample());
     let ranges = g.ranges(gpu);
+    // chunks of the split sums per range, and each range's first chunk
+    let range_chunks: Vec<usize> = ranges
+        .iter()
+        .map(|r| (r.len() * g.quads_per_plane()).div_ceil(CHUNK))
+        .collect();
     let mut chunk_offsets = Vec::with_capacity(ranges.len());
     let mut chunks = 0;
-    for r in &ranges {
+    for &k in &range_chunks {
         chunk_offsets.push(chunks);
-        chunks += (r.len() * g.quads_per_plane()).div_ceil(CHUNK);
+        chunks += k;
     }
     // Σ dy and Σ dy·x̂ per channel, split over chunks then reduced. z and dp
     // are read through texture copies; the last range's are kept for the
@@ -267,7 +272,7 @@ pub fn bnpool_backward(
     let sums = Tensor::zeros(gpu, [2, g.c], "bnpool sums")?;
     let partial = Tensor::uninit(gpu, [chunks, 2, g.c], "bnpool_backward_partials")?;
     let mut kept = None;
-    for (r, &offset) in ranges.iter().zip(&chunk_offsets) {
+    for ((r, &k), &offset) in ranges.iter().zip(&range_chunks).zip(&chunk_offsets) {
         drop(kept.take()); // the previous range's textures go back to the pool first
         let zt = gpu.read_window(z, r.start * zs, r.len() * zs)?;
         let dpt = gpu.read_window(dp, r.start * ps, r.len() * ps)?;
@@ -279,7 +284,6 @@ pub fn bnpool_backward(
             chunk_offset: offset as u32,
             ..base
         };
-        let invocations = (r.len() * g.quads_per_plane()).div_ceil(CHUNK) * g.c;
         gpu.dispatch_bound(
             "bnpool_backward_partials",
             &params,
@@ -291,7 +295,7 @@ pub fn bnpool_backward(
                 Bind::whole(stats),
                 Bind::whole(&partial),
             ],
-            gpu.grid_1d(invocations, 64),
+            gpu.grid_1d(k * g.c, 64),
         )?;
         kept = Some((zt, dpt));
     }

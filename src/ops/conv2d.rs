@@ -340,6 +340,22 @@ impl Forward {
     }
 }
 
+/// The error for a kernel variant asked for on a geometry or adapter it does
+/// not fit (`needs`: what it requires; `chooser`: the enum whose
+/// `for_geometry` picks a fitting one).
+fn misfit(gpu: &Gpu, g: &ConvGeometry, kernel: &str, needs: &str, chooser: &str) -> Error {
+    Error::Config {
+        what: kernel.into(),
+        message: format!(
+            "needs {needs} (got {}×{}, stride {}, subgroups {}); use {chooser}::for_geometry",
+            g.kh,
+            g.kw,
+            g.stride,
+            if gpu.adapter().subgroups { "yes" } else { "no" }
+        ),
+    }
+}
+
 /// Runs the forward kernel over every sample window, channel group and
 /// input chunk: y = conv(x, packed) (+ bias) (+ y when `accumulate`), `g` in
 /// the roles of [`pack_weights`].
@@ -353,18 +369,13 @@ fn forward_tiles(
     kernel: Forward,
 ) -> Result<()> {
     if !kernel.fits(gpu, g) {
-        return Err(Error::Config {
-            what: "conv2d forward kernel".into(),
-            message: format!(
-                "{} needs a 3×3 kernel at stride 1 and an adapter with subgroups of 8 or more \
-                 (got {}×{}, stride {}, subgroups {}); use Forward::for_geometry",
-                kernel.kernel(),
-                g.kh,
-                g.kw,
-                g.stride,
-                if gpu.adapter().subgroups { "yes" } else { "no" }
-            ),
-        });
+        return Err(misfit(
+            gpu,
+            g,
+            kernel.kernel(),
+            "a 3×3 kernel at stride 1 and an adapter with subgroups of 8 or more",
+            "Forward",
+        ));
     }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     for r in sample_ranges(gpu, g) {
@@ -669,22 +680,12 @@ fn weight_pass(
         &g.output_shape(),
     )?;
     if !kernel.fits(gpu, &g) {
-        return Err(Error::Config {
-            what: kernel.kernel().into(),
-            message: format!(
-                "needs a 3×3 kernel at stride 1{}, got {}×{} at stride {} (subgroups {}); \
-                 use BackwardWeight::for_geometry",
-                if kernel == BackwardWeight::Subgroup3x3 {
-                    " and an adapter with subgroups of 8 to 64 invocations"
-                } else {
-                    ""
-                },
-                g.kh,
-                g.kw,
-                g.stride,
-                if gpu.adapter().subgroups { "yes" } else { "no" }
-            ),
-        });
+        let needs = if kernel == BackwardWeight::Subgroup3x3 {
+            "a 3×3 kernel at stride 1 and an adapter with subgroups of 8 to 64 invocations"
+        } else {
+            "a 3×3 kernel at stride 1"
+        };
+        return Err(misfit(gpu, &g, kernel.kernel(), needs, "BackwardWeight"));
     }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     let taps = g.cin * g.kh * g.kw;
