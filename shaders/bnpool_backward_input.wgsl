@@ -7,7 +7,7 @@
 //   dx = γ·invstd·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)   batch norm, training
 //        (docs/kernels/batchnorm.md derives it; inference: γ·invstd·dy)
 //   dz = dx·[z > 0] with the conv's relu fused in (params.relu_input = 1), else dx
-// sums[0..C] = Σ dy, sums[C..2C] = Σ dy·x̂ come from bnpool_backward_partials.
+// Σ dy and Σ dy·x̂ per channel come from bnpool_backward_partials.
 // The gradient of the normalised tensor and of the pooled one are never
 // written: the maximum is found again from z and the saved statistics.
 // Thread mapping: one invocation per block of two z rows (2r, 2r + 1) and
@@ -31,6 +31,8 @@
 // read: 16 storage loads fewer per block, and no zeroing of dz before.
 
 alias real = f32;
+const REAL_BYTES: u32 = 4u;
+const WINDOW: u32 = 65536u / REAL_BYTES; // values in the channel window
 
 struct BnPoolParams {
     n: u32, c: u32, h: u32, w: u32,
@@ -44,11 +46,19 @@ struct BnPoolParams {
 @group(0) @binding(0) var<uniform> params: BnPoolParams;
 @group(0) @binding(1) var z: texture_2d_array<f32>;
 @group(0) @binding(2) var dp: texture_2d_array<f32>;
-@group(0) @binding(3) var<storage, read> gamma: array<real>;
-@group(0) @binding(4) var<storage, read> beta: array<real>;
-@group(0) @binding(5) var<storage, read> stats: array<real>;
-@group(0) @binding(6) var<storage, read> sums: array<real>;
-@group(0) @binding(7) var<storage, read_write> dz: array<real>;
+@group(0) @binding(4) var<storage, read_write> dz: array<real>;
+
+// The per-channel values, which the host gathers into one 64 KiB uniform
+// window (bnpool.rs, channel_window): mean at ch, invstd = 1/√(var + ε) at
+// C + ch, γ at 2C + ch, β at 3C + ch,
+// Σdy at 4C + ch and Σ(dy·x̂) at 5C + ch (bnpool_backward_partials). Uniform, not storage: on lavapipe a
+// storage load at a per-invocation index is a loop over the SIMD lanes
+// through memory, about 10× a uniform load (docs/performance.md).
+@group(0) @binding(3) var<uniform> chan: array<vec4<real>, WINDOW / 4u>;
+
+fn chan_at(i: u32) -> real {
+    return chan[i >> 2u][i & 3u];
+}
 
 // Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
 // texels per row, 4096 rows per layer).
@@ -113,10 +123,11 @@ struct Norm {
 }
 
 fn norm(ch: u32) -> Norm {
-    let mean = stats[ch];
-    let invstd = stats[params.c + ch];
-    let scale = gamma[ch] * invstd;
-    return Norm(mean, invstd, scale, beta[ch] - mean * scale);
+    let c = params.c;
+    let mean = chan_at(ch);
+    let invstd = chan_at(c + ch);
+    let scale = chan_at(2u * c + ch) * invstd;
+    return Norm(mean, invstd, scale, chan_at(3u * c + ch) - mean * scale);
 }
 
 fn winners(top: Eight, bottom: Eight, nrm: Norm) -> Winners {
@@ -226,8 +237,8 @@ fn bnpool_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     var f = Fold(nrm.scale, real(0.0), real(0.0), nrm.mean);
     if (params.training == 1u) {
         let m = real(params.count);
-        f.k0 = -f.k * sums[ch] / m;
-        f.kx = -f.k * sums[params.c + ch] / m * nrm.invstd;
+        f.k0 = -f.k * chan_at(4u * params.c + ch) / m;
+        f.kx = -f.k * chan_at(5u * params.c + ch) / m * nrm.invstd;
     }
     let offset = (plane * params.h + 2u * r) * params.w + 8u * s;
     let top = z8(params.z_base + offset);

@@ -24,6 +24,8 @@
 // textures storage arrays.
 
 alias real = f32;
+const REAL_BYTES: u32 = 4u;
+const WINDOW: u32 = 65536u / REAL_BYTES; // values in the channel window
 
 struct BnPoolParams {
     n: u32, c: u32, h: u32, w: u32,
@@ -37,10 +39,18 @@ struct BnPoolParams {
 @group(0) @binding(0) var<uniform> params: BnPoolParams;
 @group(0) @binding(1) var z: texture_2d_array<f32>;
 @group(0) @binding(2) var dp: texture_2d_array<f32>;
-@group(0) @binding(3) var<storage, read> gamma: array<real>;
-@group(0) @binding(4) var<storage, read> beta: array<real>;
-@group(0) @binding(5) var<storage, read> stats: array<real>;
-@group(0) @binding(6) var<storage, read_write> partial: array<real>;
+@group(0) @binding(4) var<storage, read_write> partial: array<real>;
+
+// The per-channel values, which the host gathers into one 64 KiB uniform
+// window (bnpool.rs, channel_window): mean at ch, invstd = 1/√(var + ε) at
+// C + ch, γ at 2C + ch, β at 3C + ch. Uniform, not storage: on lavapipe a
+// storage load at a per-invocation index is a loop over the SIMD lanes
+// through memory, about 10× a uniform load (docs/performance.md).
+@group(0) @binding(3) var<uniform> chan: array<vec4<real>, WINDOW / 4u>;
+
+fn chan_at(i: u32) -> real {
+    return chan[i >> 2u][i & 3u];
+}
 
 // Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
 // texels per row, 4096 rows per layer).
@@ -105,10 +115,11 @@ struct Norm {
 }
 
 fn norm(ch: u32) -> Norm {
-    let mean = stats[ch];
-    let invstd = stats[params.c + ch];
-    let scale = gamma[ch] * invstd;
-    return Norm(mean, invstd, scale, beta[ch] - mean * scale);
+    let c = params.c;
+    let mean = chan_at(ch);
+    let invstd = chan_at(c + ch);
+    let scale = chan_at(2u * c + ch) * invstd;
+    return Norm(mean, invstd, scale, chan_at(3u * c + ch) - mean * scale);
 }
 
 fn winners(top: Eight, bottom: Eight, nrm: Norm) -> Winners {

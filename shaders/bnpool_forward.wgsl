@@ -26,6 +26,8 @@
 // row-major scan order, as maxpool does.
 
 alias real = f32;
+const REAL_BYTES: u32 = 4u;
+const WINDOW: u32 = 65536u / REAL_BYTES; // values in the channel window
 
 struct BnPoolParams {
     n: u32, c: u32, h: u32, w: u32,
@@ -38,10 +40,18 @@ struct BnPoolParams {
 
 @group(0) @binding(0) var<uniform> params: BnPoolParams;
 @group(0) @binding(1) var z: texture_2d_array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<real>;
-@group(0) @binding(3) var<storage, read> beta: array<real>;
-@group(0) @binding(4) var<storage, read> stats: array<real>;
-@group(0) @binding(5) var<storage, read_write> p: array<real>;
+@group(0) @binding(3) var<storage, read_write> p: array<real>;
+
+// The per-channel values, which the host gathers into one 64 KiB uniform
+// window (bnpool.rs, channel_window): mean at ch, invstd = 1/√(var + ε) at
+// C + ch, γ at 2C + ch, β at 3C + ch. Uniform, not storage: on lavapipe a
+// storage load at a per-invocation index is a loop over the SIMD lanes
+// through memory, about 10× a uniform load (docs/performance.md).
+@group(0) @binding(2) var<uniform> chan: array<vec4<real>, WINDOW / 4u>;
+
+fn chan_at(i: u32) -> real {
+    return chan[i >> 2u][i & 3u];
+}
 
 // Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
 // texels per row, 4096 rows per layer).
@@ -100,8 +110,9 @@ fn bnpool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let oy = (t / quads) % params.oh;
     let plane = t / (quads * params.oh);
     let ch = plane % params.c;
-    let scale = gamma[ch] * stats[params.c + ch];
-    let shift = beta[ch] - stats[ch] * scale;
+    let c = params.c;
+    let scale = chan_at(2u * c + ch) * chan_at(c + ch);
+    let shift = chan_at(3u * c + ch) - chan_at(ch) * scale;
     let e = params.z_base + (plane * params.h + 2u * oy) * params.w + 8u * q;
     let top = z8(e);
     let bottom = z8(e + params.w);

@@ -716,6 +716,25 @@ impl Gpu {
         Ok(())
     }
 
+    /// Records a copy of all of `src` into `dst` from element `dst_start`.
+    pub fn copy_into(&self, src: &Tensor, dst: &Tensor, dst_start: usize) -> Result<()> {
+        if dst_start + src.numel() > dst.numel() {
+            return Err(Error::Shape {
+                op: "copy_into",
+                what: format!(
+                    "{} elements from element {dst_start} do not fit the destination",
+                    src.numel()
+                ),
+                got: src.shape().clone(),
+                expected: format!("at most {} elements", dst.numel().saturating_sub(dst_start)),
+            });
+        }
+        let at = (dst_start * self.real_bytes()) as u64;
+        let bytes = src.bytes();
+        self.with_encoder(|e| e.copy_buffer_to_buffer(src.buf.raw(), 0, dst.buf.raw(), at, bytes));
+        Ok(())
+    }
+
     /// `len` elements of `t` from element `start`, for a kernel that reads
     /// them through `tex_at`: on f32 devices a texture copy, recorded in
     /// order with the kernels; on f64 devices the buffer window.

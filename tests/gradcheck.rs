@@ -913,6 +913,14 @@ fn catches_a_bnpool_forward_that_pools_or_masks_wrongly() {
         "bnpool",
     );
     assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
+    // γ read from the next channel's slot of the channel window
+    let f = failing_checks_with_mutation(
+        "bnpool_forward",
+        "let scale = chan_at(2u * c + ch) * chan_at(c + ch);",
+        "let scale = chan_at(2u * c + ch + 1u) * chan_at(c + ch);",
+        "bnpool",
+    );
+    assert!(f.iter().any(|c| c.starts_with("forward vs f64")), "{f:?}");
 }
 
 #[test]
@@ -948,7 +956,7 @@ fn catches_a_bnpool_backward_that_routes_the_gradient_wrongly() {
 fn catches_bnpool_sums_without_the_variance_path_or_the_mask() {
     let f = failing_checks_with_mutation(
         "bnpool_backward_input",
-        "f.kx = -f.k * sums[params.c + ch] / m * nrm.invstd;",
+        "f.kx = -f.k * chan_at(5u * params.c + ch) / m * nrm.invstd;",
         "f.kx = real(0.0);",
         "bnpool",
     );

@@ -282,13 +282,79 @@ fn both_maxpool_backward_kernels_agree_bit_for_bit_where_windows_do_not_overlap(
     assert!(err.contains("overlap"), "{err}");
 }
 
+/// bnpool (fused) and batch norm → max-pool → dropout run one op each, on
+/// the tape in training mode with the conv's relu fused in: the output and
+/// the gradients of z, γ and β, for a seed gradient that varies.
+type Outputs = [Vec<f32>; 4];
+
+fn bnpool_both_ways(
+    gpu: &Gpu,
+    dims: [usize; 4],
+    z: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+) -> [Outputs; 2] {
+    use postergrad::ops::{self, BatchNormConfig, BatchNormState, BnInput, BnPoolConfig};
+    let c = dims[1];
+    let batchnorm = BatchNormConfig {
+        input: BnInput::Relu,
+        ..Default::default()
+    };
+    let drop = DropoutConfig {
+        rate: 0.25,
+        seed: 3,
+        step: 1,
+    };
+    let run = |fused: bool| {
+        let tape = Tape::new(gpu, Mode::Training);
+        let zv = tape.leaf(Tensor::from_slice(gpu, dims, z).unwrap());
+        let gamma = tape.leaf(Tensor::from_slice(gpu, [c], gamma).unwrap());
+        let beta = tape.leaf(Tensor::from_slice(gpu, [c], beta).unwrap());
+        let state = BatchNormState::new(gpu, c).unwrap();
+        let p = if fused {
+            let config = BnPoolConfig {
+                batchnorm,
+                dropout: Some(drop),
+            };
+            ops::bnpool(&tape, &zv, &gamma, &beta, &state, config).unwrap()
+        } else {
+            let y = ops::batch_norm(&tape, &zv, &gamma, &beta, &state, batchnorm).unwrap();
+            let y = maxpool::maxpool(&tape, &y, MaxPoolConfig::default()).unwrap();
+            dropout::dropout(&tape, &y, drop).unwrap()
+        };
+        let m = p.value.numel();
+        let seed: Vec<f32> = (0..m).map(|i| (i % 5) as f32 - 2.0).collect();
+        let seed = Tensor::from_slice(gpu, p.shape().clone(), &seed).unwrap();
+        let out = p.value.to_vec(gpu).unwrap();
+        let g = tape.backward_with(&p, seed).unwrap();
+        let read = |v| g.get(v).unwrap().to_vec(gpu).unwrap();
+        [out, read(&zv), read(&gamma), read(&beta)]
+    };
+    [run(true), run(false)]
+}
+
+fn assert_close(fused: &Outputs, plain: &Outputs) {
+    for (what, (a, b)) in ["output", "dz", "dgamma", "dbeta"]
+        .iter()
+        .zip(fused.iter().zip(plain))
+    {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+    assert!(fused[1].iter().any(|&v| v != 0.0), "a gradient reached z");
+}
+
 /// bnpool on z with many ties (whole windows equal, and relu's zeros)
 /// against the same three layers run one op each: the same
 /// output and the same gradients of z, γ and β, so ties reach the same
 /// element (the first maximum of y in scan order) in both.
 #[test]
 fn bnpool_routes_ties_like_batchnorm_maxpool_and_dropout_in_a_row() {
-    use postergrad::ops::{self, BatchNormConfig, BatchNormState, BnInput, BnPoolConfig};
     let gpu = Gpu::new().unwrap();
     let dims = [2, 3, 6, 9];
     let n: usize = dims.iter().product();
@@ -306,55 +372,47 @@ fn bnpool_routes_ties_like_batchnorm_maxpool_and_dropout_in_a_row() {
             level as f32 - 1.0 + corner
         })
         .collect();
-    let batchnorm = BatchNormConfig {
-        input: BnInput::Relu,
-        ..Default::default()
-    };
-    let drop = DropoutConfig {
-        rate: 0.25,
-        seed: 3,
-        step: 1,
-    };
-    let run = |fused: bool| {
-        let tape = Tape::new(&gpu, Mode::Training);
-        let zv = tape.leaf(Tensor::from_slice(&gpu, dims, &z).unwrap());
-        let gamma = tape.leaf(Tensor::from_slice(&gpu, [3], &[1.0, -0.5, 2.0]).unwrap());
-        let beta = tape.leaf(Tensor::from_slice(&gpu, [3], &[0.1, 0.2, -0.3]).unwrap());
-        let state = BatchNormState::new(&gpu, 3).unwrap();
-        let p = if fused {
-            let config = BnPoolConfig {
-                batchnorm,
-                dropout: Some(drop),
-            };
-            ops::bnpool(&tape, &zv, &gamma, &beta, &state, config).unwrap()
-        } else {
-            let y = ops::batch_norm(&tape, &zv, &gamma, &beta, &state, batchnorm).unwrap();
-            let y = maxpool::maxpool(&tape, &y, MaxPoolConfig::default()).unwrap();
-            dropout::dropout(&tape, &y, drop).unwrap()
-        };
-        let m = p.value.numel();
-        let seed: Vec<f32> = (0..m).map(|i| (i % 5) as f32 - 2.0).collect();
-        let seed = Tensor::from_slice(&gpu, p.shape().clone(), &seed).unwrap();
-        let out = p.value.to_vec(&gpu).unwrap();
-        let g = tape.backward_with(&p, seed).unwrap();
-        let read = |v| g.get(v).unwrap().to_vec(&gpu).unwrap();
-        (out, read(&zv), read(&gamma), read(&beta))
-    };
-    let (fused, plain) = (run(true), run(false));
-    let close = |a: &[f32], b: &[f32], what: &str| {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
-                "{what}[{i}]: {x} vs {y}"
-            );
-        }
-    };
-    close(&fused.0, &plain.0, "output");
-    close(&fused.1, &plain.1, "dz");
-    close(&fused.2, &plain.2, "dgamma");
-    close(&fused.3, &plain.3, "dbeta");
-    assert!(fused.1.iter().any(|&v| v != 0.0), "a gradient reached z");
+    let [fused, plain] = bnpool_both_ways(&gpu, dims, &z, &[1.0, -0.5, 2.0], &[0.1, 0.2, -0.3]);
+    assert_close(&fused, &plain);
+}
+
+/// The bnpool kernels read six values per channel (mean, invstd, γ, β, Σdy,
+/// Σdy·x̂) from one 64 KiB uniform window: at the most channels it holds
+/// (16,384 / 6 = 2,730 in f32) the last channel's values sit at the
+/// window's end and still match the unfused ops; one channel more is a
+/// clear error that names the limit and the way out.
+#[test]
+fn bnpool_reads_every_channel_of_a_full_channel_window_and_rejects_one_more() {
+    use postergrad::ops::{bnpool::bnpool_forward, BnPoolConfig};
+    let gpu = Gpu::new().unwrap();
+    if gpu.real_bytes() != 4 {
+        return;
+    }
+    let c = 2730;
+    let dims = [2, c, 2, 4];
+    let n: usize = dims.iter().product();
+    let z: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 23) as f32 / 7.0 - 1.0)
+        .collect();
+    let gamma: Vec<f32> = (0..c).map(|i| 0.5 + (i % 13) as f32 / 8.0).collect();
+    let beta: Vec<f32> = (0..c).map(|i| (i % 7) as f32 / 4.0 - 0.75).collect();
+    let [fused, plain] = bnpool_both_ways(&gpu, dims, &z, &gamma, &beta);
+    assert_close(&fused, &plain);
+
+    let c = 2731;
+    let z = Tensor::zeros(&gpu, [1, c, 2, 2], "z").unwrap();
+    let ones = Tensor::from_slice(&gpu, [c], &vec![1.0; c]).unwrap();
+    let stats = Tensor::zeros(&gpu, [2, c], "stats").unwrap();
+    let msg = bnpool_forward(&gpu, &z, &ones, &ones, &stats, BnPoolConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("bnpool")
+            && msg.contains("2730 channels")
+            && msg.contains("[2731]")
+            && msg.contains("batch_norm, maxpool and dropout"),
+        "{msg}"
+    );
 }
 
 /// bnpool_backward adds into dz (GradWrite::Add) or writes all of it

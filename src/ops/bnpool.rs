@@ -75,6 +75,46 @@ pub struct BnPoolParams {
 /// Quads per chunk of `bnpool_backward_partials` (1,024 windows).
 const CHUNK: usize = 256;
 
+/// Bytes of the channel window: the kernels' `chan`, one uniform binding.
+const CHANNEL_WINDOW_BYTES: usize = 65536;
+
+/// The per-channel values the bnpool kernels read, gathered into one 64 KiB
+/// tensor that they bind as a uniform buffer (`chan` in the shaders): the
+/// statistics (mean, invstd) at 0 and C, γ at 2C, β at 3C;
+/// [`bnpool_backward`] copies Σdy and Σdy·x̂ to 4C and 5C once it has them.
+/// A uniform window because on lavapipe a storage load at a per-invocation
+/// index is a loop over the SIMD lanes through memory, about 10× a uniform
+/// load: reading γ, β and the statistics from storage buffers cost
+/// `bnpool_backward_input` a fifth of its time (docs/performance.md).
+fn channel_window(gpu: &Gpu, stats: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    let c = gamma.numel();
+    let len = CHANNEL_WINDOW_BYTES / gpu.real_bytes();
+    if 6 * c > len {
+        return Err(Error::Shape {
+            op: "bnpool",
+            what: format!(
+                "bnpool reads six values per channel from one 64 KiB uniform window: \
+                 at most {} channels in {}; use batch_norm, maxpool and dropout one \
+                 by one for wider layers",
+                len / 6,
+                gpu.precision()
+            ),
+            got: gamma.shape().clone(),
+            expected: format!("[≤ {}]", len / 6),
+        });
+    }
+    stats.expect_shape(
+        "bnpool",
+        "stats must be [2, channels] (mean, invstd)",
+        &[2, c],
+    )?;
+    let window = Tensor::uninit(gpu, [len], "bnpool channel window")?;
+    gpu.copy_into(stats, &window, 0)?;
+    gpu.copy_into(gamma, &window, 2 * c)?;
+    gpu.copy_into(beta, &window, 3 * c)?;
+    Ok(window)
+}
+
 /// The shapes of one call: z [n, c, h, w] and the pooled [n, c, oh, ow].
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
@@ -193,6 +233,7 @@ fn forward_from(
     config: BnPoolConfig,
     mut kept: Option<ReadWindow>,
 ) -> Result<Tensor> {
+    let chan = channel_window(gpu, stats, gamma, beta)?;
     let p = Tensor::uninit(gpu, [g.n, g.c, g.oh, g.ow], "bnpool_forward")?;
     let base = g.params(&config, Mode::Inference);
     let (zs, ps) = (g.z_per_sample(), g.p_per_sample());
@@ -212,13 +253,7 @@ fn forward_from(
         gpu.dispatch_bound(
             "bnpool_forward",
             &params,
-            &[
-                zt.bind(),
-                Bind::whole(gamma),
-                Bind::whole(beta),
-                Bind::whole(stats),
-                pw,
-            ],
+            &[zt.bind(), Bind::whole(&chan), pw],
             gpu.grid_1d(r.len() * g.c * g.quads_per_plane(), 256),
         )?;
     }
@@ -269,6 +304,7 @@ pub fn bnpool_backward(
     // Σ dy and Σ dy·x̂ per channel, split over chunks then reduced. z and dp
     // are read through texture copies; the last range's are kept for the
     // input gradient, which walks the ranges backwards (as batchnorm does).
+    let chan = channel_window(gpu, stats, gamma, beta)?;
     let sums = Tensor::zeros(gpu, [2, g.c], "bnpool sums")?;
     let partial = Tensor::uninit(gpu, [chunks, 2, g.c], "bnpool_backward_partials")?;
     let mut kept = None;
@@ -290,9 +326,7 @@ pub fn bnpool_backward(
             &[
                 zt.bind(),
                 dpt.bind(),
-                Bind::whole(gamma),
-                Bind::whole(beta),
-                Bind::whole(stats),
+                Bind::whole(&chan),
                 Bind::whole(&partial),
             ],
             gpu.grid_1d(k * g.c, 64),
@@ -301,6 +335,7 @@ pub fn bnpool_backward(
     }
     reduce_partials(gpu, &partial, chunks, &sums)?;
     if let Some((dz, write)) = dz {
+        gpu.copy_into(&sums, &chan, 4 * g.c)?;
         for r in ranges.iter().rev() {
             let (zt, dpt) = match kept.take() {
                 Some(copies) => copies,
@@ -323,15 +358,7 @@ pub fn bnpool_backward(
             gpu.dispatch_bound(
                 "bnpool_backward_input",
                 &params,
-                &[
-                    zt.bind(),
-                    dpt.bind(),
-                    Bind::whole(gamma),
-                    Bind::whole(beta),
-                    Bind::whole(stats),
-                    Bind::whole(&sums),
-                    dzw,
-                ],
+                &[zt.bind(), dpt.bind(), Bind::whole(&chan), dzw],
                 gpu.grid_1d(blocks, 256),
             )?;
         }
