@@ -808,11 +808,15 @@ fn nonfinite_count_counts_exactly_the_nan_and_inf_values() {
     assert_eq!(want, 3);
     let t = postergrad::Tensor::from_slice(&gpu, [x.len()], &x).unwrap();
     let finite = postergrad::Tensor::from_slice(&gpu, [3], &[1.0, f32::MAX, -0.0]).unwrap();
-    let counters = Counters::new(&gpu, 2).unwrap();
+    // four elements per texel fetch: a NaN alone in the last, partial texel
+    let tail = [1.0, 2.0, 3.0, 4.0, f32::NAN];
+    let tail = postergrad::Tensor::from_slice(&gpu, [5], &tail).unwrap();
+    let counters = Counters::new(&gpu, 3).unwrap();
     counters.count(&gpu, &t, 1).unwrap();
     counters.count(&gpu, &finite, 2).unwrap();
-    assert_eq!(counters.read(&gpu).unwrap(), vec![want, want, 0]);
+    counters.count(&gpu, &tail, 3).unwrap();
+    assert_eq!(counters.read(&gpu).unwrap(), vec![want + 1, want, 0, 1]);
     counters.clear(&gpu);
-    assert_eq!(counters.read(&gpu).unwrap(), vec![0, 0, 0]);
-    assert!(counters.count(&gpu, &t, 3).is_err());
+    assert_eq!(counters.read(&gpu).unwrap(), vec![0, 0, 0, 0]);
+    assert!(counters.count(&gpu, &t, 4).is_err());
 }

@@ -3,7 +3,8 @@
 //! Shader `adam_step`; page `docs/kernels/adam.md`.
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Bind, Gpu, ReadWindow};
+use crate::shaders::Precision;
 use crate::tape::Param;
 use crate::tensor::Tensor;
 
@@ -89,6 +90,13 @@ pub fn adam_step(
     (m, v): (&Tensor, &Tensor),
     guard: &Counters,
 ) -> Result<()> {
+    check(g, p, (m, v))?;
+    let gw = gpu.read_window(g, 0, g.numel())?;
+    step_from_copy(gpu, config, t, &gw, p, (m, v), guard)
+}
+
+/// The gradient and the moments must have the parameter's shape.
+fn check(g: &Tensor, p: &Tensor, (m, v): (&Tensor, &Tensor)) -> Result<()> {
     for (what, x) in [("gradient", g), ("first moment", m), ("second moment", v)] {
         x.expect_shape(
             "adam_step",
@@ -96,23 +104,70 @@ pub fn adam_step(
             p.dims(),
         )?;
     }
+    Ok(())
+}
+
+/// [`adam_step`] with g already copied for reading (`Adam::step_guarded`
+/// counts the non-finite values of each gradient from the same copy). p, m
+/// and v are read through copies taken here, before the kernel overwrites
+/// them.
+fn step_from_copy(
+    gpu: &Gpu,
+    config: &AdamConfig,
+    t: u64,
+    g: &ReadWindow,
+    p: &Tensor,
+    (m, v): (&Tensor, &Tensor),
+    guard: &Counters,
+) -> Result<()> {
+    let n = p.numel();
+    // On f64 devices a read window is the buffer itself, which the kernel
+    // also writes: read from copies there.
+    let snapshots = match gpu.precision() {
+        Precision::F32 => vec![],
+        Precision::F64 => [p, m, v]
+            .into_iter()
+            .map(|t| {
+                let copy = Tensor::uninit(gpu, t.shape().clone(), "adam_step snapshot")?;
+                gpu.copy(t, &copy)?;
+                Ok(copy)
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let [ps, ms, vs] = match &snapshots[..] {
+        [a, b, c] => [a, b, c],
+        _ => [p, m, v],
+    };
+    let (pw, mw, vw) = (
+        gpu.read_window(ps, 0, n)?,
+        gpu.read_window(ms, 0, n)?,
+        gpu.read_window(vs, 0, n)?,
+    );
     let params = AdamParams {
-        n: p.numel() as u32,
+        n: n as u32,
         alpha: config.alpha(t) as f32,
         beta1: config.beta1 as f32,
         beta2: config.beta2 as f32,
         epsilon: config.epsilon as f32,
         _pad: [0; 3],
     };
-    gpu.dispatch(
+    gpu.dispatch_bound(
         "adam_step",
         &params,
-        &[g, p, m, v, &guard.buffer],
-        gpu.grid_1d(p.numel(), 256),
+        &[
+            g.bind(),
+            pw.bind(),
+            mw.bind(),
+            vw.bind(),
+            Bind::whole(p),
+            Bind::whole(m),
+            Bind::whole(v),
+            Bind::whole(&guard.buffer),
+        ],
+        gpu.grid_1d(n.div_ceil(4), 256),
     )
 }
 
-/// A tensor of the last step that held NaN or ±Inf values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fault {
     /// "loss" or the parameter's gradient ("dense_1.kernel gradient").
@@ -183,20 +238,20 @@ impl Adam {
         if let Some(loss) = loss {
             self.guard.count(gpu, loss, 1)?;
         }
-        for (i, p) in params.iter().enumerate() {
-            self.guard.count(gpu, &p.grad, i + 2)?;
+        for (p, (m, v)) in params.iter().zip(&self.moments) {
+            check(&p.grad, &p.value, (m, v))?;
+        }
+        // one texture copy of each gradient, counted, then read by its update
+        let grads = params
+            .iter()
+            .map(|p| gpu.read_window(&p.grad, 0, p.grad.numel()))
+            .collect::<Result<Vec<_>>>()?;
+        for (i, (p, g)) in params.iter().zip(&grads).enumerate() {
+            self.guard.count_window(gpu, g, p.grad.numel(), i + 2)?;
         }
         self.t += 1;
-        for (p, (m, v)) in params.iter().zip(&self.moments) {
-            adam_step(
-                gpu,
-                &self.config,
-                self.t,
-                &p.grad,
-                &p.value,
-                (m, v),
-                &self.guard,
-            )?;
+        for ((p, g), (m, v)) in params.iter().zip(&grads).zip(&self.moments) {
+            step_from_copy(gpu, &self.config, self.t, g, &p.value, (m, v), &self.guard)?;
         }
         Ok(())
     }

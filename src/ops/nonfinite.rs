@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
-use super::{elementwise, Arg};
+use crate::gpu::{Bind, ReadWindow};
 
 /// Uniforms of `nonfinite_count`.
 #[repr(C)]
@@ -46,6 +46,23 @@ impl Counters {
     /// Adds the number of non-finite elements of `x` to `slot` (1-based) and
     /// to the total.
     pub fn count(&self, gpu: &Gpu, x: &Tensor, slot: usize) -> Result<()> {
+        for range in gpu.batch_chunks(x.numel(), &[gpu.real_bytes() as u64]) {
+            let copy = gpu.read_window(x, range.start, range.len())?;
+            self.count_window(gpu, &copy, range.len(), slot)?;
+        }
+        Ok(())
+    }
+
+    /// [`Counters::count`] of the `n` elements of a window already copied
+    /// for reading (Adam counts each gradient from the copy its update
+    /// reads).
+    pub(crate) fn count_window(
+        &self,
+        gpu: &Gpu,
+        x: &ReadWindow,
+        n: usize,
+        slot: usize,
+    ) -> Result<()> {
         f32_only(gpu)?;
         if slot == 0 || slot >= self.buffer.numel() {
             return Err(Error::Config {
@@ -56,15 +73,19 @@ impl Counters {
                 ),
             });
         }
-        let args = [Arg::Ranged(x), Arg::Whole(&self.buffer)];
-        elementwise(gpu, "nonfinite_count", x.numel(), &args, |n, base| {
-            NonfiniteParams {
-                n,
-                base,
-                slot: slot as u32,
-                _pad: 0,
-            }
-        })
+        let params = NonfiniteParams {
+            n: n as u32,
+            base: x.base(),
+            slot: slot as u32,
+            _pad: 0,
+        };
+        let texels = (x.base() as usize + n).div_ceil(4);
+        gpu.dispatch_bound(
+            "nonfinite_count",
+            &params,
+            &[x.bind(), Bind::whole(&self.buffer)],
+            gpu.grid_1d(texels, 256),
+        )
     }
 
     /// The counts, slot 0 (the total) first.
