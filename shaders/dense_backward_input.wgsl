@@ -68,6 +68,28 @@ fn w4(e: u32) -> vec4<real> {
     return shift4(tex4_at(w, e >> 2u), tex4_at(w, (e >> 2u) + 1u), e & 3u);
 }
 
+// Row `row` of the tile (columns n0 .. n0 + 7: lo, hi) added into dx. The
+// loop has a constant trip count and no break, so it unrolls and lo, hi are
+// indexed by constants; reading the tile from a private array indexed by
+// loop variables (as before) made every value a gather from memory on
+// lavapipe (docs/performance.md).
+fn add_row(row: u32, n0: u32, lo: vec4<real>, hi: vec4<real>) {
+    let N = params.k;
+    if (row >= params.rows) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        if (n0 + j < N) {
+            let idx = row * N + n0 + j;
+            dx[idx] = dx[idx] + lo[j];
+        }
+        if (n0 + 4u + j < N) {
+            let idx = row * N + n0 + 4u + j;
+            dx[idx] = dx[idx] + hi[j];
+        }
+    }
+}
+
 @compute @workgroup_size(8, 8)
 fn dense_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     let M = params.rows;
@@ -146,20 +168,12 @@ fn dense_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc7_lo = acc7_lo + vec4<real>(dot(a7, b0), dot(a7, b1), dot(a7, b2), dot(a7, b3));
         acc7_hi = acc7_hi + vec4<real>(dot(a7, b4), dot(a7, b5), dot(a7, b6), dot(a7, b7));
     }
-    var tile = array<vec4<real>, 16>(
-        acc0_lo, acc0_hi, acc1_lo, acc1_hi, acc2_lo, acc2_hi, acc3_lo, acc3_hi,
-        acc4_lo, acc4_hi, acc5_lo, acc5_hi, acc6_lo, acc6_hi, acc7_lo, acc7_hi
-    );
-    for (var i = 0u; i < 8u; i = i + 1u) {
-        if (m0 + i >= M) {
-            break;
-        }
-        for (var j = 0u; j < 8u; j = j + 1u) {
-            if (n0 + j < N) {
-                let idx = (m0 + i) * N + n0 + j;
-                let acc = tile[i * 2u + j / 4u][j % 4u];
-                dx[idx] = dx[idx] + acc;
-            }
-        }
-    }
+    add_row(m0, n0, acc0_lo, acc0_hi);
+    add_row(m0 + 1u, n0, acc1_lo, acc1_hi);
+    add_row(m0 + 2u, n0, acc2_lo, acc2_hi);
+    add_row(m0 + 3u, n0, acc3_lo, acc3_hi);
+    add_row(m0 + 4u, n0, acc4_lo, acc4_hi);
+    add_row(m0 + 5u, n0, acc5_lo, acc5_hi);
+    add_row(m0 + 6u, n0, acc6_lo, acc6_hi);
+    add_row(m0 + 7u, n0, acc7_lo, acc7_hi);
 }

@@ -85,6 +85,28 @@ fn dy8(e: u32, live: bool) -> Eight {
     return Eight(select(zero, shift4(t0, t1, e & 3u), live), select(zero, shift4(t1, t2, e & 3u), live));
 }
 
+// Row `row` of the tile (columns n0 .. n0 + 7: lo, hi) added into dw. The
+// loop has a constant trip count and no break, so it unrolls and lo, hi are
+// indexed by constants; reading the tile from a private array indexed by
+// loop variables (as before) made every value a gather from memory on
+// lavapipe (docs/performance.md).
+fn add_row(row: u32, n0: u32, lo: vec4<real>, hi: vec4<real>) {
+    let N = params.cols;
+    if (row >= params.k) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        if (n0 + j < N) {
+            let idx = row * N + n0 + j;
+            dw[idx] = dw[idx] + lo[j];
+        }
+        if (n0 + 4u + j < N) {
+            let idx = row * N + n0 + 4u + j;
+            dw[idx] = dw[idx] + hi[j];
+        }
+    }
+}
+
 @compute @workgroup_size(8, 8)
 fn dense_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let M = params.k;
@@ -134,20 +156,12 @@ fn dense_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc7_lo = acc7_lo + a.hi.w * g.lo + a2.hi.w * g2.lo;
         acc7_hi = acc7_hi + a.hi.w * g.hi + a2.hi.w * g2.hi;
     }
-    var tile = array<vec4<real>, 16>(
-        acc0_lo, acc0_hi, acc1_lo, acc1_hi, acc2_lo, acc2_hi, acc3_lo, acc3_hi,
-        acc4_lo, acc4_hi, acc5_lo, acc5_hi, acc6_lo, acc6_hi, acc7_lo, acc7_hi
-    );
-    for (var i = 0u; i < 8u; i = i + 1u) {
-        if (m0 + i >= M) {
-            break;
-        }
-        for (var j = 0u; j < 8u; j = j + 1u) {
-            if (n0 + j < N) {
-                let idx = (m0 + i) * N + n0 + j;
-                let acc = tile[i * 2u + j / 4u][j % 4u];
-                dw[idx] = dw[idx] + acc;
-            }
-        }
-    }
+    add_row(m0, n0, acc0_lo, acc0_hi);
+    add_row(m0 + 1u, n0, acc1_lo, acc1_hi);
+    add_row(m0 + 2u, n0, acc2_lo, acc2_hi);
+    add_row(m0 + 3u, n0, acc3_lo, acc3_hi);
+    add_row(m0 + 4u, n0, acc4_lo, acc4_hi);
+    add_row(m0 + 5u, n0, acc5_lo, acc5_hi);
+    add_row(m0 + 6u, n0, acc6_lo, acc6_hi);
+    add_row(m0 + 7u, n0, acc7_lo, acc7_hi);
 }

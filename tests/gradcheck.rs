@@ -91,15 +91,15 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
     let mutations = [
         (
             "dense_backward_input",
-            "dx[idx] = dx[idx] + acc;",
-            "dx[idx] = dx[idx] - acc;",
+            "dx[idx] = dx[idx] + lo[j];",
+            "dx[idx] = dx[idx] - lo[j];",
             "dense",
             "dx",
         ),
         (
             "dense_backward_weight",
-            "dw[idx] = dw[idx] + acc;",
-            "dw[idx] = dw[idx] - acc;",
+            "dw[idx] = dw[idx] + lo[j];",
+            "dw[idx] = dw[idx] - lo[j];",
             "dense",
             "dw",
         ),
@@ -375,8 +375,8 @@ fn assert_caught(failed: &[String], grad: &str) {
 fn catches_a_flipped_sign_in_dense_backward_input() {
     let f = failing_checks_with_mutation(
         "dense_backward_input",
-        "dx[idx] = dx[idx] + acc;",
-        "dx[idx] = dx[idx] - acc;",
+        "dx[idx] = dx[idx] + lo[j];",
+        "dx[idx] = dx[idx] - lo[j];",
         "dense",
     );
     assert_caught(&f, "dx");
@@ -386,8 +386,8 @@ fn catches_a_flipped_sign_in_dense_backward_input() {
 fn catches_a_flipped_sign_in_dense_backward_weight() {
     let f = failing_checks_with_mutation(
         "dense_backward_weight",
-        "dw[idx] = dw[idx] + acc;",
-        "dw[idx] = dw[idx] - acc;",
+        "dw[idx] = dw[idx] + lo[j];",
+        "dw[idx] = dw[idx] - lo[j];",
         "dense",
     );
     assert_caught(&f, "dw");
