@@ -72,10 +72,14 @@ fn batchnorm_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     var m2 = real(0.0);
     var count = real(0.0);
     var e = k * params.chunk;
+    // (sample, position) of value e, stepped along with e: the walk divides
+    // once, not per group (an integer division is a scalar loop over the
+    // SIMD lanes on lavapipe)
+    var sample = e / params.plane;
+    var p = e - sample * params.plane;
     while (e < end) {
-        let p = e % params.plane;
         let len = min(min(4u, end - e), params.plane - p);
-        let i = params.x_base + ((e / params.plane) * params.c + ch) * params.plane + p;
+        let i = params.x_base + (sample * params.c + ch) * params.plane + p;
         let v = input4(shift4(tex4_at(x, i >> 2u), tex4_at(x, (i >> 2u) + 1u), i & 3u));
         let valid = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(len);
         let nb = real(len);
@@ -87,6 +91,11 @@ fn batchnorm_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         m2 = m2 + dot(d, d) + delta * delta * count * nb / n;
         count = n;
         e = e + len;
+        p = p + len;
+        if (p == params.plane) {
+            p = 0u;
+            sample = sample + 1u;
+        }
     }
     let o = ((params.chunk_offset + k) * params.c + ch) * 3u;
     partial[o] = count;

@@ -857,6 +857,16 @@ fn catches_a_wrong_merge_of_batchnorm_chunks() {
         20_000,
     );
     assert!(f.iter().any(|c| c == "forward vs f64 reference"), "{f:?}");
+    // a chunk's walk that does not move on to the next sample at a plane's
+    // end: it reads the same sample's plane again
+    let f = failing_small_cases_with_mutation(
+        "batchnorm_partials",
+        "sample = sample + 1u;",
+        "sample = sample + 0u;",
+        "batchnorm",
+        20_000,
+    );
+    assert!(f.iter().any(|c| c == "forward vs f64 reference"), "{f:?}");
 }
 
 #[test]
