@@ -401,7 +401,7 @@ pub fn table(r: &ProfileReport) -> String {
         r.kernel_ms, r.step_ms, r.ms_per_sample
     );
     out += &format!(
-        "inputs of the conv and dense kernels, the batch-norm statistics and backward and bnpool: {}; {:.0} texture copies per step ({:.1} MB), timed with the rest of the step outside the kernels ({:.1} ms)\n",
+        "inputs of the conv and dense kernels, the batch-norm statistics and backward, bnpool, Adam and the non-finite guard: {}; {:.0} texture copies per step ({:.1} MB), timed with the rest of the step outside the kernels ({:.1} ms)\n",
         r.input_reads,
         r.texture_copies,
         r.texture_copy_mb,
