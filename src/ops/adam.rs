@@ -168,6 +168,7 @@ fn step_from_copy(
     )
 }
 
+/// A tensor of the last step that held NaN or ±Inf values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fault {
     /// "loss" or the parameter's gradient ("dense_1.kernel gradient").

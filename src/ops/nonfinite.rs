@@ -9,10 +9,8 @@
 //! step whose loss or gradients went non-finite never reaches the weights.
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Bind, Gpu, ReadWindow};
 use crate::tensor::Tensor;
-
-use crate::gpu::{Bind, ReadWindow};
 
 /// Uniforms of `nonfinite_count`.
 #[repr(C)]
