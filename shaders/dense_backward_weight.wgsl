@@ -32,7 +32,7 @@ struct DenseParams {
     cols: u32,    // output features
     a_base: u32,  // first element of the first input in its texture copy
     b_base: u32,  // first element of the second input in its texture copy
-    _pad0: u32,
+    k_slice: u32, // dense_forward's split-K slice; unused here
     _pad1: u32,
     _pad2: u32,
 }

@@ -5,7 +5,11 @@
 // Thread mapping (register blocking, no workgroup memory — GUIDE §3: shared-memory
 // tiling is ~20× slower on lavapipe, and 8×8 tiles run 2.4× faster than 4×4 there,
 // see docs/kernels/dense.md): invocation (gid.x, gid.y) owns the 8×8 output
-// tile y[8·gid.y .. +8, 8·gid.x .. +8]; each step covers four values of k: it
+// tile y[8·gid.y .. +8, 8·gid.x .. +8] over slice gid.z of k (split-K: k in
+// [gid.z·k_slice, (gid.z + 1)·k_slice), k_slice a multiple of 4; the host
+// splits k only where the tiles alone would leave the adapter idle, see
+// docs/kernels/dense.md, and sums the slices with reduce_partials); each
+// step covers four values of k: it
 // reads x[row, k .. k+3] for the tile's 8 rows (one vec4 each) and
 // w[k .. k+3, the tile's 8 columns] (four rows of eight) and does 256
 // multiply-adds, so the accumulators are read and written once per four k.
@@ -20,8 +24,10 @@
 // Bounds: x rows clamp to the last valid one; values of k past the end read
 // as 0 (x and w both masked, so stale texels past a copy cannot leak NaN);
 // columns past the end read the next row (finite) and are not stored. Only
-// the stores are guarded, so any shape works.
-// Numerics: f32 accumulation in order of the summed index, four at a time.
+// the stores are guarded, so any shape works. Slice z writes its tile at
+// y[z·rows·cols + …] and only slice 0 adds the bias (one slice: y itself).
+// Numerics: f32 accumulation in order of the summed index, four at a time,
+// within a slice; the slices are added in order by reduce_partials.
 
 alias real = f32;
 
@@ -31,7 +37,7 @@ struct DenseParams {
     cols: u32,    // output features
     a_base: u32,  // first element of the first input in its texture copy
     b_base: u32,  // first element of the second input in its texture copy
-    _pad0: u32,
+    k_slice: u32, // k values per slice of a split-K dispatch (multiple of 4)
     _pad1: u32,
     _pad2: u32,
 }
@@ -114,7 +120,9 @@ fn dense_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc7_lo = vec4<real>(0.0);
     var acc7_hi = vec4<real>(0.0);
     let zero = vec4<real>(0.0);
-    for (var s = 0u; s < S; s = s + 4u) {
+    let s_begin = gid.z * params.k_slice;
+    let s_end = min(S, s_begin + params.k_slice);
+    for (var s = s_begin; s < s_end; s = s + 4u) {
         let live = (vec4<u32>(s) + vec4<u32>(0u, 1u, 2u, 3u)) < vec4<u32>(S);
         let wb = params.b_base + s * N + n0;
         let w0 = w8(wb, true);
@@ -150,15 +158,17 @@ fn dense_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc0_lo, acc0_hi, acc1_lo, acc1_hi, acc2_lo, acc2_hi, acc3_lo, acc3_hi,
         acc4_lo, acc4_hi, acc5_lo, acc5_hi, acc6_lo, acc6_hi, acc7_lo, acc7_hi
     );
+    let slice = gid.z * M * N;
+    let bias = select(real(0.0), real(1.0), gid.z == 0u);
     for (var i = 0u; i < 8u; i = i + 1u) {
         if (m0 + i >= M) {
             break;
         }
         for (var j = 0u; j < 8u; j = j + 1u) {
             if (n0 + j < N) {
-                let idx = (m0 + i) * N + n0 + j;
+                let idx = slice + (m0 + i) * N + n0 + j;
                 let acc = tile[i * 2u + j / 4u][j % 4u];
-                y[idx] = acc + b[n0 + j];
+                y[idx] = acc + bias * b[n0 + j];
             }
         }
     }

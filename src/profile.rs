@@ -343,8 +343,9 @@ pub fn conv_kernels(gpu: &Gpu) -> Result<String> {
         BackwardWeight::for_geometry(gpu, &few),
         BackwardWeight::for_geometry(gpu, &many),
     );
+    let (slices, _) = crate::ops::dense::forward_k_split(gpu, 32, 51_200, 128);
     Ok(format!(
-        "3×3 forward and backward-input {} ({}), weight gradient {}",
+        "3×3 forward and backward-input {} ({}), weight gradient {} over chunks of {} output pixels; dense_forward at 32×128 over k = 51,200: {} slice(s) of k",
         Forward::for_geometry(gpu, &many).kernel(),
         if gpu.adapter().subgroups {
             "subgroups of 8 or more"
@@ -359,7 +360,9 @@ pub fn conv_kernels(gpu: &Gpu) -> Result<String> {
                 first.kernel(),
                 rest.kernel()
             )
-        }
+        },
+        crate::ops::conv2d::weight_chunk(gpu)?,
+        slices
     ))
 }
 

@@ -1060,8 +1060,10 @@ fn cli_gradcheck_exits_non_zero_with_a_broken_shader_dir() {
     );
     for r in &rows {
         let (tested, trusted, diff) = (r[1], r[2], r[3]);
+        // f32 s·(1 − s) loses digits where s is near 1 (1.6e-5 of the value
+        // measured on an H100's Vulkan driver): 1e-4, still far from a match
         assert!(
-            (tested + trusted).abs() <= 1e-5 * trusted.abs().max(1e-3),
+            (tested + trusted).abs() <= 1e-4 * trusted.abs().max(1e-3),
             "{r:?}"
         );
         assert!(

@@ -485,3 +485,47 @@ fn bnpool_backward_adds_or_writes_the_whole_gradient() {
         );
     }
 }
+
+#[test]
+fn dense_forward_splits_a_long_k_and_matches_the_f64_reference() {
+    use postergrad::ops::dense::{self, cpu};
+    let gpu = Gpu::new().unwrap();
+    // a few outputs over a long k (the poster model's first dense layer in
+    // small): the adapter gets slices of k, summed by reduce_partials; k not
+    // a multiple of 4 or of the slice, rows and columns past whole tiles
+    for (rows, k, cols) in [(5, 3001, 13), (17, 1030, 9), (3, 37, 5)] {
+        let (slices, k_slice) = dense::forward_k_split(&gpu, rows, k, cols);
+        assert!(slices * k_slice >= k && (slices - 1) * k_slice < k);
+        assert_eq!(k_slice % 4, 0);
+        if k >= 512 {
+            assert!(slices > 1, "{rows}×{k}×{cols}: k not split");
+        }
+        let fill = |n: usize, seed: f64| -> Vec<f64> {
+            (0..n)
+                .map(|i| ((i as f64 * 0.7548 + seed) % 1.0) - 0.5)
+                .collect()
+        };
+        let (x, w, b) = (fill(rows * k, 0.1), fill(k * cols, 0.3), fill(cols, 0.9));
+        let want = cpu::dense_forward(&x, &w, &b, rows, k);
+        let t = |shape: Vec<usize>, v: &[f64]| {
+            let v32: Vec<f32> = v.iter().map(|&a| a as f32).collect();
+            Tensor::from_slice(&gpu, shape, &v32).unwrap()
+        };
+        let y = dense::dense_forward(
+            &gpu,
+            &t(vec![rows, k], &x),
+            &t(vec![k, cols], &w),
+            &t(vec![cols], &b),
+        )
+        .unwrap();
+        assert_eq!(y.dims(), &[rows, cols]);
+        let got = y.to_vec_f64(&gpu).unwrap();
+        for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+            // f32 inputs and sums over k ≤ 3001 terms of size ≤ 0.25
+            assert!(
+                (g - e).abs() <= 2e-4,
+                "{rows}×{k}×{cols} [{i}]: {g} vs {e} ({slices} slices)"
+            );
+        }
+    }
+}

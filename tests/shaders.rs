@@ -277,11 +277,40 @@ fn transcendental_errors(gpu: &Gpu) -> (f64, f64) {
     (rel(&got_exp, &want_exp), rel(&got_log, &want_log))
 }
 
+/// exp_f64's worst argument over [−708, 709] and its largest relative
+/// error for |x| below 1, 10, 100 and 1000.
+fn exp_error_by_magnitude(gpu: &Gpu) -> (f64, [f64; 4]) {
+    let n = 20_000;
+    let xs: Vec<f64> = (0..n)
+        .map(|i| -708.0 + 1417.0 * i as f64 / (n - 1) as f64)
+        .collect();
+    let x = Tensor::from_slice(gpu, [n], &xs).unwrap();
+    let got = exp_log(gpu, &x, Transcendental::Exp)
+        .unwrap()
+        .to_vec_f64(gpu)
+        .unwrap();
+    let (mut worst, mut worst_err, mut bands) = (0.0, 0.0, [0.0f64; 4]);
+    for (x, g) in xs.iter().zip(&got) {
+        let e = ((g - x.exp()) / x.exp()).abs();
+        if e > worst_err {
+            (worst, worst_err) = (*x, e);
+        }
+        for (b, lim) in bands.iter_mut().zip([1.0, 10.0, 100.0, 1000.0]) {
+            if x.abs() < lim {
+                *b = b.max(e);
+            }
+        }
+    }
+    (worst, bands)
+}
+
 #[test]
 fn f64_exp_and_log_in_wgsl_match_rust_to_1e_15() {
     let Some(gpu) = f64_gpu() else { return };
     let (exp_err, log_err) = transcendental_errors(&gpu);
     eprintln!("f64 exp max rel error {exp_err:.2e}, log {log_err:.2e}");
+    let (worst, bands) = exp_error_by_magnitude(&gpu);
+    eprintln!("exp_f64: worst at x = {worst}; max rel error for |x| < 1, 10, 100, 1000: {bands:?}");
     assert!(exp_err < 1e-15, "exp_f64: max relative error {exp_err:e}");
     assert!(log_err < 1e-15, "log_f64: max relative error {log_err:e}");
 

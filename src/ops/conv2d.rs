@@ -418,8 +418,34 @@ pub struct ReduceParams {
     pub _pad: [u32; 2],
 }
 
-/// Output pixels per chunk of the split weight and bias reductions.
-const CHUNK: usize = 4096;
+/// Output pixels per chunk of the split weight and bias reductions on the
+/// CPU adapter: few, long chunks (lavapipe runs a handful of invocations per
+/// core; each chunk's partial sums are extra traffic).
+const CPU_CHUNK: usize = 4096;
+
+/// The same on GPUs: short chunks, so that the 3×3 weight kernels (one
+/// invocation per chunk × input channel × 16 output channels) have enough
+/// invocations to fill the device (measured on an H100, docs/performance.md).
+const GPU_CHUNK: usize = 512;
+
+/// Output pixels per chunk of the split weight and bias reductions for this
+/// adapter: [`CPU_CHUNK`] or [`GPU_CHUNK`], or `POSTERGRAD_WEIGHT_CHUNK`
+/// (64 ..= 65536) where set, for tuning runs (`postergrad profile`).
+pub fn weight_chunk(gpu: &Gpu) -> Result<usize> {
+    match std::env::var("POSTERGRAD_WEIGHT_CHUNK") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(c) if (64..=65536).contains(&c) => Ok(c),
+            _ => Err(Error::Config {
+                what: "POSTERGRAD_WEIGHT_CHUNK".into(),
+                message: format!(
+                    "'{v}' is not a pixel count in 64 ..= 65536; unset it for the adapter's default"
+                ),
+            }),
+        },
+        Err(_) if gpu.adapter().is_cpu => Ok(CPU_CHUNK),
+        Err(_) => Ok(GPU_CHUNK),
+    }
+}
 
 /// Workgroups for `tiles` pixel tiles × `ct` channel tiles, folding the
 /// pixel tiles into z past the per-dimension limit.
@@ -689,9 +715,10 @@ fn weight_pass(
     }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     let taps = g.cin * g.kh * g.kw;
+    let chunk = weight_chunk(gpu)?;
     for r in sample_ranges(gpu, &g) {
         let n = r.len();
-        let chunks = (n * g.oh * g.ow).div_ceil(CHUNK);
+        let chunks = (n * g.oh * g.ow).div_ceil(chunk);
         let partial = Tensor::uninit(gpu, [chunks, g.cout, taps], "conv2d_backward_weight")?;
         let whole = crate::gpu::Bind::whole;
         match kernel {
@@ -700,7 +727,7 @@ fn weight_pass(
                 let (dyw, yb) = gpu.window(dy, r.start * ys, n * ys);
                 gpu.dispatch_bound(
                     kernel.kernel(),
-                    &g.params(n, xb, yb, CHUNK),
+                    &g.params(n, xb, yb, chunk),
                     &[xw, dyw, whole(&partial)],
                     gpu.grid_1d(chunks * taps.div_ceil(8) * g.cout.div_ceil(8), 64),
                 )?
@@ -721,7 +748,7 @@ fn weight_pass(
                 };
                 gpu.dispatch_bound(
                     kernel.kernel(),
-                    &g.params(n, xt.base(), dyt.base(), CHUNK),
+                    &g.params(n, xt.base(), dyt.base(), chunk),
                     &[xt.bind(), dyt.bind(), whole(&partial), whole(&bias_partial)],
                     gpu.grid_1d(invocations, 64),
                 )?;
@@ -745,10 +772,11 @@ pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
     let d = dy.dims();
     db.expect_shape("conv2d_backward_bias", "db must be [channels]", &[d[1]])?;
     let per_sample = d[1] * d[2] * d[3];
+    let chunk = weight_chunk(gpu)?;
     for r in gpu.batch_chunks(d[0], &[(per_sample * gpu.real_bytes()) as u64]) {
         let n = r.len();
         let (dyw, yb) = gpu.window(dy, r.start * per_sample, n * per_sample);
-        let chunks = (n * d[2] * d[3]).div_ceil(CHUNK);
+        let chunks = (n * d[2] * d[3]).div_ceil(chunk);
         let partial = Tensor::uninit(gpu, [chunks, d[1]], "conv2d_backward_bias")?;
         let p = ConvParams {
             n: n as u32,
@@ -756,7 +784,7 @@ pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
             oh: d[2] as u32,
             ow: d[3] as u32,
             y_base: yb,
-            chunk: CHUNK as u32,
+            chunk: chunk as u32,
             ..bytemuck::Zeroable::zeroed()
         };
         gpu.dispatch_bound(

@@ -22,7 +22,10 @@ pub struct DenseParams {
     pub a_base: u32,
     /// First element of its second input in its copy: w, w or dy.
     pub b_base: u32,
-    pub _pad: [u32; 3],
+    /// `dense_forward`: values of k per slice of a split-K dispatch
+    /// (workgroup z = slice; a multiple of 4); unused by the other kernels.
+    pub k_slice: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Each invocation of the matmul kernels owns an 8×8 tile; workgroups are 8×8.
@@ -64,7 +67,8 @@ fn params(rows: usize, k: usize, cols: usize) -> DenseParams {
         cols: cols as u32,
         a_base: 0,
         b_base: 0,
-        _pad: [0; 3],
+        k_slice: k.next_multiple_of(4) as u32,
+        _pad: [0; 2],
     }
 }
 
@@ -91,12 +95,49 @@ fn product(
     gpu.dispatch_bound(kernel, &p, &binds, groups)
 }
 
-/// y = x · w + b.
+/// Invocations a dense_forward dispatch should have before its k is split:
+/// a few per core of the CPU adapter, enough to fill a real GPU.
+fn forward_target_invocations(gpu: &Gpu) -> usize {
+    if gpu.adapter().is_cpu {
+        256
+    } else {
+        32_768
+    }
+}
+
+/// Slices of k for `dense_forward` on `rows`×`cols` outputs: 1 where the
+/// 8×8 tiles alone give the adapter enough invocations, otherwise as many as
+/// fill it, each at least 256 values of k. Returns (slices, k per slice).
+pub fn forward_k_split(gpu: &Gpu, rows: usize, k: usize, cols: usize) -> (usize, usize) {
+    let tiles = rows.div_ceil(TILE) * cols.div_ceil(TILE);
+    let wanted = forward_target_invocations(gpu).div_ceil(tiles);
+    let slices = wanted.min(k / 256).max(1);
+    let k_slice = k.div_ceil(slices).next_multiple_of(4);
+    (k.div_ceil(k_slice), k_slice)
+}
+
+/// y = x · w + b. Where the output is small and k long (the poster model's
+/// first dense layer: 32×128 outputs over 51,200 inputs), k is split into
+/// slices ([`forward_k_split`]) whose partial products `reduce_partials`
+/// adds up.
 pub fn dense_forward(gpu: &Gpu, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     let p = check(x, w, b)?;
-    let y = Tensor::uninit(gpu, [p.rows as usize, p.cols as usize], "dense_forward")?;
-    let groups = [tiles(p.cols as usize), tiles(p.rows as usize), 1];
-    product(gpu, "dense_forward", p, x, w, &[b, &y], groups)?;
+    let (rows, k, cols) = (p.rows as usize, p.k as usize, p.cols as usize);
+    let (slices, k_slice) = forward_k_split(gpu, rows, k, cols);
+    let p = DenseParams {
+        k_slice: k_slice as u32,
+        ..p
+    };
+    let groups = [tiles(cols), tiles(rows), slices as u32];
+    if slices == 1 {
+        let y = Tensor::uninit(gpu, [rows, cols], "dense_forward")?;
+        product(gpu, "dense_forward", p, x, w, &[b, &y], groups)?;
+        return Ok(y);
+    }
+    let partial = Tensor::uninit(gpu, [slices, rows, cols], "dense_forward")?;
+    product(gpu, "dense_forward", p, x, w, &[b, &partial], groups)?;
+    let y = Tensor::zeros(gpu, [rows, cols], "dense_forward")?;
+    crate::ops::conv2d::reduce_partials(gpu, &partial, slices, &y)?;
     Ok(y)
 }
 
