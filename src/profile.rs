@@ -345,7 +345,7 @@ pub fn conv_kernels(gpu: &Gpu) -> Result<String> {
     );
     let (slices, _) = crate::ops::dense::forward_k_split(gpu, 32, 51_200, 128);
     Ok(format!(
-        "3×3 forward and backward-input {} ({}), weight gradient {} over chunks of {} output pixels; dense_forward at 32×128 over k = 51,200: {} slice(s) of k",
+        "3×3 forward and backward-input {} ({}), weight gradient {} over {}; dense_forward at 32×128 over k = 51,200: {} slice(s) of k",
         Forward::for_geometry(gpu, &many).kernel(),
         if gpu.adapter().subgroups {
             "subgroups of 8 or more"
@@ -361,7 +361,7 @@ pub fn conv_kernels(gpu: &Gpu) -> Result<String> {
                 rest.kernel()
             )
         },
-        crate::ops::conv2d::weight_chunk(gpu)?,
+        crate::ops::conv2d::weight_chunk_rule(gpu)?,
         slices
     ))
 }

@@ -92,26 +92,42 @@ fn profile_times_every_kernel_of_a_step() {
     // the first layer's 3 input channels keep conv2d_backward_weight_3x3);
     // the conv blocks' batch norm, pool and dropout run fused (bnpool), the
     // dense blocks' unfused
-    let subgroups = postergrad::Gpu::new().unwrap().adapter().subgroups;
-    let (forward, other, weight) = if subgroups {
-        (
-            "conv2d_forward_3x3",
-            "conv2d_forward",
-            "conv2d_backward_weight_3x3_subgroup",
-        )
+    let gpu = postergrad::Gpu::new().unwrap();
+    let (subgroups, cpu) = (gpu.adapter().subgroups, gpu.adapter().is_cpu);
+    let (forward, other) = if subgroups {
+        ("conv2d_forward_3x3", "conv2d_forward")
     } else {
-        (
-            "conv2d_forward",
-            "conv2d_forward_3x3",
+        ("conv2d_forward", "conv2d_forward_3x3")
+    };
+    // the CPU adapter: the 3×3 weight kernels (subgroups past the first
+    // layer's 3 input channels); GPUs: conv2d_backward_weight everywhere,
+    // with the bias summed by its own kernel
+    let (weight, first_weight, not_weight, bias) = match (cpu, subgroups) {
+        (true, true) => (
+            "conv2d_backward_weight_3x3_subgroup",
             "conv2d_backward_weight_3x3",
-        )
+            "conv2d_backward_weight",
+            None,
+        ),
+        (true, false) => (
+            "conv2d_backward_weight_3x3",
+            "conv2d_backward_weight_3x3",
+            "conv2d_backward_weight",
+            None,
+        ),
+        (false, _) => (
+            "conv2d_backward_weight",
+            "conv2d_backward_weight",
+            "conv2d_backward_weight_3x3",
+            Some("conv2d_backward_bias"),
+        ),
     };
     assert!(r["conv_kernels"].as_str().unwrap().contains(forward));
     assert!(r["conv_kernels"].as_str().unwrap().contains(weight));
     for k in [
         forward,
         weight,
-        "conv2d_backward_weight_3x3",
+        first_weight,
         "bnpool_forward",
         "bnpool_backward_partials",
         "bnpool_backward_input",
@@ -122,9 +138,12 @@ fn profile_times_every_kernel_of_a_step() {
     ] {
         assert!(names.contains(&k), "{k} missing from {names:?}");
     }
+    if let Some(bias) = bias {
+        assert!(names.contains(&bias), "{bias} missing from {names:?}");
+    }
     for k in [
         other,
-        "conv2d_backward_weight",
+        not_weight,
         "maxpool_forward",
         "maxpool_backward",
         "maxpool_backward_windows",

@@ -423,15 +423,20 @@ pub struct ReduceParams {
 /// core; each chunk's partial sums are extra traffic).
 const CPU_CHUNK: usize = 4096;
 
-/// The same on GPUs: short chunks, so that the 3×3 weight kernels (one
-/// invocation per chunk × input channel × 16 output channels) have enough
-/// invocations to fill the device (measured on an H100, docs/performance.md).
-const GPU_CHUNK: usize = 512;
+/// The same on GPUs: about `pixels / 1024`, a power of two within these
+/// bounds, so that `conv2d_backward_weight` gets ~1000 chunks where the
+/// layer is large and short chunks where it is small. Measured on an H100
+/// at the poster model's layers (`benches/conv.rs`, docs/performance.md):
+/// 512 is best at 128×128 and on the small layers at 350×350, 2048 on the
+/// first layer at 350×350 (3.9 M pixels); 4096 is 1.3–4× slower everywhere.
+const GPU_CHUNK_MIN: usize = 512;
+const GPU_CHUNK_MAX: usize = 2048;
 
-/// Output pixels per chunk of the split weight and bias reductions for this
-/// adapter: [`CPU_CHUNK`] or [`GPU_CHUNK`], or `POSTERGRAD_WEIGHT_CHUNK`
-/// (64 ..= 65536) where set, for tuning runs (`postergrad profile`).
-pub fn weight_chunk(gpu: &Gpu) -> Result<usize> {
+/// Output pixels per chunk of the split weight and bias reductions over
+/// `pixels` output pixels on this adapter ([`CPU_CHUNK`], or the GPU rule
+/// above), or `POSTERGRAD_WEIGHT_CHUNK` (64 ..= 65536) where set, for tuning
+/// runs (`postergrad profile`, `benches/conv.rs`).
+pub fn weight_chunk(gpu: &Gpu, pixels: usize) -> Result<usize> {
     match std::env::var("POSTERGRAD_WEIGHT_CHUNK") {
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(c) if (64..=65536).contains(&c) => Ok(c),
@@ -443,7 +448,26 @@ pub fn weight_chunk(gpu: &Gpu) -> Result<usize> {
             }),
         },
         Err(_) if gpu.adapter().is_cpu => Ok(CPU_CHUNK),
-        Err(_) => Ok(GPU_CHUNK),
+        Err(_) => Ok(pixels
+            .div_ceil(1024)
+            .next_power_of_two()
+            .clamp(GPU_CHUNK_MIN, GPU_CHUNK_MAX)),
+    }
+}
+
+/// How [`weight_chunk`] chooses on this adapter, in words (`info`, `profile`).
+pub fn weight_chunk_rule(gpu: &Gpu) -> Result<String> {
+    if std::env::var_os("POSTERGRAD_WEIGHT_CHUNK").is_some() {
+        Ok(format!(
+            "chunks of {} output pixels (POSTERGRAD_WEIGHT_CHUNK)",
+            weight_chunk(gpu, 0)?
+        ))
+    } else if gpu.adapter().is_cpu {
+        Ok(format!("chunks of {CPU_CHUNK} output pixels"))
+    } else {
+        Ok(format!(
+            "chunks of {GPU_CHUNK_MIN}–{GPU_CHUNK_MAX} output pixels (about pixels / 1024)"
+        ))
     }
 }
 
@@ -595,11 +619,17 @@ const SUBGROUP_MIN_CIN: usize = 8;
 
 impl BackwardWeight {
     /// The fastest kernel that is correct for the geometry on this adapter
-    /// (benches/conv.rs): for 3×3 kernels at stride 1 `Subgroup3x3` where
-    /// subgroups exist and the layer has at least 8 input channels, else
-    /// `Rows3x3`; `Tiles` otherwise.
+    /// (benches/conv.rs): on GPUs `Tiles` (on an H100 it beats `Rows3x3` by
+    /// 1.3–3× and `Subgroup3x3` by 12–50× at the poster model's layers: the
+    /// two 3×3 kernels keep 144 accumulators per invocation, made for
+    /// lavapipe's few long invocations); on the CPU adapter, for 3×3
+    /// kernels at stride 1, `Subgroup3x3` where subgroups exist and the
+    /// layer has at least 8 input channels, else `Rows3x3`; `Tiles`
+    /// otherwise.
     pub fn for_geometry(gpu: &Gpu, g: &ConvGeometry) -> BackwardWeight {
-        if BackwardWeight::Subgroup3x3.fits(gpu, g) && g.cin >= SUBGROUP_MIN_CIN {
+        if !gpu.adapter().is_cpu {
+            BackwardWeight::Tiles
+        } else if BackwardWeight::Subgroup3x3.fits(gpu, g) && g.cin >= SUBGROUP_MIN_CIN {
             BackwardWeight::Subgroup3x3
         } else if BackwardWeight::Rows3x3.fits(gpu, g) {
             BackwardWeight::Rows3x3
@@ -715,7 +745,7 @@ fn weight_pass(
     }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     let taps = g.cin * g.kh * g.kw;
-    let chunk = weight_chunk(gpu)?;
+    let chunk = weight_chunk(gpu, g.n * g.oh * g.ow)?;
     for r in sample_ranges(gpu, &g) {
         let n = r.len();
         let chunks = (n * g.oh * g.ow).div_ceil(chunk);
@@ -772,7 +802,7 @@ pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
     let d = dy.dims();
     db.expect_shape("conv2d_backward_bias", "db must be [channels]", &[d[1]])?;
     let per_sample = d[1] * d[2] * d[3];
-    let chunk = weight_chunk(gpu)?;
+    let chunk = weight_chunk(gpu, d[0] * d[2] * d[3])?;
     for r in gpu.batch_chunks(d[0], &[(per_sample * gpu.real_bytes()) as u64]) {
         let n = r.len();
         let (dyw, yb) = gpu.window(dy, r.start * per_sample, n * per_sample);
