@@ -378,19 +378,43 @@ impl Gpu {
     }
 
     async fn new_async(precision: Precision) -> Result<Gpu> {
-        // 1. The instance: which backends to look at (from the environment).
-        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        let backends = desc.backends;
-        let instance = wgpu::Instance::new(desc);
+        // 1. The instances: which backends to look at (from the environment).
+        //    Vulkan, Metal and DX12 first; GL only where they give no GPU
+        //    (none, or only a CPU adapter), since opening GL is not free: on
+        //    an H100 VM NVIDIA's EGL fails ("Parent device is lost") and
+        //    hung processes that opened devices from several threads at once.
+        let backends = wgpu::InstanceDescriptor::new_without_display_handle_from_env().backends;
+        let instance = |only: wgpu::Backends| {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+            desc.backends = only;
+            wgpu::Instance::new(desc)
+        };
 
         // 2. The adapter: a physical device (or a software one) on a backend.
         let name_filter = std::env::var("WGPU_ADAPTER_NAME")
             .ok()
             .filter(|s| !s.is_empty());
-        let mut adapters = instance.enumerate_adapters(backends).await;
-        if let Some(f) = &name_filter {
-            let f = f.to_lowercase();
-            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&f));
+        let named = |mut adapters: Vec<wgpu::Adapter>| {
+            if let Some(f) = &name_filter {
+                let f = f.to_lowercase();
+                adapters.retain(|a| a.get_info().name.to_lowercase().contains(&f));
+            }
+            adapters
+        };
+        let primary = backends & wgpu::Backends::PRIMARY;
+        let mut adapters = if primary.is_empty() {
+            vec![]
+        } else {
+            named(instance(primary).enumerate_adapters(primary).await)
+        };
+        let secondary = backends & wgpu::Backends::SECONDARY;
+        let gpu_found = adapters
+            .iter()
+            .any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu);
+        if !gpu_found && !secondary.is_empty() {
+            adapters.extend(named(
+                instance(secondary).enumerate_adapters(secondary).await,
+            ));
         }
         adapters.sort_by_key(|a| {
             let i = a.get_info();
