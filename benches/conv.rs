@@ -13,11 +13,14 @@
 //! where the adapter has subgroups, `conv2d_forward_3x3` (the one the host
 //! picks there for the model's 3×3 stride-1 layers).
 //! conv2d_backward_weight runs in all its variants: `conv2d_backward_weight`
-//! (tiles of 8 flattened taps, any kernel), `conv2d_backward_weight_3x3`
-//! (rows; the host's pick for 3×3 stride-1 layers without subgroups, and
-//! for the first layer's 3 input channels) and, where the adapter has
-//! subgroups, `conv2d_backward_weight_3x3_subgroup` (rows, dy shared
-//! through subgroup shuffles; the pick for the other layers).
+//! (tiles of 8 flattened taps, any kernel; the host's pick on GPUs for every
+//! layer), `conv2d_backward_weight_3x3` (rows; the CPU adapter's pick for
+//! 3×3 stride-1 layers without subgroups, and for the first layer's 3 input
+//! channels) and, where the adapter has subgroups,
+//! `conv2d_backward_weight_3x3_subgroup` (rows, dy shared through subgroup
+//! shuffles; the CPU adapter's pick for the other layers). The weight
+//! kernels' pixel chunk is the adapter's (`conv2d::weight_chunk`), or
+//! `POSTERGRAD_WEIGHT_CHUNK=N` for a sweep.
 //!
 //! Not criterion: one pass of the largest layer takes seconds on a CPU
 //! adapter, and criterion's 10-sample minimum would make the run take most

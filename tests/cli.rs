@@ -202,3 +202,33 @@ fn profile_step_flop_matches_the_hand_count() {
     // The performance issue's figure: about 2.55 GFLOP per sample.
     assert!((got / 1e9 - 2.555).abs() < 0.005, "{} GFLOP", got / 1e9);
 }
+
+#[test]
+fn weight_chunk_override_is_checked_and_short_chunks_pass_the_conv_gradcheck() {
+    // chunks far shorter than any adapter's (64 pixels: many partial sums
+    // per case, several per row) give the same gradients
+    for chunk in ["64"] {
+        let (ok, out, err) = postergrad(
+            &["gradcheck", "--op", "conv2d"],
+            &[("POSTERGRAD_WEIGHT_CHUNK", chunk)],
+        );
+        assert!(ok, "chunk {chunk}:\n{out}\n{err}");
+        assert!(out.contains(" 0 failed"), "{out}");
+    }
+    let (ok, out, _) = postergrad(&["info"], &[("POSTERGRAD_WEIGHT_CHUNK", "512")]);
+    assert!(
+        ok && out.contains("chunks of 512 output pixels (POSTERGRAD_WEIGHT_CHUNK)"),
+        "{out}"
+    );
+    for bad in ["abc", "8", "100000"] {
+        let (ok, _, err) = postergrad(&["info"], &[("POSTERGRAD_WEIGHT_CHUNK", bad)]);
+        assert!(!ok);
+        assert!(
+            err.contains("POSTERGRAD_WEIGHT_CHUNK")
+                && err.contains(&format!("'{bad}'"))
+                && err.contains("64 ..= 65536"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
