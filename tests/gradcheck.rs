@@ -770,7 +770,8 @@ fn catches_an_unflipped_kernel_in_backward_input() {
 #[test]
 fn catches_a_dropped_chunk_in_the_split_reduction() {
     // the last chunk of the split weight/bias sums is lost: only cases with
-    // more than 4,096 output pixels have a second chunk
+    // more than one chunk of output pixels (4,096 on the CPU adapter) have a
+    // second one
     let f = failing_small_cases_with_mutation(
         "reduce_partials",
         "c < params.chunks",
