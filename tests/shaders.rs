@@ -235,10 +235,16 @@ fn the_f64_math_library_is_valid_wgsl_on_its_own() {
     }
 }
 
-/// exp and log on the GPU against Rust's, element by element; returns the
-/// largest relative error of each.
-fn transcendental_errors(gpu: &Gpu) -> (f64, f64) {
-    // exp over [−708, 709] (normal results), log over [1e-300, 1e300]
+/// exp over [−708, 709] (normal results) and log over [1e-300, 1e300] on
+/// the GPU: (inputs as the device holds them — f32 rounds them —, results).
+struct ExpLogSamples {
+    xs: Vec<f64>,
+    exp: Vec<f64>,
+    ls: Vec<f64>,
+    log: Vec<f64>,
+}
+
+fn exp_log_samples(gpu: &Gpu) -> ExpLogSamples {
     let n = 20_000;
     let xs: Vec<f64> = (0..n)
         .map(|i| -708.0 + 1417.0 * i as f64 / (n - 1) as f64)
@@ -246,6 +252,22 @@ fn transcendental_errors(gpu: &Gpu) -> (f64, f64) {
     let ls: Vec<f64> = (0..n)
         .map(|i| 10f64.powf(-300.0 + 600.0 * i as f64 / (n - 1) as f64))
         .collect();
+    let x = Tensor::from_slice(gpu, [n], &xs).unwrap();
+    let l = Tensor::from_slice(gpu, [n], &ls).unwrap();
+    let exp = exp_log(gpu, &x, Transcendental::Exp).unwrap();
+    let log = exp_log(gpu, &l, Transcendental::Log).unwrap();
+    ExpLogSamples {
+        xs: x.to_vec_f64(gpu).unwrap(),
+        exp: exp.to_vec_f64(gpu).unwrap(),
+        ls: l.to_vec_f64(gpu).unwrap(),
+        log: log.to_vec_f64(gpu).unwrap(),
+    }
+}
+
+/// exp and log on the GPU against Rust's, element by element; returns the
+/// largest relative error of each.
+fn transcendental_errors(gpu: &Gpu, s: &ExpLogSamples) -> (f64, f64) {
+    let (xs, ls) = (&s.xs, &s.ls);
     let rel = |got: &[f64], want: &[f64]| {
         got.iter()
             .zip(want)
@@ -254,50 +276,34 @@ fn transcendental_errors(gpu: &Gpu) -> (f64, f64) {
                 m.max(if e.is_nan() { f64::INFINITY } else { e })
             })
     };
-    let x = Tensor::from_slice(gpu, [n], &xs).unwrap();
-    let l = Tensor::from_slice(gpu, [n], &ls).unwrap();
-    let exp = exp_log(gpu, &x, Transcendental::Exp).unwrap();
-    let log = exp_log(gpu, &l, Transcendental::Log).unwrap();
-    // the inputs as the device holds them (f32 rounds them)
-    let xs = x.to_vec_f64(gpu).unwrap();
-    let ls = l.to_vec_f64(gpu).unwrap();
     let want_exp: Vec<f64> = xs.iter().map(|v| v.exp()).collect();
     let want_log: Vec<f64> = ls.iter().map(|v| v.ln()).collect();
-    let (got_exp, got_log) = (exp.to_vec_f64(gpu).unwrap(), log.to_vec_f64(gpu).unwrap());
+    let (got_exp, got_log) = (&s.exp, &s.log);
     if gpu.precision() == Precision::F32 {
         // f32 overflows past ±88: compare where f32 holds the result
+        let n = xs.len();
         let keep: Vec<usize> = (0..n).filter(|&i| xs[i].abs() < 80.0).collect();
         let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
         let keep_log: Vec<usize> = (0..n).filter(|&i| ls[i] > 1e-37 && ls[i] < 1e38).collect();
         return (
-            rel(&pick(&got_exp, &keep), &pick(&want_exp, &keep)),
-            rel(&pick(&got_log, &keep_log), &pick(&want_log, &keep_log)),
+            rel(&pick(got_exp, &keep), &pick(&want_exp, &keep)),
+            rel(&pick(got_log, &keep_log), &pick(&want_log, &keep_log)),
         );
     }
-    (rel(&got_exp, &want_exp), rel(&got_log, &want_log))
+    (rel(got_exp, &want_exp), rel(got_log, &want_log))
 }
 
-/// exp_f64's largest relative error over [−708, 709] against
-/// `1e-15 + |x|·2⁻⁵³`, as a ratio (≤ 1 passes), with its argument, and the
-/// largest error for |x| < 1.
+/// exp_f64's largest relative error against `1e-15 + |x|·2⁻⁵³`, as a ratio
+/// (≤ 1 passes), with its argument, and the largest error for |x| < 1.
 ///
 /// Why |x|: the reduction r = (x − k·LN2_HI) − k·LN2_LO is exact only if
 /// the driver keeps that order. NVIDIA's Vulkan driver (H100, 580.159)
 /// evidently rounds k·ln 2 once instead: its error grows with |x| (1.9e-16
 /// below 1, 3.4e-15 below 100, 2.4e-14 at 708), which is |k·ln 2|·2⁻⁵³ at
 /// most; lavapipe stays at 2.2e-16 everywhere.
-fn exp_f64_error(gpu: &Gpu) -> (f64, f64, f64) {
-    let n = 20_000;
-    let xs: Vec<f64> = (0..n)
-        .map(|i| -708.0 + 1417.0 * i as f64 / (n - 1) as f64)
-        .collect();
-    let x = Tensor::from_slice(gpu, [n], &xs).unwrap();
-    let got = exp_log(gpu, &x, Transcendental::Exp)
-        .unwrap()
-        .to_vec_f64(gpu)
-        .unwrap();
+fn exp_f64_error(s: &ExpLogSamples) -> (f64, f64, f64) {
     let (mut ratio, mut worst, mut small) = (0.0f64, 0.0, 0.0f64);
-    for (x, g) in xs.iter().zip(&got) {
+    for (x, g) in s.xs.iter().zip(&s.exp) {
         let e = ((g - x.exp()) / x.exp()).abs();
         let e = if e.is_nan() { f64::INFINITY } else { e };
         let r = e / (1e-15 + x.abs() * f64::EPSILON / 2.0);
@@ -314,9 +320,10 @@ fn exp_f64_error(gpu: &Gpu) -> (f64, f64, f64) {
 #[test]
 fn f64_exp_and_log_in_wgsl_match_rust_to_a_few_ulps() {
     let Some(gpu) = f64_gpu() else { return };
-    let (exp_err, log_err) = transcendental_errors(&gpu);
+    let samples = exp_log_samples(&gpu);
+    let (exp_err, log_err) = transcendental_errors(&gpu, &samples);
     eprintln!("f64 exp max rel error {exp_err:.2e}, log {log_err:.2e}");
-    let (ratio, worst, small) = exp_f64_error(&gpu);
+    let (ratio, worst, small) = exp_f64_error(&samples);
     assert!(
         ratio <= 1.0,
         "exp_f64: relative error {:.2e} at x = {worst}, over 1e-15 + |x|·2^-53",
@@ -356,7 +363,7 @@ fn f64_exp_and_log_in_wgsl_match_rust_to_a_few_ulps() {
 #[test]
 fn f32_exp_and_log_are_the_builtins_within_f32_rounding() {
     let gpu = Gpu::new().unwrap();
-    let (exp_err, log_err) = transcendental_errors(&gpu);
+    let (exp_err, log_err) = transcendental_errors(&gpu, &exp_log_samples(&gpu));
     eprintln!("f32 exp max rel error {exp_err:.2e}, log {log_err:.2e}");
     // an f32 result carries at least half an ulp (6e-8) of rounding
     assert!(exp_err < 1e-5, "exp: {exp_err:e}");
