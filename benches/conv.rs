@@ -9,7 +9,7 @@
 //!     POSTERGRAD_BENCH_SHADER_DIR=/tmp/variant cargo bench --bench conv     # time modified shaders, no rebuild
 //!
 //! Both forward variants run (forward, and backward-input, the same kernel
-//! at stride 1): `conv2d_forward` (strips, any kernel, every adapter) and,
+//! at stride 1, writing dx as the tape's fresh buffer: `GradWrite::Write`): `conv2d_forward` (strips, any kernel, every adapter) and,
 //! where the adapter has subgroups, `conv2d_forward_3x3` (the one the host
 //! picks there for the model's 3×3 stride-1 layers).
 //! conv2d_backward_weight runs in all its variants: `conv2d_backward_weight`
@@ -33,7 +33,7 @@ use postergrad::ops::conv2d::{
 };
 use postergrad::ops::Conv2dConfig;
 use postergrad::rng::Rng;
-use postergrad::Tensor;
+use postergrad::{GradWrite, Tensor};
 
 mod common;
 use common::{time, Settings};
@@ -84,7 +84,9 @@ fn main() {
             Box::new(move || drop(conv2d_forward_with(gpu, x, w, b, config, k).unwrap()))
         };
         let backward_input = |k: Forward| -> Work {
-            Box::new(move || conv2d_backward_input_with(gpu, dy, w, dx, config, k).unwrap())
+            Box::new(move || {
+                conv2d_backward_input_with(gpu, dy, w, dx, config, k, GradWrite::Write).unwrap()
+            })
         };
         let mut rows: Vec<(&str, f64, Work)> = vec![
             ("conv2d_forward (strips)", gflop, forward(Forward::Strips)),

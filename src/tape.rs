@@ -211,7 +211,8 @@ impl<'g> Tape<'g> {
     /// input's gradient instead of adding into it: when no other backward
     /// has touched that buffer yet, the tape hands it over unzeroed with
     /// [`GradWrite::Write`], and the op must then write every element.
-    /// (bnpool, which writes the whole gradient of the conv output z.)
+    /// (bnpool, which writes the whole gradient of the conv output z; conv2d,
+    /// whose backward-input writes the whole gradient of its input.)
     pub fn record_writing_first(
         &self,
         output: Tensor,

@@ -486,6 +486,73 @@ fn bnpool_backward_adds_or_writes_the_whole_gradient() {
     }
 }
 
+/// conv2d's backward-input adds into dx (GradWrite::Add) or writes all of
+/// it (GradWrite::Write, the tape's fresh buffer, left NaN here): Write
+/// matches the f64 reference and Add into ones gives 1 + that, for each
+/// kernel the host can pick — the 3×3 subgroup kernel over two weight
+/// windows (130 channels of dy: the first window writes, the second adds),
+/// the strips kernel (5×5) and the strided kernel (which clears dx first).
+#[test]
+fn conv2d_backward_input_adds_or_writes_the_whole_gradient() {
+    use postergrad::ops::conv2d::{self, cpu, ConvGeometry, Forward, Padding};
+    use postergrad::ops::Conv2dConfig;
+    use postergrad::GradWrite;
+    let gpu = Gpu::new().unwrap();
+    let mut rng = postergrad::rng::Rng::new(5);
+    let same = |stride| Conv2dConfig {
+        stride,
+        padding: Padding::Same,
+    };
+    let valid = Conv2dConfig {
+        stride: 1,
+        padding: Padding::Valid,
+    };
+    let cases = [
+        ([2, 3, 9, 11], [130, 3, 3, 3], same(1)),
+        ([2, 4, 9, 10], [5, 4, 5, 5], valid),
+        ([2, 3, 9, 9], [4, 3, 3, 3], same(2)),
+    ];
+    for (xd, wd, config) in cases {
+        let g = ConvGeometry::new(&xd, &wd, config).unwrap();
+        let yd = g.output_shape();
+        let (nx, nw, ny) = (
+            xd.iter().product::<usize>(),
+            wd.iter().product::<usize>(),
+            yd.iter().product::<usize>(),
+        );
+        let (w, dy) = (rng.vec_f32(nw, -1.0, 1.0), rng.vec_f32(ny, -1.0, 1.0));
+        let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        let (want, _, _) = cpu::conv2d_backward(&g, &vec![0.0; nx], &f64s(&w), &f64s(&dy));
+        let wt = Tensor::from_slice(&gpu, wd, &w).unwrap();
+        let dyt = Tensor::from_slice(&gpu, yd, &dy).unwrap();
+        let mut kernels = vec![Forward::Strips];
+        if Forward::for_geometry(&gpu, &g) == Forward::Subgroup3x3 {
+            kernels.push(Forward::Subgroup3x3);
+        }
+        for kernel in kernels {
+            let run = |fill: f32, write| {
+                let dx = Tensor::from_slice(&gpu, xd, &vec![fill; nx]).unwrap();
+                conv2d::conv2d_backward_input_with(&gpu, &dyt, &wt, &dx, config, kernel, write)
+                    .unwrap();
+                dx.to_vec(&gpu).unwrap()
+            };
+            let written = run(f32::NAN, GradWrite::Write);
+            let added = run(1.0, GradWrite::Add);
+            let case = format!("x {xd:?}, w {wd:?}, stride {}, {kernel:?}", config.stride);
+            for (i, ((w, a), r)) in written.iter().zip(&added).zip(&want).enumerate() {
+                assert!(
+                    (*w as f64 - r).abs() < 1e-4 * (1.0 + r.abs()),
+                    "{case}: dx[{i}] written {w}, reference {r}"
+                );
+                assert!(
+                    (1.0 + w - a).abs() < 1e-4 * (1.0 + w.abs()),
+                    "{case}: dx[{i}] written {w}, added into 1 {a}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn dense_forward_splits_a_long_k_and_matches_the_f64_reference() {
     use postergrad::ops::dense::{self, cpu};

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Bind, Gpu};
-use crate::tape::{Tape, Var};
+use crate::tape::{GradWrite, Tape, Var};
 use crate::tensor::Tensor;
 
 /// Keras's padding modes.
@@ -538,12 +538,16 @@ pub fn conv2d_backward_input(
     config: Conv2dConfig,
 ) -> Result<()> {
     let g = ConvGeometry::new(dx.dims(), w.dims(), config)?;
-    conv2d_backward_input_with(gpu, dy, w, dx, config, Forward::for_geometry(gpu, &g))
+    let kernel = Forward::for_geometry(gpu, &g);
+    conv2d_backward_input_with(gpu, dy, w, dx, config, kernel, GradWrite::Add)
 }
 
 /// [`conv2d_backward_input`] with a chosen stride-1 kernel (for benchmarks
 /// and tests; other strides run `conv2d_backward_input` whatever the
-/// choice).
+/// choice), adding into dx ([`GradWrite::Add`]) or writing every element of
+/// it ([`GradWrite::Write`], the tape's fresh buffer: no zeroing before and
+/// no read of dx in the kernel, which on lavapipe is a storage load per
+/// element — docs/kernels/conv2d.md).
 pub fn conv2d_backward_input_with(
     gpu: &Gpu,
     dy: &Tensor,
@@ -551,6 +555,7 @@ pub fn conv2d_backward_input_with(
     dx: &Tensor,
     config: Conv2dConfig,
     kernel: Forward,
+    write: GradWrite,
 ) -> Result<()> {
     let g = ConvGeometry::new(dx.dims(), w.dims(), config)?;
     dy.expect_shape(
@@ -576,7 +581,12 @@ pub fn conv2d_backward_input_with(
             pad_left: g.kw - 1 - g.pad_left,
         };
         let packed = pack_weights(gpu, &roles, w, Packing::TransposedFlipped)?;
-        return forward_tiles(gpu, &roles, dy, &packed, dx, true, kernel);
+        let accumulate = write == GradWrite::Add;
+        return forward_tiles(gpu, &roles, dy, &packed, dx, accumulate, kernel);
+    }
+    // the strided kernel adds into dx
+    if write == GradWrite::Write {
+        gpu.clear(dx);
     }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     for r in sample_ranges(gpu, &g) {
@@ -832,18 +842,24 @@ pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
 pub fn conv2d(tape: &Tape, x: &Var, w: &Var, b: &Var, config: Conv2dConfig) -> Result<Var> {
     let y = conv2d_forward(tape.gpu(), &x.value, &w.value, &b.value, config)?;
     let (xs, ws) = (x.value.clone(), w.value.clone());
-    Ok(tape.record(y, &[x, w, b], move |gpu, dy, grads| {
-        if let Some(dx) = &grads[0] {
-            conv2d_backward_input(gpu, dy, &ws, dx, config)?;
-        }
-        match (&grads[1], &grads[2]) {
-            (Some(dw), Some(db)) => conv2d_backward_params(gpu, &xs, dy, dw, db, config)?,
-            (Some(dw), None) => conv2d_backward_weight(gpu, &xs, dy, dw, config)?,
-            (None, Some(db)) => conv2d_backward_bias(gpu, dy, db)?,
-            (None, None) => {}
-        }
-        Ok(())
-    }))
+    // dx may be the tape's fresh buffer (GradWrite::Write): the stride-1
+    // kernel then writes it instead of adding into a zeroed one
+    Ok(
+        tape.record_writing_first(y, &[x, w, b], move |gpu, dy, grads, write| {
+            if let Some(dx) = &grads[0] {
+                let g = ConvGeometry::new(dx.dims(), ws.dims(), config)?;
+                let kernel = Forward::for_geometry(gpu, &g);
+                conv2d_backward_input_with(gpu, dy, &ws, dx, config, kernel, write)?;
+            }
+            match (&grads[1], &grads[2]) {
+                (Some(dw), Some(db)) => conv2d_backward_params(gpu, &xs, dy, dw, db, config)?,
+                (Some(dw), None) => conv2d_backward_weight(gpu, &xs, dy, dw, config)?,
+                (None, Some(db)) => conv2d_backward_bias(gpu, dy, db)?,
+                (None, None) => {}
+            }
+            Ok(())
+        }),
+    )
 }
 
 /// Plain-loop f64 reference.
