@@ -26,13 +26,18 @@
 // index of the window's first pooled element (dropout's hash). In f64 the
 // host binds buffer windows and shaders::instantiate makes the textures
 // storage arrays.
-// Gradients accumulate (+=), or with params.write = 1 (the tape's fresh
+// Gradients accumulate (+=), or with WRITE (a pipeline constant: the tape's fresh
 // buffer, GradWrite::Write) every element of dz is written (=) without being
 // read: 16 storage loads fewer per block, and no zeroing of dz before.
 
 alias real = f32;
 const REAL_BYTES: u32 = 4u;
 const WINDOW: u32 = 65536u / REAL_BYTES; // values in the channel window
+// Write dz (true) or add into it (false): fixed when the pipeline is
+// compiled (gpu::Constants, bnpool.rs), so that the writing kernel carries
+// no masked-off loads of dz — on lavapipe a branch on a uniform runs both
+// sides under a lane mask (docs/performance.md).
+override WRITE: bool = false;
 
 struct BnPoolParams {
     n: u32, c: u32, h: u32, w: u32,
@@ -40,7 +45,7 @@ struct BnPoolParams {
     relu_input: u32, training: u32, count: u32, chunk: u32,
     chunk_offset: u32, dz_base: u32, first: u32, dropout: u32,
     seed: u32, step: u32, rate: f32, scale: f32,
-    write: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BnPoolParams;
@@ -187,13 +192,13 @@ struct Fold {
 
 // dz[i + j] += k·dy[j] + k0 + kx·(v[j] − mean) for the row's columns
 // col .. col + 7 inside the plane (and z > 0 with the relu fused in); with
-// params.write = 1 (a fresh, unzeroed dz: GradWrite::Write) dz[i + j] = that,
+// WRITE (a fresh, unzeroed dz: GradWrite::Write) dz[i + j] = that,
 // or 0 where z ≤ 0, without reading dz.
 fn update_row(i: u32, col: u32, zv: Eight, dy: Eight, f: Fold) {
     let d_lo = f.k * dy.lo + f.k0 + f.kx * (input4(zv.lo) - f.mean);
     let d_hi = f.k * dy.hi + f.k0 + f.kx * (input4(zv.hi) - f.mean);
     let relu = params.relu_input == 1u;
-    if (params.write == 1u) {
+    if (WRITE) {
         let zero = vec4<real>(0.0);
         let w_lo = select(d_lo, zero, vec4<bool>(relu) & (zv.lo <= zero));
         let w_hi = select(d_hi, zero, vec4<bool>(relu) & (zv.hi <= zero));

@@ -33,7 +33,7 @@ struct BnPoolParams {
     relu_input: u32, training: u32, count: u32, chunk: u32,
     chunk_offset: u32, dz_base: u32, first: u32, dropout: u32,
     seed: u32, step: u32, rate: f32, scale: f32,
-    write: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BnPoolParams;

@@ -35,8 +35,9 @@
 // loop nests below differ only there; one nest with both branches inside
 // the kx loop measured 1.3–1.7× slower on lavapipe, so both stay.
 // Bounds: inputs outside x (padding) read 0; pixels ≥ OW and channels ≥ Cout
-// are not stored. mode bit 1: add the bias; bit 2: add into y (later input
-// chunks, and backward-input, which accumulates into dx).
+// are not stored. mode bit 1: add the bias. ACCUMULATE (a pipeline
+// constant): add into y instead of writing it (later input chunks, and
+// backward-input into a gradient other ops add to).
 // Windows: x and y may be windows of larger tensors; x_base / y_base are the
 // window's first element (the host splits batches larger than one binding;
 // x_base is 0 for a texture copy, which starts at the window).
@@ -44,6 +45,11 @@
 alias real = f32;
 const REAL_BYTES: u32 = 4u;
 const WINDOW: u32 = 65536u / REAL_BYTES; // values per 64 KiB weight window
+// Add into y (true) or write it (false): fixed when the pipeline is
+// compiled (gpu::Constants, conv2d.rs), so that the writing kernel carries
+// no masked-off loads of y — on lavapipe a branch on a uniform runs both
+// sides under a lane mask (docs/performance.md).
+override ACCUMULATE: bool = false;
 
 // The first 16 fields are ConvParams, as in every conv kernel (chunk unused here).
 struct ConvForwardParams {
@@ -175,7 +181,6 @@ fn conv2d_forward(
 
     let plane_out = params.oh * params.ow;
     let use_bias = (params.mode & 1u) != 0u;
-    let accumulate = (params.mode & 2u) != 0u;
     for (var q = 0u; q < 4u; q = q + 1u) {
         let bias = select(vec4<real>(0.0), wu[WINDOW / 4u - 4u + q], use_bias);
         for (var i = 0u; i < 4u; i = i + 1u) {
@@ -187,7 +192,7 @@ fn conv2d_forward(
             for (var j = 0u; j < 8u; j = j + 1u) {
                 if (ox0 + j < params.ow) {
                     let v = acc[j][q][i] + bias[i];
-                    if (accumulate) {
+                    if (ACCUMULATE) {
                         y[row + ox0 + j] = y[row + ox0 + j] + v;
                     } else {
                         y[row + ox0 + j] = v;

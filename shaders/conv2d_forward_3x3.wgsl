@@ -28,12 +28,18 @@
 // Bounds: inputs outside x (padding) read 0; pixels ≥ OW and channels ≥ Cout
 // are not stored; invocations past the last strip compute with the rest of
 // their subgroup (a shuffle needs every lane) and store nothing.
-// mode bit 1: add the bias; bit 2: add into y. x_base / y_base: the
-// windows' first elements (x_base 0 .. 3 for a texture copy).
+// mode bit 1: add the bias. ACCUMULATE (a pipeline constant): add into y
+// instead of writing it. x_base / y_base: the windows' first elements
+// (x_base 0 .. 3 for a texture copy).
 
 alias real = f32;
 const REAL_BYTES: u32 = 4u;
 const WINDOW: u32 = 65536u / REAL_BYTES; // values per 64 KiB weight window
+// Add into y (true) or write it (false): fixed when the pipeline is
+// compiled (gpu::Constants, conv2d.rs), so that the writing kernel carries
+// no masked-off loads of y — on lavapipe a branch on a uniform runs both
+// sides under a lane mask (docs/performance.md).
+override ACCUMULATE: bool = false;
 
 // The first 16 fields are ConvParams, as in every conv kernel (chunk unused here).
 struct ConvForwardParams {
@@ -123,7 +129,7 @@ fn row3(a: mat4x4<real>, x0: real, x1: real, x2: real, w0: mat4x4<real>, w1: mat
 
 // y at one output pixel (column ox) for the 16 channels co0 .. co0+15
 // (element `at` holds channel co0): v[q][i] is channel co0 + 4q + i; added
-// to y with mode bit 2. The loops have constant trip counts and no break,
+// to y with ACCUMULATE. The loops have constant trip counts and no break,
 // so they unroll and v is indexed by constants; indexing a private array of
 // the accumulators by loop variables (as before) made every read a gather
 // from memory: 1.25× on the first layer, whose 3 input channels make the
@@ -133,12 +139,11 @@ fn store_pixel(at: u32, ox: u32, v: mat4x4<real>) {
         return;
     }
     let plane_out = params.oh * params.ow;
-    let accumulate = (params.mode & 2u) != 0u;
     for (var q = 0u; q < 4u; q = q + 1u) {
         for (var i = 0u; i < 4u; i = i + 1u) {
             if (params.co0 + 4u * q + i < params.cout) {
                 let e = at + (4u * q + i) * plane_out;
-                if (accumulate) {
+                if (ACCUMULATE) {
                     y[e] = y[e] + v[q][i];
                 } else {
                     y[e] = v[q][i];

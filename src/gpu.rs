@@ -60,6 +60,17 @@ impl Real for f64 {
 /// heading (`dense_backward_weight`, ...).
 pub type Kernel = &'static str;
 
+/// Values of a kernel's pipeline-overridable constants (`override NAME: bool
+/// = false;` in its WGSL), fixed when its pipeline is compiled
+/// ([`Gpu::dispatch_specialized`]; each set of values is its own cached
+/// pipeline). The shader compiler then drops the branches they decide. That
+/// matters on lavapipe: a branch on a uniform value is not skipped — both
+/// sides run under the SIMD lane mask, and a masked storage access is still
+/// a loop over the lanes — so a mode that changes which memory a kernel
+/// touches (add into y, or only write it) is a constant, not a uniform
+/// field (docs/performance.md, "Modes as pipeline constants").
+pub type Constants = &'static [(&'static str, f64)];
+
 /// What the chosen adapter is, for reports.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
@@ -328,7 +339,8 @@ pub struct Gpu {
     queue: wgpu::Queue,
     summary: AdapterSummary,
     limits: wgpu::Limits,
-    pipelines: RefCell<HashMap<Kernel, Rc<CachedPipeline>>>,
+    /// Compiled pipelines by kernel and [`Constants`] (as bits).
+    pipelines: RefCell<HashMap<(Kernel, Vec<(&'static str, u64)>), Rc<CachedPipeline>>>,
     overrides: RefCell<HashMap<String, String>>,
     pool: Rc<RefCell<Pool>>,
     staging: RefCell<HashMap<u64, Vec<wgpu::Buffer>>>,
@@ -579,7 +591,7 @@ impl Gpu {
         self.overrides
             .borrow_mut()
             .insert(shader.to_string(), source);
-        self.pipelines.borrow_mut().retain(|k, _| *k != shader);
+        self.pipelines.borrow_mut().retain(|k, _| k.0 != shader);
         Ok(())
     }
 
@@ -611,11 +623,15 @@ impl Gpu {
 
     /// Compiles a kernel now (it is otherwise compiled at its first dispatch).
     pub fn compile(&self, kernel: Kernel) -> Result<()> {
-        self.pipeline(kernel).map(|_| ())
+        self.pipeline(kernel, &[]).map(|_| ())
     }
 
-    fn pipeline(&self, kernel: Kernel) -> Result<Rc<CachedPipeline>> {
-        if let Some(p) = self.pipelines.borrow().get(&kernel) {
+    fn pipeline(&self, kernel: Kernel, constants: Constants) -> Result<Rc<CachedPipeline>> {
+        let key = (
+            kernel,
+            constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+        );
+        if let Some(p) = self.pipelines.borrow().get(&key) {
             return Ok(p.clone());
         }
         let source = match self.overrides.borrow().get(kernel) {
@@ -640,7 +656,10 @@ impl Gpu {
                 layout: None,
                 module: &module,
                 entry_point: Some(kernel),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
                 cache: None,
             });
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -654,7 +673,7 @@ impl Gpu {
         }
         let layout = pipeline.get_bind_group_layout(0);
         let cached = Rc::new(CachedPipeline { pipeline, layout });
-        self.pipelines.borrow_mut().insert(kernel, cached.clone());
+        self.pipelines.borrow_mut().insert(key, cached.clone());
         Ok(cached)
     }
 
@@ -1034,6 +1053,19 @@ impl Gpu {
         buffers: &[Bind],
         groups: [u32; 3],
     ) -> Result<()> {
+        self.dispatch_specialized(kernel, &[], params, buffers, groups)
+    }
+
+    /// [`Gpu::dispatch_bound`] through the pipeline compiled with these
+    /// values of the kernel's pipeline-overridable constants ([`Constants`]).
+    pub fn dispatch_specialized<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        constants: Constants,
+        params: &P,
+        buffers: &[Bind],
+        groups: [u32; 3],
+    ) -> Result<()> {
         let limit = self.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > limit) {
             return Err(Error::DispatchTooLarge {
@@ -1057,7 +1089,7 @@ impl Gpu {
                 });
             }
         }
-        let cached = self.pipeline(kernel)?;
+        let cached = self.pipeline(kernel, constants)?;
         let offset = self.push_uniform(bytemuck::bytes_of(params))?;
 
         // A bind group ties concrete buffers to the shader's @binding slots.

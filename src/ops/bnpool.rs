@@ -66,10 +66,7 @@ pub struct BnPoolParams {
     pub rate: f32,
     /// 1 / (1 − rate).
     pub scale: f32,
-    /// 1: `bnpool_backward_input` writes dz (=) instead of adding into it
-    /// ([`GradWrite::Write`]).
-    pub write: u32,
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 4],
 }
 
 /// Quads per chunk of `bnpool_backward_partials` (1,024 windows).
@@ -186,8 +183,7 @@ impl Geometry {
             step: d.step,
             rate: d.rate,
             scale: 1.0 / (1.0 - d.rate),
-            write: 0,
-            _pad: [0; 3],
+            _pad: [0; 4],
         }
     }
 }
@@ -351,12 +347,16 @@ pub fn bnpool_backward(
                 p_base: dpt.base(),
                 dz_base: dzb,
                 first: (r.start * ps) as u32,
-                write: (write == GradWrite::Write) as u32,
                 ..base
             };
             let blocks = r.len() * g.c * g.h.div_ceil(2) * g.w.div_ceil(8);
-            gpu.dispatch_bound(
+            // writing dz (=) instead of adding into it is a pipeline constant
+            gpu.dispatch_specialized(
                 "bnpool_backward_input",
+                match write {
+                    GradWrite::Write => &[("WRITE", 1.0)],
+                    GradWrite::Add => &[],
+                },
                 &params,
                 &[zt.bind(), dpt.bind(), Bind::whole(&chan), dzw],
                 gpu.grid_1d(blocks, 256),

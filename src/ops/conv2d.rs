@@ -7,7 +7,7 @@
 //! page `docs/kernels/conv2d.md`.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Gpu};
+use crate::gpu::{Bind, Constants, Gpu};
 use crate::tape::{GradWrite, Tape, Var};
 use crate::tensor::Tensor;
 
@@ -190,7 +190,8 @@ pub struct ConvForwardParams {
     pub cc: u32,
     /// First output channel of this dispatch's group of 16.
     pub co0: u32,
-    /// Bit 1: add the bias; bit 2: add into the output.
+    /// Bit 1: add the bias (adding into the output is the pipeline constant
+    /// `ACCUMULATE`, not a mode bit).
     pub mode: u32,
 }
 
@@ -215,9 +216,11 @@ pub struct PackParams {
 const WINDOW_BYTES: usize = 65536;
 /// Output channels per `conv2d_forward` dispatch.
 const GROUP: usize = 16;
-/// `ConvForwardParams::mode` bits.
+/// `ConvForwardParams::mode` bit: add the bias.
 const MODE_BIAS: u32 = 1;
-const MODE_ACCUMULATE: u32 = 2;
+/// The forward kernels' pipeline constant for adding into y (a dispatch
+/// without it writes y).
+const ACCUMULATE: Constants = &[("ACCUMULATE", 1.0)];
 /// `PackParams::mode` bits.
 const PACK_BIAS: u32 = 1;
 const PACK_TRANSPOSED: u32 = 2;
@@ -392,13 +395,13 @@ fn forward_tiles(
                     ci0: (k * packed.cc) as u32,
                     cc: packed.cc.min(g.cin - k * packed.cc) as u32,
                     co0: (group * GROUP) as u32,
-                    mode: if packed.bias && k == 0 { MODE_BIAS } else { 0 }
-                        | if first { 0 } else { MODE_ACCUMULATE },
+                    mode: if packed.bias && k == 0 { MODE_BIAS } else { 0 },
                 };
                 let start = (group * packed.chunks + k) * packed.window;
                 let window = Bind::range(&packed.tensor, start, packed.window);
-                gpu.dispatch_bound(
+                gpu.dispatch_specialized(
                     kernel.kernel(),
+                    if first { &[] } else { ACCUMULATE },
                     &p,
                     &[xt.bind(), window, yw],
                     gpu.grid_1d(strips, 64),
