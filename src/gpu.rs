@@ -71,6 +71,9 @@ pub type Kernel = &'static str;
 /// field (docs/performance.md, "Modes as pipeline constants").
 pub type Constants = &'static [(&'static str, f64)];
 
+/// A compiled pipeline's key: the kernel and its [`Constants`] (as bits).
+type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+
 /// What the chosen adapter is, for reports.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
@@ -339,8 +342,7 @@ pub struct Gpu {
     queue: wgpu::Queue,
     summary: AdapterSummary,
     limits: wgpu::Limits,
-    /// Compiled pipelines by kernel and [`Constants`] (as bits).
-    pipelines: RefCell<HashMap<(Kernel, Vec<(&'static str, u64)>), Rc<CachedPipeline>>>,
+    pipelines: RefCell<HashMap<PipelineKey, Rc<CachedPipeline>>>,
     overrides: RefCell<HashMap<String, String>>,
     pool: Rc<RefCell<Pool>>,
     staging: RefCell<HashMap<u64, Vec<wgpu::Buffer>>>,
