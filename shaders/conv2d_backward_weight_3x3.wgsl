@@ -6,16 +6,18 @@
 // same partial layout (reduce_partials adds the chunks into dw); what
 // changes is which loads are shared. An invocation owns 8 output channels and
 // a PAIR of input channels (ci, ci + 1) — all 18 of their taps — and walks
-// its chunk's pixels in row order, eight pixels of a row per step. It holds
-// the input columns under them: for channel ci, columns ox and ox + 1 of
-// each kernel row as r{ky}0, r{ky}1 and columns ox+2 .. ox+9 as c{ky}
-// (q, d for ci + 1); pixel j's tap (ky, kx) reads column kx + j. Moving to
-// the next eight pixels keeps columns 8 and 9 and loads eight new ones per
-// kernel row (the first two as well at the start of a row or chunk).
-// Texture copies hold four elements per texel (Gpu::read_window), so eight
-// consecutive elements — eight new columns, or dy of one channel at the
-// eight pixels — are three texel fetches and a shift (input8, dy8). Per
-// step: 24 fetches of dy and 18 of x for 1152 multiply-adds, against 16
+// its chunk's pixels in row order, eight pixels of a row per step. Per step
+// it fetches the input columns under them: for channel ci, columns ox ..
+// ox+11 of each kernel row as c{ky} (d{ky} for ci + 1); pixel j's tap
+// (ky, kx) reads column kx + j. Texture copies hold four elements per texel
+// (Gpu::read_window), so twelve consecutive columns are four texel fetches
+// and a shift (input12), and dy of one channel at the eight pixels three
+// (dy8). Keeping columns 8 and 9 from the step before instead (8 new
+// columns: three fetches) needs a branch at the start of each row, and
+// lavapipe runs a branch under a lane mask whether or not any lane takes
+// it: the twelve scalar fetches of the row start cost every step, and
+// fetching afresh measured 4–7 % faster (docs/kernels/conv2d.md). Per
+// step: 24 fetches of dy and 24 of x for 1152 multiply-adds, against 16
 // loads per 64 in conv2d_backward_weight, whose 8 taps of a tile are
 // flattened (ci, ky, kx) and share no input. Eight pixels per step also
 // means each accumulator is read and written once per eight multiply-adds
@@ -107,9 +109,16 @@ fn dy8(i: u32, keep_lo: vec4<bool>, keep_hi: vec4<bool>) -> Eight {
     return Eight(select(zero, shift4(t0, t1, i & 3u), keep_lo), select(zero, shift4(t1, t2, i & 3u), keep_hi));
 }
 
-// x[plane + iy·W + ix + j] for j = 0 .. 7, 0 in the padding (three texel
+// Twelve consecutive values: lo = 0 .. 3, mid = 4 .. 7, hi = 8 .. 11.
+struct Twelve {
+    lo: vec4<real>,
+    mid: vec4<real>,
+    hi: vec4<real>,
+}
+
+// x[plane + iy·W + ix + j] for j = 0 .. 11, 0 in the padding (four texel
 // fetches; element e is component e % 4 of texel e / 4).
-fn input8(plane: u32, iy: i32, ix: i32) -> Eight {
+fn input12(plane: u32, iy: i32, ix: i32) -> Twelve {
     let h = i32(params.h);
     let w = i32(params.w);
     let e = i32(plane) + clamp(iy, 0, h - 1) * w + ix;
@@ -118,20 +127,18 @@ fn input8(plane: u32, iy: i32, ix: i32) -> Eight {
     let t0 = tex4_at(x, u32(max(k, 0)));
     let t1 = tex4_at(x, u32(max(k + 1, 0)));
     let t2 = tex4_at(x, u32(max(k + 2, 0)));
+    let t3 = tex4_at(x, u32(max(k + 3, 0)));
     let cols = vec4<i32>(ix) + vec4<i32>(0, 1, 2, 3);
     let row = vec4<bool>(iy >= 0 && iy < h);
     let in_lo = row & (cols >= vec4<i32>(0)) & (cols < vec4<i32>(w));
-    let in_hi = row & (cols >= vec4<i32>(-4)) & (cols < vec4<i32>(w - 4));
+    let in_mid = row & (cols >= vec4<i32>(-4)) & (cols < vec4<i32>(w - 4));
+    let in_hi = row & (cols >= vec4<i32>(-8)) & (cols < vec4<i32>(w - 8));
     let zero = vec4<real>(0.0);
-    return Eight(select(zero, shift4(t0, t1, sh), in_lo), select(zero, shift4(t1, t2, sh), in_hi));
-}
-
-// x[plane + iy·W + ix] of the window, or 0 in the padding.
-fn input_at(plane: u32, iy: i32, ix: i32) -> real {
-    let inside = iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w);
-    let idx = plane + u32(clamp(iy, 0, i32(params.h) - 1)) * params.w
-        + u32(clamp(ix, 0, i32(params.w) - 1));
-    return select(real(0.0), tex_at(x, idx), inside);
+    return Twelve(
+        select(zero, shift4(t0, t1, sh), in_lo),
+        select(zero, shift4(t1, t2, sh), in_mid),
+        select(zero, shift4(t2, t3, sh), in_hi),
+    );
 }
 
 @compute @workgroup_size(64)
@@ -172,33 +179,14 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     var b22 = mat2x4<real>();
     var gs = mat2x4<real>(); // Σ dy of the 8 channels (the bias gradient)
     // the input columns under the current eight pixels (oy, ox .. ox+7) of
-    // channel ci: r{ky}0, r{ky}1 (columns ox, ox+1) and c{ky} (columns
-    // ox+2 .. ox+9); q{ky}0, q{ky}1, d{ky} for ci + 1. Pixel j's tap kx
-    // reads column kx + j.
-    var r00 = real(0.0);
-    var r01 = real(0.0);
-    var r10 = real(0.0);
-    var r11 = real(0.0);
-    var r20 = real(0.0);
-    var r21 = real(0.0);
-    var q00 = real(0.0);
-    var q01 = real(0.0);
-    var q10 = real(0.0);
-    var q11 = real(0.0);
-    var q20 = real(0.0);
-    var q21 = real(0.0);
-    var c0 = Eight(vec4<real>(0.0), vec4<real>(0.0));
-    var c1 = Eight(vec4<real>(0.0), vec4<real>(0.0));
-    var c2 = Eight(vec4<real>(0.0), vec4<real>(0.0));
-    var d0 = Eight(vec4<real>(0.0), vec4<real>(0.0));
-    var d1 = Eight(vec4<real>(0.0), vec4<real>(0.0));
-    var d2 = Eight(vec4<real>(0.0), vec4<real>(0.0));
+    // channel ci, fetched afresh at every step: c{ky} holds columns ox ..
+    // ox+11 of kernel row ky (d{ky} for ci + 1). Pixel j's tap kx reads
+    // column kx + j.
     let p0 = c * params.chunk;
     let p_end = min(p0 + params.chunk, P);
     var n = p0 / plane;
     var oy = (p0 % plane) / params.ow;
     var ox = (p0 % plane) % params.ow;
-    var fresh = true; // columns ox, ox+1 must be loaded (chunk or row start)
     var p = p0;
     loop {
         if (p >= p_end) {
@@ -213,40 +201,12 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
         let xq = params.x_base + (n * params.cin + ci_b) * hw;
         let iy = i32(oy) - i32(params.pad_top);
         let ix = i32(ox) - i32(params.pad_left);
-        if (fresh) {
-            r00 = input_at(xp, iy, ix);
-            r01 = input_at(xp, iy, ix + 1);
-            r10 = input_at(xp, iy + 1, ix);
-            r11 = input_at(xp, iy + 1, ix + 1);
-            r20 = input_at(xp, iy + 2, ix);
-            r21 = input_at(xp, iy + 2, ix + 1);
-            q00 = input_at(xq, iy, ix);
-            q01 = input_at(xq, iy, ix + 1);
-            q10 = input_at(xq, iy + 1, ix);
-            q11 = input_at(xq, iy + 1, ix + 1);
-            q20 = input_at(xq, iy + 2, ix);
-            q21 = input_at(xq, iy + 2, ix + 1);
-            fresh = false;
-        } else {
-            r00 = c0.hi.z;
-            r01 = c0.hi.w;
-            r10 = c1.hi.z;
-            r11 = c1.hi.w;
-            r20 = c2.hi.z;
-            r21 = c2.hi.w;
-            q00 = d0.hi.z;
-            q01 = d0.hi.w;
-            q10 = d1.hi.z;
-            q11 = d1.hi.w;
-            q20 = d2.hi.z;
-            q21 = d2.hi.w;
-        }
-        c0 = input8(xp, iy, ix + 2);
-        c1 = input8(xp, iy + 1, ix + 2);
-        c2 = input8(xp, iy + 2, ix + 2);
-        d0 = input8(xq, iy, ix + 2);
-        d1 = input8(xq, iy + 1, ix + 2);
-        d2 = input8(xq, iy + 2, ix + 2);
+        let c0 = input12(xp, iy, ix);
+        let c1 = input12(xp, iy + 1, ix);
+        let c2 = input12(xp, iy + 2, ix);
+        let d0 = input12(xq, iy, ix);
+        let d1 = input12(xq, iy + 1, ix);
+        let d2 = input12(xq, iy + 2, ix);
         // dy of the 8 channels at the eight pixels: e{i} holds channel
         // co0 + i, gj (mat2x4) the 8 channels of pixel j
         let pix = oy * params.ow + ox;
@@ -269,47 +229,46 @@ fn conv2d_backward_weight_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @bu
         let g6 = mat2x4<real>(vec4<real>(e0.hi.z, e1.hi.z, e2.hi.z, e3.hi.z), vec4<real>(e4.hi.z, e5.hi.z, e6.hi.z, e7.hi.z));
         let g7 = mat2x4<real>(vec4<real>(e0.hi.w, e1.hi.w, e2.hi.w, e3.hi.w), vec4<real>(e4.hi.w, e5.hi.w, e6.hi.w, e7.hi.w));
         gs = gs + g0 + g1 + g2 + g3 + g4 + g5 + g6 + g7;
-        a00 = a00 + r00 * g0 + r01 * g1 + c0.lo.x * g2 + c0.lo.y * g3
-            + c0.lo.z * g4 + c0.lo.w * g5 + c0.hi.x * g6 + c0.hi.y * g7;
-        a01 = a01 + r01 * g0 + c0.lo.x * g1 + c0.lo.y * g2 + c0.lo.z * g3
-            + c0.lo.w * g4 + c0.hi.x * g5 + c0.hi.y * g6 + c0.hi.z * g7;
-        a02 = a02 + c0.lo.x * g0 + c0.lo.y * g1 + c0.lo.z * g2 + c0.lo.w * g3
-            + c0.hi.x * g4 + c0.hi.y * g5 + c0.hi.z * g6 + c0.hi.w * g7;
-        a10 = a10 + r10 * g0 + r11 * g1 + c1.lo.x * g2 + c1.lo.y * g3
-            + c1.lo.z * g4 + c1.lo.w * g5 + c1.hi.x * g6 + c1.hi.y * g7;
-        a11 = a11 + r11 * g0 + c1.lo.x * g1 + c1.lo.y * g2 + c1.lo.z * g3
-            + c1.lo.w * g4 + c1.hi.x * g5 + c1.hi.y * g6 + c1.hi.z * g7;
-        a12 = a12 + c1.lo.x * g0 + c1.lo.y * g1 + c1.lo.z * g2 + c1.lo.w * g3
-            + c1.hi.x * g4 + c1.hi.y * g5 + c1.hi.z * g6 + c1.hi.w * g7;
-        a20 = a20 + r20 * g0 + r21 * g1 + c2.lo.x * g2 + c2.lo.y * g3
-            + c2.lo.z * g4 + c2.lo.w * g5 + c2.hi.x * g6 + c2.hi.y * g7;
-        a21 = a21 + r21 * g0 + c2.lo.x * g1 + c2.lo.y * g2 + c2.lo.z * g3
-            + c2.lo.w * g4 + c2.hi.x * g5 + c2.hi.y * g6 + c2.hi.z * g7;
-        a22 = a22 + c2.lo.x * g0 + c2.lo.y * g1 + c2.lo.z * g2 + c2.lo.w * g3
-            + c2.hi.x * g4 + c2.hi.y * g5 + c2.hi.z * g6 + c2.hi.w * g7;
-        b00 = b00 + q00 * g0 + q01 * g1 + d0.lo.x * g2 + d0.lo.y * g3
-            + d0.lo.z * g4 + d0.lo.w * g5 + d0.hi.x * g6 + d0.hi.y * g7;
-        b01 = b01 + q01 * g0 + d0.lo.x * g1 + d0.lo.y * g2 + d0.lo.z * g3
-            + d0.lo.w * g4 + d0.hi.x * g5 + d0.hi.y * g6 + d0.hi.z * g7;
-        b02 = b02 + d0.lo.x * g0 + d0.lo.y * g1 + d0.lo.z * g2 + d0.lo.w * g3
-            + d0.hi.x * g4 + d0.hi.y * g5 + d0.hi.z * g6 + d0.hi.w * g7;
-        b10 = b10 + q10 * g0 + q11 * g1 + d1.lo.x * g2 + d1.lo.y * g3
-            + d1.lo.z * g4 + d1.lo.w * g5 + d1.hi.x * g6 + d1.hi.y * g7;
-        b11 = b11 + q11 * g0 + d1.lo.x * g1 + d1.lo.y * g2 + d1.lo.z * g3
-            + d1.lo.w * g4 + d1.hi.x * g5 + d1.hi.y * g6 + d1.hi.z * g7;
-        b12 = b12 + d1.lo.x * g0 + d1.lo.y * g1 + d1.lo.z * g2 + d1.lo.w * g3
-            + d1.hi.x * g4 + d1.hi.y * g5 + d1.hi.z * g6 + d1.hi.w * g7;
-        b20 = b20 + q20 * g0 + q21 * g1 + d2.lo.x * g2 + d2.lo.y * g3
-            + d2.lo.z * g4 + d2.lo.w * g5 + d2.hi.x * g6 + d2.hi.y * g7;
-        b21 = b21 + q21 * g0 + d2.lo.x * g1 + d2.lo.y * g2 + d2.lo.z * g3
-            + d2.lo.w * g4 + d2.hi.x * g5 + d2.hi.y * g6 + d2.hi.z * g7;
-        b22 = b22 + d2.lo.x * g0 + d2.lo.y * g1 + d2.lo.z * g2 + d2.lo.w * g3
-            + d2.hi.x * g4 + d2.hi.y * g5 + d2.hi.z * g6 + d2.hi.w * g7;
+        a00 = a00 + c0.lo.x * g0 + c0.lo.y * g1 + c0.lo.z * g2 + c0.lo.w * g3
+            + c0.mid.x * g4 + c0.mid.y * g5 + c0.mid.z * g6 + c0.mid.w * g7;
+        a01 = a01 + c0.lo.y * g0 + c0.lo.z * g1 + c0.lo.w * g2 + c0.mid.x * g3
+            + c0.mid.y * g4 + c0.mid.z * g5 + c0.mid.w * g6 + c0.hi.x * g7;
+        a02 = a02 + c0.lo.z * g0 + c0.lo.w * g1 + c0.mid.x * g2 + c0.mid.y * g3
+            + c0.mid.z * g4 + c0.mid.w * g5 + c0.hi.x * g6 + c0.hi.y * g7;
+        a10 = a10 + c1.lo.x * g0 + c1.lo.y * g1 + c1.lo.z * g2 + c1.lo.w * g3
+            + c1.mid.x * g4 + c1.mid.y * g5 + c1.mid.z * g6 + c1.mid.w * g7;
+        a11 = a11 + c1.lo.y * g0 + c1.lo.z * g1 + c1.lo.w * g2 + c1.mid.x * g3
+            + c1.mid.y * g4 + c1.mid.z * g5 + c1.mid.w * g6 + c1.hi.x * g7;
+        a12 = a12 + c1.lo.z * g0 + c1.lo.w * g1 + c1.mid.x * g2 + c1.mid.y * g3
+            + c1.mid.z * g4 + c1.mid.w * g5 + c1.hi.x * g6 + c1.hi.y * g7;
+        a20 = a20 + c2.lo.x * g0 + c2.lo.y * g1 + c2.lo.z * g2 + c2.lo.w * g3
+            + c2.mid.x * g4 + c2.mid.y * g5 + c2.mid.z * g6 + c2.mid.w * g7;
+        a21 = a21 + c2.lo.y * g0 + c2.lo.z * g1 + c2.lo.w * g2 + c2.mid.x * g3
+            + c2.mid.y * g4 + c2.mid.z * g5 + c2.mid.w * g6 + c2.hi.x * g7;
+        a22 = a22 + c2.lo.z * g0 + c2.lo.w * g1 + c2.mid.x * g2 + c2.mid.y * g3
+            + c2.mid.z * g4 + c2.mid.w * g5 + c2.hi.x * g6 + c2.hi.y * g7;
+        b00 = b00 + d0.lo.x * g0 + d0.lo.y * g1 + d0.lo.z * g2 + d0.lo.w * g3
+            + d0.mid.x * g4 + d0.mid.y * g5 + d0.mid.z * g6 + d0.mid.w * g7;
+        b01 = b01 + d0.lo.y * g0 + d0.lo.z * g1 + d0.lo.w * g2 + d0.mid.x * g3
+            + d0.mid.y * g4 + d0.mid.z * g5 + d0.mid.w * g6 + d0.hi.x * g7;
+        b02 = b02 + d0.lo.z * g0 + d0.lo.w * g1 + d0.mid.x * g2 + d0.mid.y * g3
+            + d0.mid.z * g4 + d0.mid.w * g5 + d0.hi.x * g6 + d0.hi.y * g7;
+        b10 = b10 + d1.lo.x * g0 + d1.lo.y * g1 + d1.lo.z * g2 + d1.lo.w * g3
+            + d1.mid.x * g4 + d1.mid.y * g5 + d1.mid.z * g6 + d1.mid.w * g7;
+        b11 = b11 + d1.lo.y * g0 + d1.lo.z * g1 + d1.lo.w * g2 + d1.mid.x * g3
+            + d1.mid.y * g4 + d1.mid.z * g5 + d1.mid.w * g6 + d1.hi.x * g7;
+        b12 = b12 + d1.lo.z * g0 + d1.lo.w * g1 + d1.mid.x * g2 + d1.mid.y * g3
+            + d1.mid.z * g4 + d1.mid.w * g5 + d1.hi.x * g6 + d1.hi.y * g7;
+        b20 = b20 + d2.lo.x * g0 + d2.lo.y * g1 + d2.lo.z * g2 + d2.lo.w * g3
+            + d2.mid.x * g4 + d2.mid.y * g5 + d2.mid.z * g6 + d2.mid.w * g7;
+        b21 = b21 + d2.lo.y * g0 + d2.lo.z * g1 + d2.lo.w * g2 + d2.mid.x * g3
+            + d2.mid.y * g4 + d2.mid.z * g5 + d2.mid.w * g6 + d2.hi.x * g7;
+        b22 = b22 + d2.lo.z * g0 + d2.lo.w * g1 + d2.mid.x * g2 + d2.mid.y * g3
+            + d2.mid.z * g4 + d2.mid.w * g5 + d2.hi.x * g6 + d2.hi.y * g7;
         p = p + count;
         ox = ox + count;
         if (ox == params.ow) {
             ox = 0u;
-            fresh = true;
             oy = oy + 1u;
             if (oy == params.oh) {
                 oy = 0u;

@@ -5,7 +5,8 @@
 // at least 8 invocations (AdapterSummary::subgroups) and layers with at
 // least 8 input channels. Same sum, same pixel chunks, same partial layout
 // (reduce_partials adds the chunks into dw), same walk: eight pixels of a
-// row per step, the input columns under them kept from step to step.
+// row per step, the input columns under them fetched afresh at each step
+// (input12: twelve columns, four texel fetches; no branch at row starts).
 // What changes is who fetches dy. In conv2d_backward_weight_3x3 every
 // invocation fetches dy of its 8 output channels at the eight pixels (24
 // texel fetches per step, with 18 for x), and its neighbours, which differ
@@ -14,7 +15,7 @@
 // differ in the input channel; lane i fetches dy of channels co0 + i and
 // co0 + 8 + i (6 fetches) and subgroupShuffle at constant lanes hands the
 // 128 values to every lane (a broadcast each on lavapipe). Per step: 6
-// fetches of dy and 9 of x for 1152 multiply-adds (written through fma, as
+// fetches of dy and 12 of x for 1152 multiply-adds (written through fma, as
 // conv2d_forward_3x3; lavapipe emits a multiply and an add for each).
 //
 // Thread mapping: S = subgroup_size; invocation t = gid.x +
@@ -86,9 +87,16 @@ fn dy8(i: u32, keep_lo: vec4<bool>, keep_hi: vec4<bool>) -> Eight {
     return Eight(select(zero, shift4(t0, t1, i & 3u), keep_lo), select(zero, shift4(t1, t2, i & 3u), keep_hi));
 }
 
-// x[plane + iy·W + ix + j] for j = 0 .. 7, 0 in the padding (three texel
+// Twelve consecutive values: lo = 0 .. 3, mid = 4 .. 7, hi = 8 .. 11.
+struct Twelve {
+    lo: vec4<real>,
+    mid: vec4<real>,
+    hi: vec4<real>,
+}
+
+// x[plane + iy·W + ix + j] for j = 0 .. 11, 0 in the padding (four texel
 // fetches; element e is component e % 4 of texel e / 4).
-fn input8(plane: u32, iy: i32, ix: i32) -> Eight {
+fn input12(plane: u32, iy: i32, ix: i32) -> Twelve {
     let h = i32(params.h);
     let w = i32(params.w);
     let e = i32(plane) + clamp(iy, 0, h - 1) * w + ix;
@@ -97,20 +105,18 @@ fn input8(plane: u32, iy: i32, ix: i32) -> Eight {
     let t0 = tex4_at(x, u32(max(k, 0)));
     let t1 = tex4_at(x, u32(max(k + 1, 0)));
     let t2 = tex4_at(x, u32(max(k + 2, 0)));
+    let t3 = tex4_at(x, u32(max(k + 3, 0)));
     let cols = vec4<i32>(ix) + vec4<i32>(0, 1, 2, 3);
     let row = vec4<bool>(iy >= 0 && iy < h);
     let in_lo = row & (cols >= vec4<i32>(0)) & (cols < vec4<i32>(w));
-    let in_hi = row & (cols >= vec4<i32>(-4)) & (cols < vec4<i32>(w - 4));
+    let in_mid = row & (cols >= vec4<i32>(-4)) & (cols < vec4<i32>(w - 4));
+    let in_hi = row & (cols >= vec4<i32>(-8)) & (cols < vec4<i32>(w - 8));
     let zero = vec4<real>(0.0);
-    return Eight(select(zero, shift4(t0, t1, sh), in_lo), select(zero, shift4(t1, t2, sh), in_hi));
-}
-
-// x[plane + iy·W + ix] of the window, or 0 in the padding.
-fn input_at(plane: u32, iy: i32, ix: i32) -> real {
-    let inside = iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w);
-    let idx = plane + u32(clamp(iy, 0, i32(params.h) - 1)) * params.w
-        + u32(clamp(ix, 0, i32(params.w) - 1));
-    return select(real(0.0), tex_at(x, idx), inside);
+    return Twelve(
+        select(zero, shift4(t0, t1, sh), in_lo),
+        select(zero, shift4(t1, t2, sh), in_mid),
+        select(zero, shift4(t2, t3, sh), in_hi),
+    );
 }
 
 // dy of the 16 channels at pixel j: column q holds channels 4q .. 4q+3.
@@ -177,24 +183,11 @@ fn conv2d_backward_weight_3x3_subgroup(
     var a21 = mat4x4<real>();
     var a22 = mat4x4<real>();
     var gs = mat4x4<real>();
-    // the input columns under the current eight pixels (oy, ox .. ox+7):
-    // r{ky}0, r{ky}1 (columns ox, ox+1) and c{ky} (columns ox+2 .. ox+9).
-    // Pixel j's tap kx reads column kx + j.
-    var r00 = real(0.0);
-    var r01 = real(0.0);
-    var r10 = real(0.0);
-    var r11 = real(0.0);
-    var r20 = real(0.0);
-    var r21 = real(0.0);
-    var c0 = Eight(vec4<real>(0.0), vec4<real>(0.0));
-    var c1 = Eight(vec4<real>(0.0), vec4<real>(0.0));
-    var c2 = Eight(vec4<real>(0.0), vec4<real>(0.0));
     let p0 = c * params.chunk;
     let p_end = min(p0 + params.chunk, P);
     var n = p0 / plane;
     var oy = (p0 % plane) / params.ow;
     var ox = (p0 % plane) % params.ow;
-    var fresh = true; // columns ox, ox+1 must be loaded (chunk or row start)
     var p = p0;
     loop {
         if (p >= p_end) {
@@ -206,25 +199,12 @@ fn conv2d_backward_weight_3x3_subgroup(
         let xp = params.x_base + (n * params.cin + ci_load) * hw;
         let iy = i32(oy) - i32(params.pad_top);
         let ix = i32(ox) - i32(params.pad_left);
-        if (fresh) {
-            r00 = input_at(xp, iy, ix);
-            r01 = input_at(xp, iy, ix + 1);
-            r10 = input_at(xp, iy + 1, ix);
-            r11 = input_at(xp, iy + 1, ix + 1);
-            r20 = input_at(xp, iy + 2, ix);
-            r21 = input_at(xp, iy + 2, ix + 1);
-            fresh = false;
-        } else {
-            r00 = c0.hi.z;
-            r01 = c0.hi.w;
-            r10 = c1.hi.z;
-            r11 = c1.hi.w;
-            r20 = c2.hi.z;
-            r21 = c2.hi.w;
-        }
-        c0 = input8(xp, iy, ix + 2);
-        c1 = input8(xp, iy + 1, ix + 2);
-        c2 = input8(xp, iy + 2, ix + 2);
+        // the input columns under the eight pixels, fetched afresh at every
+        // step: c{ky} holds columns ox .. ox+11 of kernel row ky; pixel j's
+        // tap kx reads column kx + j
+        let c0 = input12(xp, iy, ix);
+        let c1 = input12(xp, iy + 1, ix);
+        let c2 = input12(xp, iy + 2, ix);
         let pix = params.y_base + n * params.cout * plane + oy * params.ow + ox;
         let ea = dy8(pix + co_a * plane, keep_lo, keep_hi);
         let eb = dy8(pix + co_b * plane, keep_lo, keep_hi);
@@ -235,20 +215,19 @@ fn conv2d_backward_weight_3x3_subgroup(
             spread(vec2<real>(ea.hi.z, eb.hi.z)), spread(vec2<real>(ea.hi.w, eb.hi.w)),
         );
         gs = gs + g.g0 + g.g1 + g.g2 + g.g3 + g.g4 + g.g5 + g.g6 + g.g7;
-        a00 = tap(a00, vec4<real>(r00, r01, c0.lo.xy), vec4<real>(c0.lo.zw, c0.hi.xy), g);
-        a01 = tap(a01, vec4<real>(r01, c0.lo.xyz), vec4<real>(c0.lo.w, c0.hi.xyz), g);
-        a02 = tap(a02, c0.lo, c0.hi, g);
-        a10 = tap(a10, vec4<real>(r10, r11, c1.lo.xy), vec4<real>(c1.lo.zw, c1.hi.xy), g);
-        a11 = tap(a11, vec4<real>(r11, c1.lo.xyz), vec4<real>(c1.lo.w, c1.hi.xyz), g);
-        a12 = tap(a12, c1.lo, c1.hi, g);
-        a20 = tap(a20, vec4<real>(r20, r21, c2.lo.xy), vec4<real>(c2.lo.zw, c2.hi.xy), g);
-        a21 = tap(a21, vec4<real>(r21, c2.lo.xyz), vec4<real>(c2.lo.w, c2.hi.xyz), g);
-        a22 = tap(a22, c2.lo, c2.hi, g);
+        a00 = tap(a00, c0.lo, c0.mid, g);
+        a01 = tap(a01, vec4<real>(c0.lo.yzw, c0.mid.x), vec4<real>(c0.mid.yzw, c0.hi.x), g);
+        a02 = tap(a02, vec4<real>(c0.lo.zw, c0.mid.xy), vec4<real>(c0.mid.zw, c0.hi.xy), g);
+        a10 = tap(a10, c1.lo, c1.mid, g);
+        a11 = tap(a11, vec4<real>(c1.lo.yzw, c1.mid.x), vec4<real>(c1.mid.yzw, c1.hi.x), g);
+        a12 = tap(a12, vec4<real>(c1.lo.zw, c1.mid.xy), vec4<real>(c1.mid.zw, c1.hi.xy), g);
+        a20 = tap(a20, c2.lo, c2.mid, g);
+        a21 = tap(a21, vec4<real>(c2.lo.yzw, c2.mid.x), vec4<real>(c2.mid.yzw, c2.hi.x), g);
+        a22 = tap(a22, vec4<real>(c2.lo.zw, c2.mid.xy), vec4<real>(c2.mid.zw, c2.hi.xy), g);
         p = p + count;
         ox = ox + count;
         if (ox == params.ow) {
             ox = 0u;
-            fresh = true;
             oy = oy + 1u;
             if (oy == params.oh) {
                 oy = 0u;

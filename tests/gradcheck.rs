@@ -135,8 +135,8 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
         ),
         (
             "conv2d_backward_weight_3x3",
-            "c1 = input8(xp, iy + 1, ix + 2);",
-            "c1 = input8(xp, iy + 1, ix + 1);",
+            "let c1 = input12(xp, iy + 1, ix);",
+            "let c1 = input12(xp, iy + 1, ix + 1);",
             "conv2d",
             "dw",
         ),
@@ -228,8 +228,8 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
     // the subgroup weight gradient runs only where subgroups exist
     let subgroup = (
         "conv2d_backward_weight_3x3_subgroup",
-        "c2 = input8(xp, iy + 2, ix + 2);",
-        "c2 = input8(xp, iy + 2, ix + 3);",
+        "let c2 = input12(xp, iy + 2, ix);",
+        "let c2 = input12(xp, iy + 2, ix + 1);",
         "conv2d",
         "dw",
     );
@@ -527,11 +527,11 @@ fn catches_a_wrong_column_in_the_3x3_weight_gradient_rows() {
     if !weight_kernel_runs("conv2d_backward_weight_3x3") {
         return;
     }
-    // the eight new columns of the sliding window are loaded one pixel short
+    // the twelve input columns under the eight pixels are fetched one column off
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "c1 = input8(xp, iy + 1, ix + 2);",
-        "c1 = input8(xp, iy + 1, ix + 1);",
+        "let c1 = input12(xp, iy + 1, ix);",
+        "let c1 = input12(xp, iy + 1, ix + 1);",
         "conv2d",
         20_000,
     );
@@ -543,8 +543,8 @@ fn catches_a_wrong_column_in_the_3x3_weight_gradient_rows() {
     // the same in the pair's second input channel
     let f = failing_small_cases_with_mutation(
         "conv2d_backward_weight_3x3",
-        "d1 = input8(xq, iy + 1, ix + 2);",
-        "d1 = input8(xq, iy + 1, ix + 1);",
+        "let d1 = input12(xq, iy + 1, ix);",
+        "let d1 = input12(xq, iy + 1, ix + 1);",
         "conv2d",
         20_000,
     );
@@ -646,7 +646,7 @@ fn catches_wrong_lanes_and_columns_in_the_3x3_subgroup_weight_gradient() {
     }
     // (from, to, bias gradient affected): dy of channel 1 taken from lane
     // 2, the second fetch of each lane reading its first channel again, the
-    // sliding input window one column short
+    // input columns one column off
     for (from, to, db) in [
         ("subgroupShuffle(v.x, 1u)", "subgroupShuffle(v.x, 2u)", true),
         (
@@ -655,8 +655,8 @@ fn catches_wrong_lanes_and_columns_in_the_3x3_subgroup_weight_gradient() {
             true,
         ),
         (
-            "c1 = input8(xp, iy + 1, ix + 2);",
-            "c1 = input8(xp, iy + 1, ix + 1);",
+            "let c1 = input12(xp, iy + 1, ix);",
+            "let c1 = input12(xp, iy + 1, ix + 1);",
             false,
         ),
     ] {
