@@ -756,9 +756,7 @@ impl Gpu {
                 expected: dst.shape().to_string(),
             });
         }
-        let bytes = src.bytes();
-        self.with_encoder(|e| e.copy_buffer_to_buffer(src.buf.raw(), 0, dst.buf.raw(), 0, bytes));
-        Ok(())
+        self.copy_into(src, dst, 0)
     }
 
     /// Records a copy of all of `src` into `dst` from element `dst_start`.

@@ -540,9 +540,22 @@ pub fn conv2d_backward_input(
     dx: &Tensor,
     config: Conv2dConfig,
 ) -> Result<()> {
+    backward_input(gpu, dy, w, dx, config, GradWrite::Add)
+}
+
+/// [`conv2d_backward_input_with`] through the kernel the host picks for the
+/// geometry on this adapter.
+fn backward_input(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    config: Conv2dConfig,
+    write: GradWrite,
+) -> Result<()> {
     let g = ConvGeometry::new(dx.dims(), w.dims(), config)?;
     let kernel = Forward::for_geometry(gpu, &g);
-    conv2d_backward_input_with(gpu, dy, w, dx, config, kernel, GradWrite::Add)
+    conv2d_backward_input_with(gpu, dy, w, dx, config, kernel, write)
 }
 
 /// [`conv2d_backward_input`] with a chosen stride-1 kernel (for benchmarks
@@ -850,9 +863,7 @@ pub fn conv2d(tape: &Tape, x: &Var, w: &Var, b: &Var, config: Conv2dConfig) -> R
     Ok(
         tape.record_writing_first(y, &[x, w, b], move |gpu, dy, grads, write| {
             if let Some(dx) = &grads[0] {
-                let g = ConvGeometry::new(dx.dims(), ws.dims(), config)?;
-                let kernel = Forward::for_geometry(gpu, &g);
-                conv2d_backward_input_with(gpu, dy, &ws, dx, config, kernel, write)?;
+                backward_input(gpu, dy, &ws, dx, config, write)?;
             }
             match (&grads[1], &grads[2]) {
                 (Some(dw), Some(db)) => conv2d_backward_params(gpu, &xs, dy, dw, db, config)?,
