@@ -1,7 +1,7 @@
 //! The library's one error type. Messages are lowercase and name the op, the
 //! shapes, the file or the limit involved, and say what to do about it.
 
-use crate::tensor::Shape;
+use crate::shape::Shape;
 
 /// Every failure the library can report.
 #[derive(Debug, thiserror::Error)]

@@ -29,6 +29,33 @@ use postergrad::{gradcheck, Gpu, Mode, Precision, Tape, Tensor};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Output pixels per chunk of conv2d's weight-gradient reduction
+    /// (64 ..= 65536; default: the adapter's measured best). For tuning
+    /// runs; `info` and `profile` show the value in force.
+    #[arg(long, global = true, value_name = "PIXELS", value_parser = parse_weight_chunk)]
+    weight_chunk: Option<usize>,
+}
+
+/// `--weight-chunk`, or `POSTERGRAD_WEIGHT_CHUNK` where the flag is absent
+/// (read here, at the edge, so that every device this process opens gets it).
+fn parse_weight_chunk(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
+        Ok(c) if postergrad::gpu::WEIGHT_CHUNK_RANGE.contains(&c) => Ok(c),
+        _ => Err(format!(
+            "'{v}' is not a pixel count in 64 ..= 65536 (--weight-chunk or \
+             POSTERGRAD_WEIGHT_CHUNK); leave it unset for the adapter's default"
+        )),
+    }
+}
+
+/// The speed settings every device of this process gets (`--weight-chunk`).
+static TUNING: std::sync::OnceLock<postergrad::gpu::Tuning> = std::sync::OnceLock::new();
+
+/// Opens the best adapter in `precision` with the process's [`TUNING`].
+fn device(precision: Precision) -> postergrad::Result<Gpu> {
+    let gpu = Gpu::with_precision(precision)?;
+    gpu.set_tuning(TUNING.get().copied().unwrap_or_default())?;
+    Ok(gpu)
 }
 
 #[derive(Subcommand)]
@@ -200,7 +227,7 @@ fn quiet_mesa() {
 }
 
 fn open_gpu() -> anyhow::Result<Gpu> {
-    let gpu = Gpu::new()?;
+    let gpu = device(Precision::F32)?;
     eprintln!("adapter: {}", gpu.adapter());
     Ok(gpu)
 }
@@ -208,7 +235,7 @@ fn open_gpu() -> anyhow::Result<Gpu> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info => {
-            let gpu = Gpu::new()?;
+            let gpu = device(Precision::F32)?;
             let a = gpu.adapter();
             println!("adapter:          {}", a.name);
             println!("backend:          {}", a.backend);
@@ -250,7 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dtype,
         } => {
             let gpu = if dtype == "f64" {
-                match Gpu::with_precision(Precision::F64) {
+                match device(Precision::F64) {
                     Ok(gpu) => {
                         eprintln!("adapter: {} (kernels in f64)", gpu.adapter());
                         gpu
@@ -314,7 +341,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 steps,
                 labels: 25,
             };
-            let gpu = Gpu::new()?;
+            let gpu = device(Precision::F32)?;
             let report = postergrad::profile::profile(&gpu, config)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -598,7 +625,11 @@ fn cmd_evaluate(
             ckpt.info.genres.join(", ")
         );
     }
-    let gpu = if json { Gpu::new()? } else { open_gpu()? };
+    let gpu = if json {
+        device(Precision::F32)?
+    } else {
+        open_gpu()?
+    };
     let model = ckpt.build_model(&gpu)?;
     let mut rows: Vec<usize> = (0..set.posters.len()).collect();
     if let Some(n) = limit {
@@ -628,6 +659,21 @@ fn cmd_evaluate(
     bar.finish_and_clear();
     for (_, message) in &pr.failed {
         eprintln!("warning: {message}; skipped");
+    }
+    if pr.rows.is_empty() {
+        // Metrics over no poster would print as numbers that mean nothing.
+        anyhow::bail!(
+            "--data {}: none of the {} posters could be read, so there is nothing to evaluate; \
+             the first: {}; replace the damaged posters",
+            set.describe(),
+            rows.len(),
+            pr.failed
+                .iter()
+                .take(3)
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     let genres = set.genres.len();
     let report = MetricsReport {
@@ -667,7 +713,11 @@ fn cmd_predict(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let ckpt = Checkpoint::load(path)?;
-    let gpu = if json { Gpu::new()? } else { open_gpu()? };
+    let gpu = if json {
+        device(Precision::F32)?
+    } else {
+        open_gpu()?
+    };
     let model = ckpt.build_model(&gpu)?;
     let genres = &ckpt.info.genres;
     let size = model.size;
@@ -715,6 +765,17 @@ fn cmd_predict(
 fn main() -> ExitCode {
     quiet_mesa();
     let cli = Cli::parse();
+    let weight_chunk = cli.weight_chunk.or_else(|| {
+        let v = std::env::var("POSTERGRAD_WEIGHT_CHUNK").ok()?;
+        match parse_weight_chunk(&v) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        }
+    });
+    let _ = TUNING.set(postergrad::gpu::Tuning { weight_chunk });
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::image_check::Format;
 use crate::rng::Rng;
 
 /// One labelled poster.
@@ -359,7 +360,92 @@ pub const MAX_DECODED_BYTES: u64 = 256 << 20;
 /// are converted) and resizes it to `size`×`size` RGB, HWC u8. The error
 /// says what is wrong with the file and what to do.
 pub fn load_image_file(path: &Path, size: usize) -> std::result::Result<Vec<u8>, String> {
-    use image::{ImageDecoder, ImageReader};
+    let bytes = read_image_file(path)?;
+    with_decoder(&bytes, path, |decoder, header, _| {
+        let img = match header.format {
+            Format::Jpeg => decode_jpeg_strictly(&bytes)
+                .map_err(|e| format!("a damaged JPEG file ({e}); download the poster again"))?,
+            Format::Png => image::DynamicImage::from_decoder(decoder).map_err(|e| {
+                format!("a damaged or truncated PNG file ({e}); download the poster again")
+            })?,
+        };
+        if (img.width(), img.height()) != (header.width, header.height) {
+            return Err(format!(
+                "a damaged {} file (its header says {}×{} pixels, it decodes to {}×{}); \
+                 download the poster again",
+                header.format.name(),
+                header.width,
+                header.height,
+                img.width(),
+                img.height()
+            ));
+        }
+        let s = size as u32;
+        let img = if (img.width(), img.height()) == (s, s) {
+            img
+        } else {
+            // Resized in the file's own pixel format, then converted: a huge
+            // or 16-bit poster is never copied at full size.
+            img.resize_exact(s, s, image::imageops::FilterType::Triangle)
+        };
+        Ok(img.to_rgb8().into_raw())
+    })
+}
+
+/// Decodes a JPEG with the decoder `image` uses (zune-jpeg) and its colour
+/// conversions, but in strict mode: corrupt entropy-coded data is an error
+/// where `image` stops decoding and leaves the remaining rows grey.
+fn decode_jpeg_strictly(bytes: &[u8]) -> std::result::Result<image::DynamicImage, String> {
+    use zune_core::colorspace::ColorSpace as Z;
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    decoder.decode_headers().map_err(|e| format!("{e:?}"))?;
+    let (Some(input), Some((w, h))) = (decoder.input_colorspace(), decoder.dimensions()) else {
+        return Err("no image size after its headers".into());
+    };
+    // As `image` does: keep RGB(A) and gray(+alpha), convert the rest to RGB.
+    let out = match input {
+        Z::RGB | Z::RGBA | Z::Luma | Z::LumaA => input,
+        _ => Z::RGB,
+    };
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(out));
+    let pixels = decoder.decode().map_err(|e| format!("{e:?}"))?;
+    let (w, h) = (w as u32, h as u32);
+    let got = pixels.len();
+    let short = || format!("{got} bytes decoded for {w}×{h} pixels");
+    Ok(match out {
+        Z::RGBA => image::DynamicImage::ImageRgba8(
+            image::ImageBuffer::from_raw(w, h, pixels).ok_or_else(short)?,
+        ),
+        Z::Luma => image::DynamicImage::ImageLuma8(
+            image::ImageBuffer::from_raw(w, h, pixels).ok_or_else(short)?,
+        ),
+        Z::LumaA => image::DynamicImage::ImageLumaA8(
+            image::ImageBuffer::from_raw(w, h, pixels).ok_or_else(short)?,
+        ),
+        _ => image::DynamicImage::ImageRgb8(
+            image::ImageBuffer::from_raw(w, h, pixels).ok_or_else(short)?,
+        ),
+    })
+}
+
+/// Everything [`load_image_file`] checks before decoding pixels: the file
+/// exists and is not empty, is a JPEG or PNG whose structure is whole
+/// ([`image_check`](crate::image_check)), and decoded would fit
+/// [`MAX_DECODED_BYTES`]. Reads the file once, decodes nothing: the scan a
+/// run makes of its dataset before it starts.
+pub fn check_image_file(path: &Path) -> std::result::Result<(), String> {
+    let bytes = read_image_file(path)?;
+    with_decoder(&bytes, path, |_, _, _| Ok(()))
+}
+
+fn read_image_file(path: &Path) -> std::result::Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "file not found".to_string(),
         _ => format!("unreadable: {e}"),
@@ -367,7 +453,23 @@ pub fn load_image_file(path: &Path, size: usize) -> std::result::Result<Vec<u8>,
     if bytes.is_empty() {
         return Err("the file is empty (0 bytes); download the poster again".into());
     }
-    let reader = ImageReader::new(std::io::Cursor::new(&bytes[..]))
+    Ok(bytes)
+}
+
+/// The decoder for an image file's bytes once its format, structure and
+/// decoded size are known to be fine; `then` gets it with the header and a
+/// mapper that words a decoding error.
+fn with_decoder<R>(
+    bytes: &[u8],
+    path: &Path,
+    then: impl FnOnce(
+        Box<dyn image::ImageDecoder + '_>,
+        crate::image_check::Header,
+        &dyn Fn(image::ImageError) -> String,
+    ) -> std::result::Result<R, String>,
+) -> std::result::Result<R, String> {
+    use image::{ImageDecoder, ImageReader};
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("unreadable: {e}"))?;
     let Some(format) = reader.format() else {
@@ -386,12 +488,10 @@ pub fn load_image_file(path: &Path, size: usize) -> std::result::Result<Vec<u8>,
             ))
         }
     };
-    let corrupt = |e: image::ImageError| {
-        format!(
-            "a damaged or truncated {name} file ({}); download the poster again",
-            e.to_string().trim()
-        )
+    let damaged = |why: String| {
+        format!("a damaged or truncated {name} file ({why}); download the poster again")
     };
+    let corrupt = |e: image::ImageError| damaged(e.to_string().trim().to_string());
     let decoder = reader.into_decoder().map_err(corrupt)?;
     let (w, h) = decoder.dimensions();
     let decoded = decoder.total_bytes();
@@ -404,16 +504,13 @@ pub fn load_image_file(path: &Path, size: usize) -> std::result::Result<Vec<u8>,
             path.display()
         ));
     }
-    let img = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
-    let s = size as u32;
-    let img = if (img.width(), img.height()) == (s, s) {
-        img
-    } else {
-        // Resized in the file's own pixel format, then converted: a huge or
-        // 16-bit poster is never copied at full size.
-        img.resize_exact(s, s, image::imageops::FilterType::Triangle)
+    // After the size check, so that a huge poster is named as huge.
+    let header = match crate::image_check::check(bytes) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Err(damaged("its signature is cut short".into())),
+        Err(why) => return Err(damaged(why)),
     };
-    Ok(img.to_rgb8().into_raw())
+    then(Box::new(decoder), header, &corrupt)
 }
 
 /// HWC u8 → CHW f32 in [0, 1], appended to `out`.

@@ -361,7 +361,7 @@ pub fn conv_kernels(gpu: &Gpu) -> Result<String> {
                 rest.kernel()
             )
         },
-        crate::ops::conv2d::weight_chunk_rule(gpu)?,
+        crate::ops::conv2d::weight_chunk_rule(gpu),
         slices
     ))
 }

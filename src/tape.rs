@@ -20,7 +20,6 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::ops;
 use crate::tensor::{Shape, Tensor};
 
 /// Whether the tape records (training) or not (inference).
@@ -255,8 +254,7 @@ impl<'g> Tape<'g> {
                 expected: "[1]".into(),
             });
         }
-        let seed = Tensor::uninit(self.gpu, output.shape().clone(), "backward seed")?;
-        ops::fill(self.gpu, &seed, 1.0)?;
+        let seed = Tensor::full(self.gpu, output.shape().clone(), 1.0, "backward seed")?;
         self.backward_with(output, seed)
     }
 

@@ -12,58 +12,25 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, PooledBuffer, Real};
+use crate::gpu::{DeviceArray, Gpu, PooledBuffer, Real};
+pub use crate::shape::Shape;
 
-/// A row-major shape, e.g. `[batch, features]`.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Shape(pub Vec<usize>);
-
-impl Shape {
-    /// Number of elements (product of the dimensions).
-    pub fn numel(&self) -> usize {
-        self.0.iter().product()
-    }
-    /// The dimensions.
-    pub fn dims(&self) -> &[usize] {
-        &self.0
-    }
-    /// Number of dimensions.
-    pub fn rank(&self) -> usize {
-        self.0.len()
-    }
+/// Uniforms of `fill` (shaders/fill.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FillParams {
+    pub n: u32,
+    pub value: f32,
+    pub base: u32,
+    pub _pad: u32,
 }
 
-impl From<&[usize]> for Shape {
-    fn from(d: &[usize]) -> Self {
-        Shape(d.to_vec())
+impl DeviceArray for Tensor {
+    fn buffer(&self) -> &PooledBuffer {
+        &self.buf
     }
-}
-impl From<Vec<usize>> for Shape {
-    fn from(d: Vec<usize>) -> Self {
-        Shape(d)
-    }
-}
-impl<const N: usize> From<[usize; N]> for Shape {
-    fn from(d: [usize; N]) -> Self {
-        Shape(d.to_vec())
-    }
-}
-
-impl fmt::Display for Shape {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[")?;
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                write!(f, ", ")?;
-            }
-            write!(f, "{d}")?;
-        }
-        write!(f, "]")
-    }
-}
-impl fmt::Debug for Shape {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
+    fn shape(&self) -> &Shape {
+        &self.shape
     }
 }
 
@@ -100,6 +67,36 @@ impl Tensor {
         let t = Tensor::uninit(gpu, shape, op)?;
         gpu.clear(&t);
         Ok(t)
+    }
+
+    /// A tensor with every element `value` (filled on the GPU, in order
+    /// with the kernels already recorded).
+    pub fn full(
+        gpu: &Gpu,
+        shape: impl Into<Shape>,
+        value: f32,
+        op: &'static str,
+    ) -> Result<Tensor> {
+        let t = Tensor::uninit(gpu, shape, op)?;
+        t.fill(gpu, value)?;
+        Ok(t)
+    }
+
+    /// Sets every element to `value` with the `fill` kernel, in ranges whose
+    /// windows fit one storage binding.
+    pub fn fill(&self, gpu: &Gpu, value: f32) -> Result<()> {
+        for range in gpu.batch_chunks(self.numel(), &[gpu.real_bytes() as u64]) {
+            let (bind, base) = gpu.window(self, range.start, range.len());
+            let n = range.len() as u32;
+            let params = FillParams {
+                n,
+                value,
+                base,
+                _pad: 0,
+            };
+            gpu.dispatch_bound("fill", &params, &[bind], gpu.grid_1d(range.len(), 256))?;
+        }
+        Ok(())
     }
 
     /// Uploads host data (f32 or f64, converted to the device's precision).

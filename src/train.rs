@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::nn::{Mlp, Model, ModelKind, ModelOptions};
 use crate::ops::{add_scaled, Adam, AdamConfig, BatchNormConfig};
 use crate::plot::{learning_curve, EpochRecord};
-use crate::posters::{PosterSet, Source, SyntheticConfig};
+use crate::posters::{check_image_file, PosterSet, Source, SyntheticConfig};
 use crate::rng::Rng;
 use crate::tape::{Mode, Tape};
 use crate::tensor::Tensor;
@@ -396,64 +396,116 @@ pub struct MetricsReport {
     pub count: usize,
 }
 
-/// Leaves out the posters whose image file does not exist (before the
-/// split, so the split only holds usable posters), warning about each; with
-/// `--strict`, or when no image exists at all, an error. Returns the count.
-fn drop_missing_images(
+/// Leaves out the posters whose image cannot be used — missing, empty, not
+/// a JPEG or PNG, damaged in structure, or too large to decode
+/// ([`check_image_file`](crate::posters::check_image_file), which reads
+/// each file once and decodes nothing) — before the split, so the split
+/// holds usable posters only. Warns about each (the first ten by name);
+/// with `--strict` the first is an error, and so is a dataset with no
+/// usable poster at all. Returns the count left out.
+fn drop_unusable_images(
     set: &mut PosterSet,
     config: &TrainConfig,
     on: &mut impl FnMut(Event),
 ) -> Result<usize> {
-    let missing = set.missing_images();
-    if let Some(&first) = missing.first() {
-        let path = set.image_path(first).unwrap_or_default();
-        if config.strict {
+    let bad = unusable_images(set);
+    let Some((first, first_message)) = bad.first() else {
+        return Ok(0);
+    };
+    let path = |i: usize| set.image_path(i).unwrap_or_default().display().to_string();
+    let named =
+        |&(i, ref m): &(usize, String)| format!("poster {} ({}): {m}", set.posters[i].id, path(i));
+    if config.strict {
+        return Err(Error::Image {
+            id: set.posters[*first].id.clone(),
+            path: path(*first),
+            message: format!(
+                "{first_message} ({} of {} images unusable; without --strict they are skipped)",
+                bad.len(),
+                set.posters.len()
+            ),
+        });
+    }
+    for b in bad.iter().take(10) {
+        on(Event::Warning(format!("{}; skipped", named(b))));
+    }
+    if bad.len() > 10 {
+        on(Event::Warning(format!(
+            "… and {} more unusable images, skipped",
+            bad.len() - 10
+        )));
+    }
+    if bad.len() == set.posters.len() {
+        let images = config.data.clone().unwrap_or_default().join("Images");
+        if bad.iter().all(|(_, m)| m == "file not found") {
             return Err(Error::Image {
-                id: set.posters[first].id.clone(),
-                path: path.display().to_string(),
-                message: format!(
-                    "file not found ({} of {} images missing; without --strict they are skipped)",
-                    missing.len(),
-                    set.posters.len()
-                ),
-            });
-        }
-        for &i in missing.iter().take(10) {
-            on(Event::Warning(format!(
-                "poster {} ({}): file not found, skipped",
-                set.posters[i].id,
-                set.image_path(i).unwrap_or_default().display()
-            )));
-        }
-        if missing.len() > 10 {
-            on(Event::Warning(format!(
-                "… and {} more missing images, skipped",
-                missing.len() - 10
-            )));
-        }
-        if missing.len() == set.posters.len() {
-            let dir = config.data.clone().unwrap_or_default().join("Images");
-            return Err(Error::Image {
-                id: set.posters[first].id.clone(),
-                path: path.display().to_string(),
+                id: set.posters[*first].id.clone(),
+                path: path(*first),
                 message: format!(
                     "file not found, nor any of the {} images train.csv lists; they belong in {}/<Id>.jpg",
                     set.posters.len(),
-                    dir.display()
+                    images.display()
                 ),
             });
         }
-        let gone: HashSet<usize> = missing.iter().copied().collect();
-        let kept: Vec<_> = set
-            .posters
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !gone.contains(i))
-            .map(|(_, p)| p.clone())
-            .collect();
-        set.posters = kept;
+        return Err(Error::Config {
+            what: format!(
+                "--data {}",
+                config.data.clone().unwrap_or_default().display()
+            ),
+            message: format!(
+                "none of the {} posters train.csv lists has a usable image, so there is nothing \
+                 to train on; the first: {}; replace them in {} with JPEG or PNG posters",
+                set.posters.len(),
+                bad.iter().take(3).map(named).collect::<Vec<_>>().join("; "),
+                images.display()
+            ),
+        });
     }
-    Ok(missing.len())
+    let gone: HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
+    let kept: Vec<_> = set
+        .posters
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !gone.contains(i))
+        .map(|(_, p)| p.clone())
+        .collect();
+    set.posters = kept;
+    Ok(bad.len())
+}
+
+/// Every poster whose image file fails [`check_image_file`], with why, in
+/// poster order; read on a few threads (the files are independent).
+pub fn unusable_images(set: &PosterSet) -> Vec<(usize, String)> {
+    let paths: Vec<(usize, PathBuf)> = (0..set.posters.len())
+        .filter_map(|i| set.image_path(i).map(|p| (i, p)))
+        .collect();
+    if paths.is_empty() {
+        return vec![];
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let per = paths.len().div_ceil(threads);
+    let mut bad: Vec<(usize, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|(i, p)| check_image_file(p).err().map(|m| (*i, m)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    bad.sort_by_key(|(i, _)| *i);
+    bad
 }
 
 /// Trains `config.model` on the configured posters, writing the run
@@ -477,11 +529,25 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
     for w in &set.warnings {
         on(Event::Warning(w.clone()));
     }
-    let missing_count = drop_missing_images(&mut set, config, &mut on)?;
+    let missing_count = drop_unusable_images(&mut set, config, &mut on)?;
     let genres = set.genres.len();
     let size = resolve_size(config.model, config.size, &set, genres)?;
     check_fits(gpu, config.model, size, genres, config.batch)?;
     let (train_rows, val_rows) = set.split(config.seed, config.limit, config.val_split)?;
+    if train_rows.len() < config.batch {
+        return Err(Error::Config {
+            what: format!("--batch {}", config.batch),
+            message: format!(
+                "only {} usable posters remain for training ({} listed, {} unusable, {} held out \
+                 for validation), fewer than one batch; use --batch {} or less, or more posters",
+                train_rows.len(),
+                set.posters.len() + missing_count,
+                missing_count,
+                val_rows.len(),
+                train_rows.len()
+            ),
+        });
+    }
     let prior = set.label_prior(&train_rows);
     let settings = RunSettings {
         data: set.describe(),
@@ -670,6 +736,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         .collect();
     let mut baseline = Metrics::baseline(&prior, &val_targets);
     let mut reported: HashSet<usize> = HashSet::new();
+    let mut reported_causes: Vec<String> = Vec::new();
     let mut last = None;
     let mut val_count = val_rows.len();
     let info = |epoch: usize, step: u64| CheckpointInfo {
@@ -733,6 +800,7 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
                 }
                 if reported.insert(*i) {
                     on(Event::Warning(format!("{message}; skipped")));
+                    reported_causes.push(message.clone());
                 }
             }
             sums.batches_done += 1;
@@ -776,6 +844,13 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
                 break 'epochs;
             }
         }
+        if sums.seen == 0 {
+            return Err(nothing_usable(
+                format!("epoch {epoch} trained on no poster"),
+                &set,
+                &reported_causes,
+            ));
+        }
         let train_seconds = sums.seconds + started.elapsed().as_secs_f64();
         on(Event::Validating {
             samples: val_rows.len(),
@@ -797,7 +872,15 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
             for (i, message) in &pr.failed {
                 if reported.insert(*i) {
                     on(Event::Warning(format!("{message}; skipped")));
+                    reported_causes.push(message.clone());
                 }
+            }
+            if pr.rows.is_empty() {
+                return Err(nothing_usable(
+                    format!("epoch {epoch}: no validation poster could be scored"),
+                    &set,
+                    &reported_causes,
+                ));
             }
             if !pr.failed.is_empty() {
                 baseline = Metrics::baseline(&prior, &pr.targets);
@@ -865,6 +948,30 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         out: out.clone(),
         stopped: stopped_at,
     })
+}
+
+/// The error for a run left with no poster to learn from or to score after
+/// decoding: the counts and the first causes; nothing of this epoch is
+/// saved.
+fn nothing_usable(what: String, set: &PosterSet, causes: &[String]) -> Error {
+    Error::Config {
+        what: format!("--data {}", set.describe()),
+        message: format!(
+            "{what}: every image it reached failed to decode ({} failures so far; the first: {}); \
+             nothing of this epoch was saved; replace the damaged posters",
+            causes.len(),
+            if causes.is_empty() {
+                "none reported".to_string()
+            } else {
+                causes
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+        ),
+    }
 }
 
 /// One training step on a decoded batch: forward, loss, backward, and the

@@ -215,7 +215,12 @@ fn weight_chunk_override_is_checked_and_short_chunks_pass_the_conv_gradcheck() {
     assert!(out.contains(" 0 failed"), "{out}");
     let (ok, out, _) = postergrad(&["info"], &[("POSTERGRAD_WEIGHT_CHUNK", "512")]);
     assert!(
-        ok && out.contains("chunks of 512 output pixels (POSTERGRAD_WEIGHT_CHUNK)"),
+        ok && out.contains("chunks of 512 output pixels (tuning override)"),
+        "{out}"
+    );
+    let (ok, out, _) = postergrad(&["info", "--weight-chunk", "256"], &[]);
+    assert!(
+        ok && out.contains("chunks of 256 output pixels (tuning override)"),
         "{out}"
     );
     for bad in ["abc", "8", "100000"] {

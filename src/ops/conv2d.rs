@@ -436,41 +436,27 @@ const GPU_CHUNK_MIN: usize = 512;
 const GPU_CHUNK_MAX: usize = 2048;
 
 /// Output pixels per chunk of the split weight and bias reductions over
-/// `pixels` output pixels on this adapter ([`CPU_CHUNK`], or the GPU rule
-/// above), or `POSTERGRAD_WEIGHT_CHUNK` (64 ..= 65536) where set, for tuning
-/// runs (`postergrad profile`, `benches/conv.rs`).
-pub fn weight_chunk(gpu: &Gpu, pixels: usize) -> Result<usize> {
-    match std::env::var("POSTERGRAD_WEIGHT_CHUNK") {
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(c) if (64..=65536).contains(&c) => Ok(c),
-            _ => Err(Error::Config {
-                what: "POSTERGRAD_WEIGHT_CHUNK".into(),
-                message: format!(
-                    "'{v}' is not a pixel count in 64 ..= 65536; unset it for the adapter's default"
-                ),
-            }),
-        },
-        Err(_) if gpu.adapter().is_cpu => Ok(CPU_CHUNK),
-        Err(_) => Ok(pixels
+/// `pixels` output pixels on this adapter: [`CPU_CHUNK`], or the GPU rule
+/// above, unless the device's [`Tuning`](crate::gpu::Tuning) fixes it.
+pub fn weight_chunk(gpu: &Gpu, pixels: usize) -> usize {
+    match gpu.tuning().weight_chunk {
+        Some(c) => c,
+        None if gpu.adapter().is_cpu => CPU_CHUNK,
+        None => pixels
             .div_ceil(1024)
             .next_power_of_two()
-            .clamp(GPU_CHUNK_MIN, GPU_CHUNK_MAX)),
+            .clamp(GPU_CHUNK_MIN, GPU_CHUNK_MAX),
     }
 }
 
 /// How [`weight_chunk`] chooses on this adapter, in words (`info`, `profile`).
-pub fn weight_chunk_rule(gpu: &Gpu) -> Result<String> {
-    if std::env::var_os("POSTERGRAD_WEIGHT_CHUNK").is_some() {
-        Ok(format!(
-            "chunks of {} output pixels (POSTERGRAD_WEIGHT_CHUNK)",
-            weight_chunk(gpu, 0)?
-        ))
-    } else if gpu.adapter().is_cpu {
-        Ok(format!("chunks of {CPU_CHUNK} output pixels"))
-    } else {
-        Ok(format!(
-            "chunks of {GPU_CHUNK_MIN}–{GPU_CHUNK_MAX} output pixels (about pixels / 1024)"
-        ))
+pub fn weight_chunk_rule(gpu: &Gpu) -> String {
+    match gpu.tuning().weight_chunk {
+        Some(c) => format!("chunks of {c} output pixels (tuning override)"),
+        None if gpu.adapter().is_cpu => format!("chunks of {CPU_CHUNK} output pixels"),
+        None => {
+            format!("chunks of {GPU_CHUNK_MIN}–{GPU_CHUNK_MAX} output pixels (about pixels / 1024)")
+        }
     }
 }
 
@@ -771,7 +757,7 @@ fn weight_pass(
     }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     let taps = g.cin * g.kh * g.kw;
-    let chunk = weight_chunk(gpu, g.n * g.oh * g.ow)?;
+    let chunk = weight_chunk(gpu, g.n * g.oh * g.ow);
     for r in sample_ranges(gpu, &g) {
         let n = r.len();
         let chunks = (n * g.oh * g.ow).div_ceil(chunk);
@@ -828,7 +814,7 @@ pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
     let d = dy.dims();
     db.expect_shape("conv2d_backward_bias", "db must be [channels]", &[d[1]])?;
     let per_sample = d[1] * d[2] * d[3];
-    let chunk = weight_chunk(gpu, d[0] * d[2] * d[3])?;
+    let chunk = weight_chunk(gpu, d[0] * d[2] * d[3]);
     for r in gpu.batch_chunks(d[0], &[(per_sample * gpu.real_bytes()) as u64]) {
         let n = r.len();
         let (dyw, yb) = gpu.window(dy, r.start * per_sample, n * per_sample);

@@ -91,7 +91,7 @@ fn product(
         ..p
     };
     let mut binds = vec![at.bind(), bt.bind()];
-    binds.extend(rest.iter().map(|t| Bind::whole(t)));
+    binds.extend(rest.iter().map(Bind::whole));
     gpu.dispatch_bound(kernel, &p, &binds, groups)
 }
 

@@ -18,6 +18,7 @@ pub mod nonfinite;
 pub mod relu;
 pub mod sigmoid;
 
+pub use crate::tensor::FillParams;
 pub use adam::{Adam, AdamConfig};
 pub use batchnorm::{batch_norm, BatchNormConfig, BatchNormState, BnInput};
 pub use bce::{binary_cross_entropy, BCE_EPSILON};
@@ -83,26 +84,10 @@ pub(crate) fn elementwise<P: bytemuck::Pod>(
     Ok(())
 }
 
-/// Uniforms of `fill`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct FillParams {
-    pub n: u32,
-    pub value: f32,
-    pub base: u32,
-    pub _pad: u32,
-}
-
-/// Sets every element of `x` to `value` (recorded, no host round trip).
+/// Sets every element of `x` to `value` (recorded, no host round trip);
+/// the kernel is [`Tensor::fill`]'s.
 pub fn fill(gpu: &Gpu, x: &Tensor, value: f32) -> Result<()> {
-    elementwise(gpu, "fill", x.numel(), &[Arg::Ranged(x)], |n, base| {
-        FillParams {
-            n,
-            value,
-            base,
-            _pad: 0,
-        }
-    })
+    x.fill(gpu, value)
 }
 
 /// Uniforms of `add_scaled`.

@@ -1,0 +1,201 @@
+//! The GPU layer: the only code that touches wgpu. Ops call it; it knows
+//! buffers, textures, kernels and their uniforms, and nothing of tensors
+//! beyond the [`DeviceArray`] trait that [`Tensor`](crate::tensor::Tensor)
+//! implements.
+//!
+//! One file per job, each short enough to read in one sitting:
+//! - [`adapter`]: choosing the adapter and opening the device;
+//! - [`pipelines`]: compiling each `shaders/*.wgsl` entry point once per set
+//!   of pipeline constants, and shader overrides;
+//! - [`pool`]: storage buffers and texture copies on loan from a pool keyed
+//!   by size, so a training step that repeats the previous step's shapes
+//!   allocates nothing;
+//! - [`transfer`]: uploads, downloads and buffer copies;
+//! - [`dispatch`]: recording kernels into one command encoder, binding
+//!   windows, the uniform arena, submission;
+//! - [`timing`]: the profiler (timestamp queries or the wall clock).
+//!
+//! Kernels are recorded into one command encoder and submitted together only
+//! when the caller reads something back ([`Gpu::read`]) or calls
+//! [`Gpu::flush`]; blocking waits happen only there and in [`Gpu::sync`].
+
+mod adapter;
+mod dispatch;
+mod pipelines;
+mod pool;
+mod timing;
+mod transfer;
+
+pub use adapter::AdapterSummary;
+pub use dispatch::Bind;
+pub use pool::{DeviceArray, PooledBuffer, ReadWindow, TexCopy, TEX_LAYER, TEX_ROW};
+pub use timing::{DispatchTime, Profile, Timer};
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::shaders::Precision;
+use dispatch::UniformArena;
+use pipelines::{CachedPipeline, PipelineKey};
+use pool::Pool;
+use timing::Profiling;
+
+/// Host element types a tensor can be written from and read into: f32 and
+/// f64. Data of the device's own precision moves without a conversion pass
+/// (a training batch is uploaded as it is); the other type is converted
+/// through f64, which holds every f32 exactly.
+pub trait Real: bytemuck::Pod {
+    /// The device precision this type matches.
+    const PRECISION: Precision;
+    fn to_f64(self) -> f64;
+    fn from_f64(x: f64) -> Self;
+}
+
+impl Real for f32 {
+    const PRECISION: Precision = Precision::F32;
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+}
+
+impl Real for f64 {
+    const PRECISION: Precision = Precision::F64;
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+}
+
+/// One compute kernel, named once: `shaders/<name>.wgsl` holds the entry
+/// point `<name>`, which is also the pipeline label, the bench id and the doc
+/// heading (`dense_backward_weight`, ...).
+pub type Kernel = &'static str;
+
+/// Values of a kernel's pipeline-overridable constants (`override NAME: bool
+/// = false;` in its WGSL), fixed when its pipeline is compiled
+/// ([`Gpu::dispatch_specialized`]; each set of values is its own cached
+/// pipeline). The shader compiler then drops the branches they decide. That
+/// matters on lavapipe: a branch on a uniform value is not skipped — both
+/// sides run under the SIMD lane mask, and a masked storage access is still
+/// a loop over the lanes — so a mode that changes which memory a kernel
+/// touches (add into y, or only write it) is a constant, not a uniform
+/// field (docs/performance.md, "Modes as pipeline constants").
+pub type Constants = &'static [(&'static str, f64)];
+
+/// Settings that change how fast kernels run (and, through summation
+/// order, their last bits), fixed per device and shown by `info` and
+/// `profile`. The defaults are each adapter's measured best.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// Output pixels per chunk of conv2d's split weight and bias
+    /// reductions (64 ..= 65536); `None`: the adapter's rule
+    /// (`ops::conv2d::weight_chunk`).
+    pub weight_chunk: Option<usize>,
+}
+
+/// The range [`Tuning::weight_chunk`] accepts.
+pub const WEIGHT_CHUNK_RANGE: std::ops::RangeInclusive<usize> = 64..=65536;
+
+/// Counters for tests and reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuStats {
+    /// GPU buffers created since start (pool misses, staging, uniforms).
+    pub buffers_created: u64,
+    /// Command submissions since start.
+    pub submissions: u64,
+    /// Kernel dispatches since start.
+    pub dispatches: u64,
+    /// Texture copies recorded since start ([`Gpu::read_window`]).
+    pub texture_copies: u64,
+    /// Bytes those copies moved.
+    pub texture_copy_bytes: u64,
+}
+
+/// The GPU context: device, queue, pipeline cache, buffer pool, pending commands.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    summary: AdapterSummary,
+    limits: wgpu::Limits,
+    pipelines: RefCell<HashMap<PipelineKey, Rc<CachedPipeline>>>,
+    overrides: RefCell<HashMap<String, String>>,
+    pool: Rc<RefCell<Pool>>,
+    staging: RefCell<HashMap<u64, Vec<wgpu::Buffer>>>,
+    encoder: RefCell<Option<wgpu::CommandEncoder>>,
+    uniforms: RefCell<UniformArena>,
+    stats: Cell<GpuStats>,
+    errors: Arc<Mutex<Vec<String>>>,
+    profiling: RefCell<Option<Profiling>>,
+    precision: Precision,
+    tuning: Cell<Tuning>,
+}
+
+impl Gpu {
+    /// The element type of every tensor and kernel on this device.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Bytes per tensor element (4 for f32, 8 for f64).
+    pub fn real_bytes(&self) -> usize {
+        self.precision.bytes()
+    }
+
+    /// The speed settings in force ([`Tuning`]).
+    pub fn tuning(&self) -> Tuning {
+        self.tuning.get()
+    }
+
+    /// Replaces the device's [`Tuning`]; a value out of range is an
+    /// [`Error::Config`] naming it.
+    pub fn set_tuning(&self, tuning: Tuning) -> Result<()> {
+        if let Some(c) = tuning.weight_chunk {
+            if !WEIGHT_CHUNK_RANGE.contains(&c) {
+                return Err(Error::Config {
+                    what: "weight chunk".into(),
+                    message: format!(
+                        "'{c}' is not a pixel count in 64 ..= 65536; leave it unset for the \
+                         adapter's default"
+                    ),
+                });
+            }
+        }
+        self.tuning.set(tuning);
+        Ok(())
+    }
+
+    /// Destroys the device, as a driver reset or an unplugged GPU would:
+    /// every later call fails with [`Error::Gpu`] ("device lost"). For
+    /// testing that a run survives losing its GPU.
+    pub fn lose_device(&self) {
+        self.device.destroy();
+    }
+
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// The device's limits (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Allocation, submission and dispatch counters.
+    pub fn stats(&self) -> GpuStats {
+        self.stats.get()
+    }
+
+    pub(super) fn bump(&self, f: impl FnOnce(&mut GpuStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+}

@@ -1,0 +1,183 @@
+//! The profiler: each dispatch timed by GPU timestamp queries where the
+//! adapter has them, else by the wall clock (one submission per dispatch).
+
+use super::pipelines::CachedPipeline;
+use super::{Gpu, Kernel};
+use crate::error::{Error, Result};
+
+/// How the profiler timed the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// GPU timestamp queries around every dispatch (TIMESTAMP_QUERY).
+    Timestamps,
+    /// No timestamp queries on this adapter: every dispatch is submitted
+    /// alone and timed by the wall clock from submit to completion (which
+    /// includes the submission's fixed cost).
+    WallClock,
+}
+
+/// One timed dispatch.
+#[derive(Clone, Debug)]
+pub struct DispatchTime {
+    pub kernel: Kernel,
+    pub seconds: f64,
+    /// Bytes of every buffer window the dispatch bound (its inputs and
+    /// outputs): what a streaming kernel reads or writes once.
+    pub bytes: u64,
+}
+
+/// Kernel times recorded between [`Gpu::profile_begin`] and
+/// [`Gpu::profile_end`], one entry per dispatch in recording order.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub timer: Timer,
+    pub dispatches: Vec<DispatchTime>,
+}
+
+/// Dispatches one profiling session can time with timestamp queries (two
+/// queries each; wgpu allows 4,096 queries per set).
+pub(super) const PROFILE_CAPACITY: u32 = 2048;
+
+pub(super) struct Profiling {
+    timer: Timer,
+    queries: Option<wgpu::QuerySet>,
+    names: Vec<Kernel>,
+    bytes: Vec<u64>,
+    wall: Vec<f64>,
+}
+
+impl Gpu {
+    /// Starts timing every dispatch: with GPU timestamp queries where the
+    /// adapter has them, else by the wall clock, one submission per dispatch.
+    /// Pending work is submitted and finished first.
+    pub fn profile_begin(&self) -> Result<()> {
+        self.sync()?;
+        let queries = self.summary.timestamps.then(|| {
+            self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * PROFILE_CAPACITY,
+            })
+        });
+        *self.profiling.borrow_mut() = Some(Profiling {
+            timer: if queries.is_some() {
+                Timer::Timestamps
+            } else {
+                Timer::WallClock
+            },
+            queries,
+            names: Vec::new(),
+            bytes: Vec::new(),
+            wall: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Finishes the recorded work and returns every dispatch's time since
+    /// [`Gpu::profile_begin`] (dispatches past the first 2,048 are not timed).
+    pub fn profile_end(&self) -> Result<Profile> {
+        self.sync()?;
+        let Some(p) = self.profiling.borrow_mut().take() else {
+            return Err(Error::Gpu("profile_end without profile_begin".into()));
+        };
+        let seconds = match &p.queries {
+            None => p.wall,
+            Some(q) => {
+                let count = 2 * p.names.len() as u32;
+                if count == 0 {
+                    Vec::new()
+                } else {
+                    let bytes = count as u64 * 8;
+                    let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("profile resolve"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: false,
+                    });
+                    let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("profile readback"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    self.with_encoder(|e| {
+                        e.resolve_query_set(q, 0..count, &resolve, 0);
+                        e.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
+                    });
+                    self.flush()?;
+                    let ticks = self.map_read(&readback)?;
+                    let ticks: &[u64] = bytemuck::cast_slice(&ticks);
+                    let ns = self.queue.get_timestamp_period() as f64;
+                    ticks
+                        .chunks(2)
+                        .map(|t| t[1].saturating_sub(t[0]) as f64 * ns * 1e-9)
+                        .collect()
+                }
+            }
+        };
+        Ok(Profile {
+            timer: p.timer,
+            dispatches: p
+                .names
+                .into_iter()
+                .zip(seconds)
+                .zip(p.bytes)
+                .map(|((kernel, seconds), bytes)| DispatchTime {
+                    kernel,
+                    seconds,
+                    bytes,
+                })
+                .collect(),
+        })
+    }
+
+    /// Records one dispatch while profiling: with timestamp writes around
+    /// its pass, or submitted alone and waited for (wall clock).
+    pub(super) fn record_timed_pass(
+        &self,
+        kernel: Kernel,
+        cached: &CachedPipeline,
+        bind_group: &wgpu::BindGroup,
+        groups: [u32; 3],
+        bytes: u64,
+    ) -> Result<()> {
+        let mut profiling = self.profiling.borrow_mut();
+        let slot = match profiling.as_mut() {
+            Some(p) if p.names.len() < PROFILE_CAPACITY as usize => {
+                p.names.push(kernel);
+                p.bytes.push(bytes);
+                Some((p.names.len() - 1) as u32)
+            }
+            _ => None,
+        };
+        let queries = profiling.as_ref().and_then(|p| p.queries.as_ref());
+        let wall_clock = profiling.as_ref().map(|p| p.timer) == Some(Timer::WallClock);
+        self.with_encoder(|enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel),
+                timestamp_writes: queries.zip(slot).map(|(q, i)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: q,
+                        beginning_of_pass_write_index: Some(2 * i),
+                        end_of_pass_write_index: Some(2 * i + 1),
+                    }
+                }),
+            });
+            pass.set_pipeline(&cached.pipeline);
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        });
+        drop(profiling);
+        if wall_clock && slot.is_some() {
+            // Everything before this dispatch was drained when profiling
+            // began or after the previous dispatch: time it alone.
+            let t = std::time::Instant::now();
+            self.sync()?;
+            let seconds = t.elapsed().as_secs_f64();
+            if let Some(p) = self.profiling.borrow_mut().as_mut() {
+                p.wall.push(seconds);
+            }
+        }
+        Ok(())
+    }
+}
