@@ -99,7 +99,7 @@ fn ckpt_error(path: &Path, message: impl Into<String>) -> Error {
 
 /// Writes `bytes` to `path` atomically (temporary file + fsync + rename).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
+    let io = |source| Error::Write {
         path: path.display().to_string(),
         error: source,
     };

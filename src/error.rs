@@ -85,6 +85,15 @@ pub enum Error {
     #[error("{path}: {}", io_reason(error))]
     Io { path: String, error: std::io::Error },
 
+    /// Writing a file failed part-way (a full disk, a file-size limit):
+    /// the file on disk is still the previous one, whole.
+    #[error(
+        "could not write {path}: {}; the previous {path} is unchanged (files are written whole \
+         to a temporary, then renamed); free some space and continue the run",
+        io_reason(error)
+    )]
+    Write { path: String, error: std::io::Error },
+
     /// A dataset file is malformed (a CSV row, a header, a label value).
     #[error("{file}{}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
     Data {
@@ -138,6 +147,9 @@ fn io_reason(e: &std::io::Error) -> String {
             "permission denied (check the file's owner and mode)".into()
         }
         std::io::ErrorKind::StorageFull => "no space left on the device".into(),
+        std::io::ErrorKind::FileTooLarge => {
+            "the file would pass this process's file-size limit (ulimit -f)".into()
+        }
         _ => e.to_string(),
     }
 }

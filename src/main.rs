@@ -95,10 +95,10 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Only the first N posters of the file.
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         limit: Option<usize>,
         /// Posters per forward pass.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = at_least_one)]
         batch: usize,
         /// Print one JSON object instead of a table.
         #[arg(long)]
@@ -113,7 +113,7 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
         /// How many genres to show per poster.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
         top: usize,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -126,12 +126,13 @@ enum Command {
         #[arg(long, default_value = "poster")]
         model: String,
         /// Input size (square); default: the model's tutorial size.
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         size: Option<usize>,
-        #[arg(long, default_value_t = 32)]
+        /// Posters per step.
+        #[arg(long, default_value_t = 32, value_parser = at_least_one)]
         batch: usize,
         /// Timed steps (after one untimed warm-up step).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
         steps: usize,
         /// Print one JSON object instead of the table.
         #[arg(long)]
@@ -143,10 +144,10 @@ enum Command {
         #[arg(long, default_value = "poster")]
         model: String,
         /// Input size (square); default: the model's tutorial size (350, or 400 for poster5).
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         size: Option<usize>,
         /// Number of outputs (genres).
-        #[arg(long, default_value_t = 25)]
+        #[arg(long, default_value_t = 25, value_parser = at_least_one)]
         labels: usize,
     },
     /// Redraw a run directory's learning_curve.png from its history.csv and metrics.json (no GPU needed).
@@ -168,25 +169,25 @@ struct TrainArgs {
     #[arg(long, default_value = "tutorial")]
     recipe: String,
     /// Input size in pixels (square). Default: 350 (poster5: 400) on real posters, 48 on the synthetic ones.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     size: Option<usize>,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     epochs: usize,
     /// Posters per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     batch: usize,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = learning_rate)]
     lr: f64,
     /// Seed for the split, the shuffles, the initialisation and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Share of the posters held out for validation.
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.15, allow_negative_numbers = true, value_parser = share)]
     val_split: f64,
     /// Use only the first N posters of the shuffled set.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     limit: Option<usize>,
     /// Run directory. Default: runs/<model>-<data>, or the next free runs/<model>-<data>-N.
     #[arg(long)]
@@ -204,8 +205,34 @@ struct TrainArgs {
     #[arg(long, default_value_t = 1024)]
     cache_mb: u64,
     /// Image-decoding threads (default: up to 4).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     workers: Option<usize>,
+}
+
+// Option values checked as clap parses them, so that the error names the
+// option and the value as typed: "invalid value '0' for '--batch <BATCH>':
+// must be at least 1".
+
+fn at_least_one(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err("must be a whole number of at least 1".into()),
+    }
+}
+
+fn learning_rate(v: &str) -> Result<f64, String> {
+    match v.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err("must be a positive number (Adam's step size; the tutorial's is 1e-3)".into()),
+    }
+}
+
+fn share(v: &str) -> Result<f64, String> {
+    match v.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x < 1.0 => Ok(x),
+        _ => Err("must be between 0 and 1, exclusive (the share of posters held out)".into()),
+    }
 }
 
 /// Mesa's CPU drivers print "XDG_RUNTIME_DIR is invalid or not set" several

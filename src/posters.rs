@@ -492,24 +492,29 @@ fn with_decoder<R>(
         format!("a damaged or truncated {name} file ({why}); download the poster again")
     };
     let corrupt = |e: image::ImageError| damaged(e.to_string().trim().to_string());
-    let decoder = reader.into_decoder().map_err(corrupt)?;
-    let (w, h) = decoder.dimensions();
-    let decoded = decoder.total_bytes();
-    if decoded > MAX_DECODED_BYTES {
-        return Err(format!(
-            "{w}×{h} pixels would take {} MB decoded, more than the {} MB a poster may use; \
-             shrink it first (e.g. `convert {} -resize 2000x2000 small.jpg`)",
-            decoded >> 20,
-            MAX_DECODED_BYTES >> 20,
-            path.display()
-        ));
+    // The structure walk names the damage more exactly than the decoder's
+    // header parser, but a huge poster is named as huge even when cut.
+    let structure = crate::image_check::check(bytes);
+    let decoder = reader.into_decoder();
+    if let Ok(d) = &decoder {
+        let (w, h) = d.dimensions();
+        let decoded = d.total_bytes();
+        if decoded > MAX_DECODED_BYTES {
+            return Err(format!(
+                "{w}×{h} pixels would take {} MB decoded, more than the {} MB a poster may use; \
+                 shrink it first (e.g. `convert {} -resize 2000x2000 small.jpg`)",
+                decoded >> 20,
+                MAX_DECODED_BYTES >> 20,
+                path.display()
+            ));
+        }
     }
-    // After the size check, so that a huge poster is named as huge.
-    let header = match crate::image_check::check(bytes) {
+    let header = match structure {
         Ok(Some(h)) => h,
         Ok(None) => return Err(damaged("its signature is cut short".into())),
         Err(why) => return Err(damaged(why)),
     };
+    let decoder = decoder.map_err(corrupt)?;
     then(Box::new(decoder), header, &corrupt)
 }
 

@@ -331,6 +331,14 @@ fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
 /// editing the history, or for runs drawn by an older version. The image is
 /// written atomically; nothing else in the directory changes. Returns its path.
 pub fn replot(run: &Path) -> Result<PathBuf> {
+    if !run.join("history.csv").is_file() {
+        return Err(Error::Config {
+            what: run.display().to_string(),
+            message: "holds no history.csv: `plot` wants a run directory written by `train` \
+                      (runs/<name>)"
+                .into(),
+        });
+    }
     let history = read_history(&run.join("history.csv"))?;
     if history.is_empty() {
         return Err(Error::Data {
@@ -380,8 +388,11 @@ fn write_learning_curve(
 ) -> Result<PathBuf> {
     let png = out.join("learning_curve.png");
     let tmp = out.join(".learning_curve.tmp.png");
-    learning_curve(&tmp, title, history, baseline)?;
-    std::fs::rename(&tmp, &png).map_err(|error| Error::Io {
+    if let Err(e) = learning_curve(&tmp, title, history, baseline) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, &png).map_err(|error| Error::Write {
         path: png.display().to_string(),
         error,
     })?;
@@ -571,6 +582,9 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         path: out.display().to_string(),
         error: source,
     })?;
+    // Locked before anything in the directory is touched: the temporaries
+    // removed next could be another live run's.
+    let _lock = lock_run_dir(out)?;
     remove_stale_temporaries(out);
     if config.resume && config.force {
         return Err(Error::Config {
@@ -1161,6 +1175,54 @@ fn check_fits(gpu: &Gpu, kind: ModelKind, size: usize, genres: usize, batch: usi
 /// Deletes the `.<name>.tmp-<pid>` files a killed run can leave behind (each
 /// file is written to such a temporary and renamed into place; the file
 /// itself is always whole).
+/// `<out>/.lock`, locked for a run's life (the lock goes with the process,
+/// even when it is killed): a second run on the same directory is refused
+/// instead of interleaving its files with the first one's.
+struct RunLock {
+    _file: std::fs::File,
+}
+
+fn lock_run_dir(out: &Path) -> Result<RunLock> {
+    use std::io::Write;
+    let path = out.join(".lock");
+    let io = |error| Error::Io {
+        path: path.display().to_string(),
+        error,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {
+            // The holder's pid, for the message a second run prints.
+            file.set_len(0).map_err(io)?;
+            write!(file, "{}", std::process::id()).map_err(io)?;
+            Ok(RunLock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            Err(Error::Config {
+                what: format!("--out {}", out.display()),
+                message: format!(
+                    "another postergrad run{} is using this run directory; wait for it to \
+                     finish or stop it (Ctrl-C saves its state), or choose another --out",
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {holder})")
+                    }
+                ),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
 fn remove_stale_temporaries(out: &Path) {
     let Ok(entries) = std::fs::read_dir(out) else {
         return;

@@ -50,14 +50,17 @@ fn info_names_the_adapter_and_its_limits() {
 #[test]
 fn bad_training_settings_are_clear_errors() {
     for (args, needle) in [
-        (vec!["train", "--batch", "0"], "--batch: must be at least 1"),
+        (
+            vec!["train", "--batch", "0"],
+            "invalid value '0' for '--batch <BATCH>': must be at least 1",
+        ),
         (
             vec!["train", "--lr", "-1"],
-            "learning rate: must be a positive number, got -1",
+            "invalid value '-1' for '--lr <LR>': must be a positive number",
         ),
         (
             vec!["train", "--lr", "NaN"],
-            "learning rate: must be a positive number, got NaN",
+            "invalid value 'NaN' for '--lr <LR>': must be a positive number",
         ),
         (
             vec!["train", "--epochs", "two"],
