@@ -28,20 +28,6 @@ use crate::shaders::Precision;
 use crate::tape::{Mode, Tape, Var};
 use crate::tensor::Tensor;
 
-/// Every op the suite knows, in report order.
-pub const OPS: &[&str] = &[
-    "dense",
-    "relu",
-    "sigmoid",
-    "bce",
-    "conv2d",
-    "batchnorm",
-    "maxpool",
-    "dropout",
-    "bnpool",
-    "adam",
-];
-
 /// |a − b| ≤ atol + rtol·|b| (numpy's allclose, b the trusted value).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
@@ -335,19 +321,20 @@ impl Report {
 
 /// Runs the suite. Errors only on GPU failures; check results are in the report.
 pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
+    let known = crate::ops::registry::gradcheck_ops();
     let selected: Vec<&str> = match &options.ops {
-        None => OPS.to_vec(),
+        None => known,
         Some(names) => {
             for n in names {
-                if !OPS.contains(&n.as_str()) {
+                if !known.contains(&n.as_str()) {
                     return Err(Error::Config {
                         what: format!("gradcheck --op {n}"),
-                        message: format!("unknown op; known ops: {}", OPS.join(", ")),
+                        message: format!("unknown op; known ops: {}", known.join(", ")),
                     });
                 }
             }
-            OPS.iter()
-                .copied()
+            known
+                .into_iter()
                 .filter(|o| names.iter().any(|n| n == o))
                 .collect()
         }
@@ -626,12 +613,34 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
 /// Adam has no backward: three GPU steps against three f64 reference steps,
 /// then (in f32, where the non-finite guard exists) a fourth step whose
 /// gradient holds a NaN and must change nothing.
+/// The parameter counts `check_adam` updates.
+const ADAM_SIZES: [usize; 3] = [1, 1000, 40_000];
+
+/// Every case the suite would check for `ops` (all when None), as (op,
+/// shape), without running anything: `postergrad gradcheck --list`.
+pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
+    crate::ops::registry::gradcheck_ops()
+        .into_iter()
+        .filter(|op| ops.is_none_or(|names| names.iter().any(|n| n == op)))
+        .flat_map(|op| -> Vec<(&'static str, String)> {
+            if op == "adam" {
+                ADAM_SIZES
+                    .iter()
+                    .map(|n| ("adam", format!("[{n}]")))
+                    .collect()
+            } else {
+                cases(op, seed).into_iter().map(|c| (op, c.shape)).collect()
+            }
+        })
+        .collect()
+}
+
 pub fn check_adam(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut rng = Rng::new(seed ^ 0xADA3);
     let config = AdamConfig::default();
     let f32_device = gpu.precision() == Precision::F32;
-    for n in [1usize, 1000, 40_000] {
+    for n in ADAM_SIZES {
         let p0 = rng.vec_f32(n, -1.0, 1.0);
         let p = Tensor::from_slice(gpu, [n], &p0)?;
         let m = Tensor::zeros(gpu, [n], "adam m")?;

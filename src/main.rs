@@ -64,9 +64,12 @@ enum Command {
     Info,
     /// Check every backward kernel against finite differences and an f64 CPU reference.
     Gradcheck {
-        /// Only these ops (comma-separated): dense, relu, sigmoid, bce, conv2d, batchnorm, maxpool, dropout, adam.
-        #[arg(long, value_delimiter = ',')]
+        /// Only these ops (comma-separated).
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(postergrad::ops::registry::gradcheck_ops()))]
         op: Option<Vec<String>>,
+        /// Print the cases (op and shape) that would be checked, without running them.
+        #[arg(long)]
+        list: bool,
         /// Seed for the random inputs, upstream gradients and directions.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -298,11 +301,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gradcheck {
             op,
+            list,
             seed,
             shader_dir,
             verbose,
             dtype,
         } => {
+            if list {
+                for (op, shape) in gradcheck::list(op.as_deref(), seed) {
+                    println!("{op:<10} {shape}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let gpu = if dtype == "f64" {
                 match device(Precision::F64) {
                     Ok(gpu) => {

@@ -25,15 +25,6 @@ pub struct ProfileConfig {
     pub labels: usize,
 }
 
-/// Uniforms of `peak_fma`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct PeakParams {
-    pub iters: u32,
-    pub count: u32,
-    pub _pad: [u32; 2],
-}
-
 /// One kernel's total over the timed steps, per step.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct KernelRow {
@@ -168,26 +159,7 @@ fn flop_by_kernel(
     Ok(out)
 }
 
-/// The adapter's multiply-add throughput in GFLOP/s: `peak_fma` on enough
-/// invocations to fill it, best of three.
-pub fn peak_gflops(gpu: &Gpu) -> Result<f64> {
-    let count = 1 << 16;
-    let iters = if gpu.adapter().is_cpu { 256 } else { 16384 };
-    let out = Tensor::uninit(gpu, [count], "peak_fma")?;
-    let p = PeakParams {
-        iters,
-        count: count as u32,
-        _pad: [0; 2],
-    };
-    let mut best = f64::INFINITY;
-    for _ in 0..4 {
-        let t = Instant::now();
-        gpu.dispatch("peak_fma", &p, &[&out], gpu.grid_1d(count, 64))?;
-        gpu.sync()?;
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    Ok(count as f64 * iters as f64 * 256.0 / best / 1e9)
-}
+pub use crate::ops::peak::peak_gflops;
 
 /// Training steps of a model on one fixed random batch (uniform pixels,
 /// 10 % positive labels): what `profile` and `examples/poster_step.rs` time.

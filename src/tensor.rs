@@ -15,14 +15,14 @@ use crate::error::{Error, Result};
 use crate::gpu::{DeviceArray, Gpu, PooledBuffer, Real};
 pub use crate::shape::Shape;
 
-/// Uniforms of `fill` (shaders/fill.wgsl).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct FillParams {
-    pub n: u32,
-    pub value: f32,
-    pub base: u32,
-    pub _pad: u32,
+crate::uniform! {
+    /// Uniforms of `fill` (shaders/fill.wgsl).
+    pub struct FillParams {
+        pub n: u32,
+        pub value: f32,
+        pub base: u32,
+        pub _pad: u32,
+    }
 }
 
 impl DeviceArray for Tensor {

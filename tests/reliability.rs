@@ -219,14 +219,15 @@ use postergrad::posters::SyntheticConfig;
 use postergrad::train::{train, Event, TrainConfig};
 use postergrad::{Error, Gpu};
 
-/// An MLP on 40 synthetic posters at 46×46: one batch per epoch.
+/// An MLP on 40 synthetic posters at 46×46: one batch per epoch (34
+/// training posters, 6 held out).
 fn one_batch_epochs(out: PathBuf) -> TrainConfig {
     TrainConfig {
         synthetic: SyntheticConfig { count: 40, seed: 3 },
         model: ModelKind::Mlp,
         size: Some(46),
         epochs: 3,
-        batch: 64,
+        batch: 34,
         out,
         workers: 1,
         ..Default::default()

@@ -1,23 +1,13 @@
 //! Every shader is embedded, valid WGSL on its own, documented, instantiable
-//! in f32/f64 by its alias line, and mirrored by a host uniform struct of the
-//! same size; every one compiles on the adapter.
+//! in f32/f64 by its alias line, listed once in the op registry, and
+//! mirrored field by field by a host uniform struct; every one compiles on
+//! the adapter.
 
-use std::mem::size_of;
-
+use postergrad::gpu::Uniform;
 use postergrad::ops::{
-    adam::AdamParams,
-    batchnorm::BnParams,
-    bce::BceParams,
-    bnpool::BnPoolParams,
-    conv2d::{ConvForwardParams, ConvParams, PackParams, ReduceParams},
-    dense::DenseParams,
-    dropout::DropoutParams,
-    exp_log::{exp_log, ExpLogParams, Transcendental},
-    maxpool::PoolParams,
-    nonfinite::NonfiniteParams,
-    AddScaledParams, ElementwiseParams, FillParams,
+    exp_log::{exp_log, Transcendental},
+    registry, FillParams,
 };
-use postergrad::profile::PeakParams;
 use postergrad::shaders::{instantiate, F64_MATH, SHADERS};
 use postergrad::{Gpu, Precision, Tensor};
 use wgpu::naga;
@@ -370,78 +360,126 @@ fn f32_exp_and_log_are_the_builtins_within_f32_rounding() {
     assert!(log_err < 1e-5, "log: {log_err:e}");
 }
 
+/// The members of a WGSL struct type as (name, offset), nested structs
+/// flattened.
+fn wgsl_fields(
+    module: &naga::Module,
+    ty: naga::Handle<naga::Type>,
+    base: u32,
+    out: &mut Vec<(String, usize)>,
+) {
+    match &module.types[ty].inner {
+        naga::TypeInner::Struct { members, .. } => {
+            for m in members {
+                match &module.types[m.ty].inner {
+                    naga::TypeInner::Struct { .. } => {
+                        wgsl_fields(module, m.ty, base + m.offset, out)
+                    }
+                    _ => out.push((
+                        m.name.clone().unwrap_or_default(),
+                        (base + m.offset) as usize,
+                    )),
+                }
+            }
+        }
+        other => panic!("params is not a struct: {other:?}"),
+    }
+}
+
+/// Padding (names starting with `_`) carries no meaning: only the size
+/// checks it.
+fn meaningful(fields: impl IntoIterator<Item = (String, usize)>) -> Vec<(String, usize)> {
+    fields
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with('_'))
+        .collect()
+}
+
 #[test]
-fn uniform_structs_match_their_host_mirrors() {
-    let host: &[(&str, usize)] = &[
-        ("adam_step", size_of::<AdamParams>()),
-        ("add_scaled", size_of::<AddScaledParams>()),
-        ("batchnorm_backward_input", size_of::<BnParams>()),
-        ("batchnorm_backward_params", size_of::<BnParams>()),
-        ("batchnorm_backward_partials", size_of::<BnParams>()),
-        ("batchnorm_forward", size_of::<BnParams>()),
-        ("batchnorm_partials", size_of::<BnParams>()),
-        ("batchnorm_stats", size_of::<BnParams>()),
-        ("bce_backward", size_of::<BceParams>()),
-        ("bce_forward", size_of::<BceParams>()),
-        ("bnpool_backward_input", size_of::<BnPoolParams>()),
-        ("bnpool_backward_partials", size_of::<BnPoolParams>()),
-        ("bnpool_forward", size_of::<BnPoolParams>()),
-        ("conv2d_backward_bias", size_of::<ConvParams>()),
-        ("conv2d_backward_input", size_of::<ConvParams>()),
-        ("conv2d_backward_weight", size_of::<ConvParams>()),
-        ("conv2d_backward_weight_3x3", size_of::<ConvParams>()),
-        (
-            "conv2d_backward_weight_3x3_subgroup",
-            size_of::<ConvParams>(),
-        ),
-        ("conv2d_forward", size_of::<ConvForwardParams>()),
-        ("conv2d_forward_3x3", size_of::<ConvForwardParams>()),
-        ("conv2d_pack_weights", size_of::<PackParams>()),
-        ("dense_backward_bias", size_of::<DenseParams>()),
-        ("dense_backward_input", size_of::<DenseParams>()),
-        ("dense_backward_weight", size_of::<DenseParams>()),
-        ("dense_forward", size_of::<DenseParams>()),
-        ("dropout_backward", size_of::<DropoutParams>()),
-        ("dropout_forward", size_of::<DropoutParams>()),
-        ("exp_log", size_of::<ExpLogParams>()),
-        ("fill", size_of::<FillParams>()),
-        ("maxpool_backward", size_of::<PoolParams>()),
-        ("maxpool_backward_windows", size_of::<PoolParams>()),
-        ("maxpool_forward", size_of::<PoolParams>()),
-        ("nonfinite_count", size_of::<NonfiniteParams>()),
-        ("peak_fma", size_of::<PeakParams>()),
-        ("reduce_partials", size_of::<ReduceParams>()),
-        ("relu_backward", size_of::<ElementwiseParams>()),
-        ("relu_forward", size_of::<ElementwiseParams>()),
-        ("sigmoid_backward", size_of::<ElementwiseParams>()),
-        ("sigmoid_forward", size_of::<ElementwiseParams>()),
-    ];
-    assert_eq!(host.len(), SHADERS.len(), "every shader needs a row here");
-    for (name, src) in SHADERS {
-        let module = parse(name, src);
+fn every_shader_has_one_registry_entry_and_every_entry_a_shader() {
+    let registered: Vec<&str> = registry::kernels().map(|(_, k)| k.name).collect();
+    for (name, _) in SHADERS {
+        assert_eq!(
+            registered.iter().filter(|k| *k == name).count(),
+            1,
+            "{name}: list it once in src/ops/registry.rs"
+        );
+    }
+    for k in &registered {
+        assert!(
+            SHADERS.iter().any(|(n, _)| n == k),
+            "registry kernel {k} has no shaders/{k}.wgsl"
+        );
+    }
+}
+
+#[test]
+fn uniform_structs_match_their_host_mirrors_field_by_field() {
+    for (op, k) in registry::kernels() {
+        let src = SHADERS.iter().find(|(n, _)| *n == k.name).unwrap().1;
+        let module = parse(k.name, src);
         let (_, var) = module
             .global_variables
             .iter()
-            .find(|(_, v)| v.space == naga::AddressSpace::Uniform)
-            .unwrap_or_else(|| panic!("{name}: no uniform params"));
+            .find(|(_, v)| {
+                v.space == naga::AddressSpace::Uniform
+                    && v.binding.as_ref().is_some_and(|b| b.binding == 0)
+            })
+            .unwrap_or_else(|| panic!("{}: no uniform params at @binding(0)", k.name));
         let binding = var.binding.as_ref().unwrap();
-        assert_eq!(
-            (binding.group, binding.binding),
-            (0, 0),
-            "{name}: params at @binding(0)"
-        );
+        assert_eq!(binding.group, 0, "{}: params in @group(0)", k.name);
         let size = module.types[var.ty].inner.size(module.to_ctx()) as usize;
-        let expected = host.iter().find(|(n, _)| n == name).unwrap().1;
         assert_eq!(
-            size, expected,
-            "{name}: WGSL params struct is {size} bytes, host mirror {expected}"
+            size, k.size,
+            "{} (op {}): WGSL params struct is {size} bytes, host mirror {} is {}",
+            k.name, op.name, k.params, k.size
         );
         assert_eq!(
             size % 16,
             0,
-            "{name}: uniform structs are padded to 16 bytes"
+            "{}: uniform structs are padded to 16 bytes",
+            k.name
+        );
+        let mut wgsl = Vec::new();
+        wgsl_fields(&module, var.ty, 0, &mut wgsl);
+        let host = meaningful((k.layout)().into_iter().map(|(n, o)| (n.to_string(), o)));
+        assert_eq!(
+            meaningful(wgsl),
+            host,
+            "{}: the WGSL params fields (left) differ from the host mirror {} (right)",
+            k.name,
+            k.params
         );
     }
+}
+
+#[test]
+fn the_field_check_catches_two_swapped_fields() {
+    // The check's own strength: `fill` with `n` and `base` swapped in the
+    // WGSL has the same size but other fields at each offset.
+    let src = SHADERS.iter().find(|(n, _)| *n == "fill").unwrap().1;
+    let swapped = src
+        .replacen("n: u32", "tmp_swap: u32", 1)
+        .replacen("base: u32", "n: u32", 1)
+        .replacen("tmp_swap: u32", "base: u32", 1);
+    assert_ne!(
+        src, swapped,
+        "fill's params changed shape: update this test"
+    );
+    let module = parse("fill (swapped)", &swapped);
+    let (_, var) = module
+        .global_variables
+        .iter()
+        .find(|(_, v)| v.space == naga::AddressSpace::Uniform)
+        .unwrap();
+    let mut wgsl = Vec::new();
+    wgsl_fields(&module, var.ty, 0, &mut wgsl);
+    let host = meaningful(
+        FillParams::layout()
+            .into_iter()
+            .map(|(n, o)| (n.to_string(), o)),
+    );
+    assert_ne!(meaningful(wgsl), host);
 }
 
 #[test]

@@ -20,7 +20,17 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "postergrad")
-OPS = ["dense", "relu", "sigmoid", "bce", "conv2d", "batchnorm", "maxpool", "dropout", "bnpool", "adam"]
+
+
+def ops():
+    """The ops the suite checks, from the registry (`gradcheck --list`)."""
+    out = subprocess.run([BIN, "gradcheck", "--list"], capture_output=True, text=True, check=True)
+    seen = []
+    for line in out.stdout.splitlines():
+        op = line.split()[0]
+        if op not in seen:
+            seen.append(op)
+    return seen
 
 
 def suite(dtype):
@@ -81,7 +91,7 @@ def update(op, f32, f64):
 def main():
     f32 = suite("f32")
     f64 = suite("f64")
-    for op in OPS:
+    for op in ops():
         update(op, f32, f64)
     for name, s in (("f32", f32), ("f64", f64)):
         summary = [l for l in s[2] if re.match(r"\d+ checks:", l)]

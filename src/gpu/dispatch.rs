@@ -2,7 +2,7 @@
 //! encoder, submission.
 
 use super::pool::{DeviceArray, PooledBuffer, TexCopy};
-use super::{Constants, Gpu, Kernel};
+use super::{Constants, Gpu, Kernel, Uniform};
 use crate::error::{Error, Result};
 
 /// One binding of a kernel: a tensor's whole buffer, an aligned window of
@@ -118,7 +118,7 @@ impl Gpu {
     /// kernel's uniform parameter struct (`params`, mirrored by a `#[repr(C)]`
     /// struct on the host), `@binding(1..)` are the storage buffers in the
     /// order given.
-    pub fn dispatch<P: bytemuck::Pod>(
+    pub fn dispatch<P: Uniform>(
         &self,
         kernel: Kernel,
         params: &P,
@@ -131,7 +131,7 @@ impl Gpu {
 
     /// Like [`Gpu::dispatch`], with each storage buffer bound as a [`Bind`]:
     /// a whole tensor or a window of it (for tensors larger than one binding).
-    pub fn dispatch_bound<P: bytemuck::Pod>(
+    pub fn dispatch_bound<P: Uniform>(
         &self,
         kernel: Kernel,
         params: &P,
@@ -143,7 +143,7 @@ impl Gpu {
 
     /// [`Gpu::dispatch_bound`] through the pipeline compiled with these
     /// values of the kernel's pipeline-overridable constants ([`Constants`]).
-    pub fn dispatch_specialized<P: bytemuck::Pod>(
+    pub fn dispatch_specialized<P: Uniform>(
         &self,
         kernel: Kernel,
         constants: Constants,

@@ -25,11 +25,13 @@ mod pipelines;
 mod pool;
 mod timing;
 mod transfer;
+mod uniform;
 
 pub use adapter::AdapterSummary;
 pub use dispatch::Bind;
 pub use pool::{DeviceArray, PooledBuffer, ReadWindow, TexCopy, TEX_LAYER, TEX_ROW};
 pub use timing::{DispatchTime, Profile, Timer};
+pub use uniform::{Uniform, UniformField};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

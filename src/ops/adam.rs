@@ -66,16 +66,16 @@ impl AdamConfig {
     }
 }
 
-/// Uniforms of `adam_step`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct AdamParams {
-    pub n: u32,
-    pub alpha: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub epsilon: f32,
-    pub _pad: [u32; 3],
+crate::uniform! {
+    /// Uniforms of `adam_step`.
+    pub struct AdamParams {
+        pub n: u32,
+        pub alpha: f32,
+        pub beta1: f32,
+        pub beta2: f32,
+        pub epsilon: f32,
+        pub _pad: [u32; 3],
+    }
 }
 
 /// One Adam update of `p` in place, with moments `(m, v)` (step `t`,

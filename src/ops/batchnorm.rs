@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Bind, Gpu, ReadWindow};
-use crate::ops::conv2d::reduce_partials;
+use crate::ops::reduce::reduce_partials;
 use crate::tape::{Mode, Tape, Var};
 use crate::tensor::Tensor;
 
@@ -61,35 +61,35 @@ impl BatchNormState {
     }
 }
 
-/// Uniforms of every batchnorm kernel.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct BnParams {
-    /// Samples in the bound window.
-    pub n: u32,
-    pub c: u32,
-    /// Values per channel per sample (H·W, or 1 after a dense layer).
-    pub plane: u32,
-    pub x_base: u32,
-    pub y_base: u32,
-    /// Values per chunk of the split sums.
-    pub chunk: u32,
-    /// Index of this window's first chunk among all chunks.
-    pub chunk_offset: u32,
-    /// Chunks in all (for the merge).
-    pub chunks: u32,
-    pub epsilon: f32,
-    pub momentum: f32,
-    /// 1 in training mode, 0 in inference.
-    pub training: u32,
-    /// M = N·plane, the values per channel over the whole batch.
-    pub count: u32,
-    /// 1: the kernels read z and use relu(z) ([`BnInput::Relu`]).
-    pub relu_input: u32,
-    /// First element of the dx window (`batchnorm_backward_input`, whose x
-    /// may be a texture copy starting at 0).
-    pub dx_base: u32,
-    pub _pad: [u32; 2],
+crate::uniform! {
+    /// Uniforms of every batchnorm kernel.
+    pub struct BnParams {
+        /// Samples in the bound window.
+        pub n: u32,
+        pub c: u32,
+        /// Values per channel per sample (H·W, or 1 after a dense layer).
+        pub plane: u32,
+        pub x_base: u32,
+        pub y_base: u32,
+        /// Values per chunk of the split sums.
+        pub chunk: u32,
+        /// Index of this window's first chunk among all chunks.
+        pub chunk_offset: u32,
+        /// Chunks in all (for the merge).
+        pub chunks: u32,
+        pub epsilon: f32,
+        pub momentum: f32,
+        /// 1 in training mode, 0 in inference.
+        pub training: u32,
+        /// M = N·plane, the values per channel over the whole batch.
+        pub count: u32,
+        /// 1: the kernels read z and use relu(z) ([`BnInput::Relu`]).
+        pub relu_input: u32,
+        /// First element of the dx window (`batchnorm_backward_input`, whose x
+        /// may be a texture copy starting at 0).
+        pub dx_base: u32,
+        pub _pad: [u32; 2],
+    }
 }
 
 const CHUNK: usize = 4096;

@@ -11,17 +11,17 @@ use crate::tensor::Tensor;
 /// Keras's `epsilon()`: the clip applied to predictions.
 pub const BCE_EPSILON: f32 = 1e-7;
 
-/// Uniforms of the two bce kernels.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct BceParams {
-    /// Elements in this dispatch's range.
-    pub n: u32,
-    pub epsilon: f32,
-    /// First element of the range in the bound window.
-    pub base: u32,
-    /// All elements: the mean divides by this.
-    pub count: u32,
+crate::uniform! {
+    /// Uniforms of the two bce kernels.
+    pub struct BceParams {
+        /// Elements in this dispatch's range.
+        pub n: u32,
+        pub epsilon: f32,
+        /// First element of the range in the bound window.
+        pub base: u32,
+        /// All elements: the mean divides by this.
+        pub count: u32,
+    }
 }
 
 fn check(p: &Tensor, t: &Tensor) -> Result<BceParams> {

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::gpu::ReadWindow;
 use crate::gpu::{Bind, Gpu};
 use crate::ops::batchnorm::{backward_params, statistics_keeping_copy};
-use crate::ops::conv2d::reduce_partials;
+use crate::ops::reduce::reduce_partials;
 use crate::ops::{BatchNormConfig, BatchNormState, BnInput, DropoutConfig};
 use crate::tape::{GradWrite, Mode, Tape, Var};
 use crate::tensor::Tensor;
@@ -28,45 +28,45 @@ pub struct BnPoolConfig {
     pub dropout: Option<DropoutConfig>,
 }
 
-/// Uniforms of the bnpool kernels.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct BnPoolParams {
-    /// Samples in the batch window.
-    pub n: u32,
-    pub c: u32,
-    pub h: u32,
-    pub w: u32,
-    /// Pooled height and width: ⌊H/2⌋, ⌊W/2⌋.
-    pub oh: u32,
-    pub ow: u32,
-    /// First element of the window in z's texture copy.
-    pub z_base: u32,
-    /// First element of the window in p (forward: the bound output window;
-    /// backward: dp's texture copy).
-    pub p_base: u32,
-    /// 1: z is the pre-activation and the batch norm normalises relu(z).
-    pub relu_input: u32,
-    /// 1 in training mode (batch statistics), 0 in inference.
-    pub training: u32,
-    /// M = N·H·W, the values per channel over the whole batch.
-    pub count: u32,
-    /// Quads (four windows of a pooled row) per chunk of the split sums.
-    pub chunk: u32,
-    /// Index of this window's first chunk among all chunks.
-    pub chunk_offset: u32,
-    /// First element of the bound dz window.
-    pub dz_base: u32,
-    /// Global index of the window's first pooled element (dropout's hash).
-    pub first: u32,
-    /// 1: dropout after the pool.
-    pub dropout: u32,
-    pub seed: u32,
-    pub step: u32,
-    pub rate: f32,
-    /// 1 / (1 − rate).
-    pub scale: f32,
-    pub _pad: [u32; 4],
+crate::uniform! {
+    /// Uniforms of the bnpool kernels.
+    pub struct BnPoolParams {
+        /// Samples in the batch window.
+        pub n: u32,
+        pub c: u32,
+        pub h: u32,
+        pub w: u32,
+        /// Pooled height and width: ⌊H/2⌋, ⌊W/2⌋.
+        pub oh: u32,
+        pub ow: u32,
+        /// First element of the window in z's texture copy.
+        pub z_base: u32,
+        /// First element of the window in p (forward: the bound output window;
+        /// backward: dp's texture copy).
+        pub p_base: u32,
+        /// 1: z is the pre-activation and the batch norm normalises relu(z).
+        pub relu_input: u32,
+        /// 1 in training mode (batch statistics), 0 in inference.
+        pub training: u32,
+        /// M = N·H·W, the values per channel over the whole batch.
+        pub count: u32,
+        /// Quads (four windows of a pooled row) per chunk of the split sums.
+        pub chunk: u32,
+        /// Index of this window's first chunk among all chunks.
+        pub chunk_offset: u32,
+        /// First element of the bound dz window.
+        pub dz_base: u32,
+        /// Global index of the window's first pooled element (dropout's hash).
+        pub first: u32,
+        /// 1: dropout after the pool.
+        pub dropout: u32,
+        pub seed: u32,
+        pub step: u32,
+        pub rate: f32,
+        /// 1 / (1 − rate).
+        pub scale: f32,
+        pub _pad: [u32; 4],
+    }
 }
 
 /// Quads per chunk of `bnpool_backward_partials` (1,024 windows).

@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Bind, Constants, Gpu};
+use crate::ops::reduce::reduce_partials;
 use crate::tape::{GradWrite, Tape, Var};
 use crate::tensor::Tensor;
 
@@ -152,62 +153,62 @@ impl ConvGeometry {
     }
 }
 
-/// Uniforms of every conv2d kernel.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ConvParams {
-    pub n: u32,
-    pub cin: u32,
-    pub h: u32,
-    pub w: u32,
-    pub cout: u32,
-    pub kh: u32,
-    pub kw: u32,
-    pub stride: u32,
-    pub oh: u32,
-    pub ow: u32,
-    pub pad_top: u32,
-    pub pad_left: u32,
-    /// First element of the x (or dx) window.
-    pub x_base: u32,
-    /// First element of the y (or dy) window.
-    pub y_base: u32,
-    /// Pixels per chunk of a split reduction.
-    pub chunk: u32,
-    pub _pad: u32,
+crate::uniform! {
+    /// Uniforms of every conv2d kernel.
+    pub struct ConvParams {
+        pub n: u32,
+        pub cin: u32,
+        pub h: u32,
+        pub w: u32,
+        pub cout: u32,
+        pub kh: u32,
+        pub kw: u32,
+        pub stride: u32,
+        pub oh: u32,
+        pub ow: u32,
+        pub pad_top: u32,
+        pub pad_left: u32,
+        /// First element of the x (or dx) window.
+        pub x_base: u32,
+        /// First element of the y (or dy) window.
+        pub y_base: u32,
+        /// Pixels per chunk of a split reduction.
+        pub chunk: u32,
+        pub _pad: u32,
+    }
 }
 
-/// Uniforms of `conv2d_forward` (which also runs backward-input for
-/// stride 1, with the roles of x/y and Cin/Cout swapped): the sizes every
-/// conv kernel gets (`conv.chunk` unused), then the dispatch's slice.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ConvForwardParams {
-    pub conv: ConvParams,
-    /// First input channel of this dispatch's chunk.
-    pub ci0: u32,
-    /// Input channels in the chunk.
-    pub cc: u32,
-    /// First output channel of this dispatch's group of 16.
-    pub co0: u32,
-    /// Bit 1: add the bias (adding into the output is the pipeline constant
-    /// `ACCUMULATE`, not a mode bit).
-    pub mode: u32,
+crate::uniform! {
+    /// Uniforms of `conv2d_forward` (which also runs backward-input for
+    /// stride 1, with the roles of x/y and Cin/Cout swapped): the sizes every
+    /// conv kernel gets (`conv.chunk` unused), then the dispatch's slice.
+    pub struct ConvForwardParams {
+        pub conv: ConvParams,
+        /// First input channel of this dispatch's chunk.
+        pub ci0: u32,
+        /// Input channels in the chunk.
+        pub cc: u32,
+        /// First output channel of this dispatch's group of 16.
+        pub co0: u32,
+        /// Bit 1: add the bias (adding into the output is the pipeline constant
+        /// `ACCUMULATE`, not a mode bit).
+        pub mode: u32,
+    }
 }
 
-/// Uniforms of `conv2d_pack_weights`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct PackParams {
-    pub cout: u32,
-    pub cin: u32,
-    pub kh: u32,
-    pub kw: u32,
-    pub chunks: u32,
-    pub cc: u32,
-    /// Bit 1: pack the bias; bit 2: transposed and flipped (backward-input).
-    pub mode: u32,
-    pub total: u32,
+crate::uniform! {
+    /// Uniforms of `conv2d_pack_weights`.
+    pub struct PackParams {
+        pub cout: u32,
+        pub cin: u32,
+        pub kh: u32,
+        pub kw: u32,
+        pub chunks: u32,
+        pub cc: u32,
+        /// Bit 1: pack the bias; bit 2: transposed and flipped (backward-input).
+        pub mode: u32,
+        pub total: u32,
+    }
 }
 
 /// Bytes of one uniform weight window (64 KiB, the uniform binding size
@@ -412,15 +413,6 @@ fn forward_tiles(
     Ok(())
 }
 
-/// Uniforms of `reduce_partials`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ReduceParams {
-    pub len: u32,
-    pub chunks: u32,
-    pub _pad: [u32; 2],
-}
-
 /// Output pixels per chunk of the split weight and bias reductions on the
 /// CPU adapter: few, long chunks (lavapipe runs a handful of invocations per
 /// core; each chunk's partial sums are extra traffic).
@@ -465,21 +457,6 @@ pub fn weight_chunk_rule(gpu: &Gpu) -> String {
 fn pixel_grid(gpu: &Gpu, tiles: usize, ct: usize) -> [u32; 3] {
     let [x, z, _] = gpu.grid_1d(tiles, 1);
     [x, ct as u32, z]
-}
-
-/// out += Σ_c partial[c, ·] (the second half of a split reduction).
-pub fn reduce_partials(gpu: &Gpu, partial: &Tensor, chunks: usize, out: &Tensor) -> Result<()> {
-    let p = ReduceParams {
-        len: out.numel() as u32,
-        chunks: chunks as u32,
-        _pad: [0; 2],
-    };
-    gpu.dispatch(
-        "reduce_partials",
-        &p,
-        &[partial, out],
-        gpu.grid_1d(out.numel(), 64),
-    )
 }
 
 fn sample_ranges(gpu: &Gpu, g: &ConvGeometry) -> Vec<std::ops::Range<usize>> {

@@ -7,25 +7,25 @@ use crate::gpu::{Bind, Gpu, ReadWindow};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
-/// Uniforms of the four dense kernels.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct DenseParams {
-    /// Batch size.
-    pub rows: u32,
-    /// Input features.
-    pub k: u32,
-    /// Output features.
-    pub cols: u32,
-    /// First element of the kernel's first input in its texture copy
-    /// (`Gpu::read_window`): x, dy (backward input) or x (backward weight).
-    pub a_base: u32,
-    /// First element of its second input in its copy: w, w or dy.
-    pub b_base: u32,
-    /// `dense_forward`: values of k per slice of a split-K dispatch
-    /// (workgroup z = slice; a multiple of 4); unused by the other kernels.
-    pub k_slice: u32,
-    pub _pad: [u32; 2],
+crate::uniform! {
+    /// Uniforms of the four dense kernels.
+    pub struct DenseParams {
+        /// Batch size.
+        pub rows: u32,
+        /// Input features.
+        pub k: u32,
+        /// Output features.
+        pub cols: u32,
+        /// First element of the kernel's first input in its texture copy
+        /// (`Gpu::read_window`): x, dy (backward input) or x (backward weight).
+        pub a_base: u32,
+        /// First element of its second input in its copy: w, w or dy.
+        pub b_base: u32,
+        /// `dense_forward`: values of k per slice of a split-K dispatch
+        /// (workgroup z = slice; a multiple of 4); unused by the other kernels.
+        pub k_slice: u32,
+        pub _pad: [u32; 2],
+    }
 }
 
 /// Each invocation of the matmul kernels owns an 8×8 tile; workgroups are 8×8.
@@ -137,7 +137,7 @@ pub fn dense_forward(gpu: &Gpu, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Te
     let partial = Tensor::uninit(gpu, [slices, rows, cols], "dense_forward")?;
     product(gpu, "dense_forward", p, x, w, &[b, &partial], groups)?;
     let y = Tensor::zeros(gpu, [rows, cols], "dense_forward")?;
-    crate::ops::conv2d::reduce_partials(gpu, &partial, slices, &y)?;
+    crate::ops::reduce::reduce_partials(gpu, &partial, slices, &y)?;
     Ok(y)
 }
 

@@ -19,18 +19,18 @@ pub struct DropoutConfig {
     pub step: u32,
 }
 
-/// Uniforms of the dropout kernels.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct DropoutParams {
-    pub n: u32,
-    pub base: u32,
-    pub first: u32,
-    pub seed: u32,
-    pub step: u32,
-    pub rate: f32,
-    pub scale: f32,
-    pub _pad: u32,
+crate::uniform! {
+    /// Uniforms of the dropout kernels.
+    pub struct DropoutParams {
+        pub n: u32,
+        pub base: u32,
+        pub first: u32,
+        pub seed: u32,
+        pub step: u32,
+        pub rate: f32,
+        pub scale: f32,
+        pub _pad: u32,
+    }
 }
 
 pub(crate) fn check(config: &DropoutConfig) -> Result<()> {

@@ -8,17 +8,17 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
-/// Uniforms of `exp_log`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ExpLogParams {
-    /// Elements in this range.
-    pub n: u32,
-    /// First element of the range in the bound window.
-    pub base: u32,
-    /// 0: exp, 1: log.
-    pub mode: u32,
-    pub _pad: u32,
+crate::uniform! {
+    /// Uniforms of `exp_log`.
+    pub struct ExpLogParams {
+        /// Elements in this range.
+        pub n: u32,
+        /// First element of the range in the bound window.
+        pub base: u32,
+        /// 0: exp, 1: log.
+        pub mode: u32,
+        pub _pad: u32,
+    }
 }
 
 /// Which function `exp_log` computes.

@@ -25,22 +25,22 @@ impl Default for MaxPoolConfig {
     }
 }
 
-/// Uniforms of the maxpool kernels.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct PoolParams {
-    pub n: u32,
-    pub c: u32,
-    pub h: u32,
-    pub w: u32,
-    pub kh: u32,
-    pub kw: u32,
-    pub sh: u32,
-    pub sw: u32,
-    pub oh: u32,
-    pub ow: u32,
-    pub x_base: u32,
-    pub y_base: u32,
+crate::uniform! {
+    /// Uniforms of the maxpool kernels.
+    pub struct PoolParams {
+        pub n: u32,
+        pub c: u32,
+        pub h: u32,
+        pub w: u32,
+        pub kh: u32,
+        pub kw: u32,
+        pub sh: u32,
+        pub sw: u32,
+        pub oh: u32,
+        pub ow: u32,
+        pub x_base: u32,
+        pub y_base: u32,
+    }
 }
 
 /// [n, c, oh, ow] for an input [n, c, h, w], or an error naming the sizes.

@@ -15,6 +15,9 @@ pub mod dropout;
 pub mod exp_log;
 pub mod maxpool;
 pub mod nonfinite;
+pub mod peak;
+pub mod reduce;
+pub mod registry;
 pub mod relu;
 pub mod sigmoid;
 
@@ -34,15 +37,15 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
-/// Uniforms of the one-input elementwise kernels (relu, sigmoid).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ElementwiseParams {
-    /// Elements in this range.
-    pub n: u32,
-    /// First element of the range in the bound window.
-    pub base: u32,
-    pub _pad: [u32; 2],
+crate::uniform! {
+    /// Uniforms of the one-input elementwise kernels (relu, sigmoid).
+    pub struct ElementwiseParams {
+        /// Elements in this range.
+        pub n: u32,
+        /// First element of the range in the bound window.
+        pub base: u32,
+        pub _pad: [u32; 2],
+    }
 }
 
 /// How an elementwise kernel binds one tensor.
@@ -58,7 +61,7 @@ pub(crate) enum Arg<'t> {
 /// binding). Every ranged tensor is bound at the same aligned offset, so one
 /// `base` serves them all; `params(len, base)` builds the uniforms, called
 /// once per range in order.
-pub(crate) fn elementwise<P: bytemuck::Pod>(
+pub(crate) fn elementwise<P: crate::gpu::Uniform>(
     gpu: &Gpu,
     kernel: &'static str,
     n: usize,
@@ -90,14 +93,14 @@ pub fn fill(gpu: &Gpu, x: &Tensor, value: f32) -> Result<()> {
     x.fill(gpu, value)
 }
 
-/// Uniforms of `add_scaled`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct AddScaledParams {
-    pub n: u32,
-    pub alpha: f32,
-    pub base: u32,
-    pub _pad: u32,
+crate::uniform! {
+    /// Uniforms of `add_scaled`.
+    pub struct AddScaledParams {
+        pub n: u32,
+        pub alpha: f32,
+        pub base: u32,
+        pub _pad: u32,
+    }
 }
 
 /// y += alpha · x (recorded, no host round trip).

@@ -12,14 +12,14 @@ use crate::error::{Error, Result};
 use crate::gpu::{Bind, Gpu, ReadWindow};
 use crate::tensor::Tensor;
 
-/// Uniforms of `nonfinite_count`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct NonfiniteParams {
-    pub n: u32,
-    pub base: u32,
-    pub slot: u32,
-    pub _pad: u32,
+crate::uniform! {
+    /// Uniforms of `nonfinite_count`.
+    pub struct NonfiniteParams {
+        pub n: u32,
+        pub base: u32,
+        pub slot: u32,
+        pub _pad: u32,
+    }
 }
 
 /// Slot 0 (the total) and `slots` counters, u32 on the GPU.
