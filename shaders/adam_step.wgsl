@@ -21,6 +21,7 @@
 // whole texels long, so the last texel's fetch stays inside). In f64 the
 // host binds the buffers and shaders::instantiate makes the textures
 // storage arrays.
+// import texels
 
 alias real = f32;
 
@@ -44,12 +45,6 @@ struct AdamParams {
 @group(0) @binding(6) var<storage, read_write> m: array<real>;
 @group(0) @binding(7) var<storage, read_write> v: array<real>;
 @group(0) @binding(8) var<storage, read> guard: array<u32>;
-
-// Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
-// texels per row, 4096 rows per layer).
-fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
-    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
-}
 
 @compute @workgroup_size(256)
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -30,6 +30,7 @@
 // lavapipe a texel fetch is a gather, a storage load a loop over the SIMD
 // lanes: the batch-norm backward measured 1.2–1.3× faster, copies included
 // (benches/layers.rs, docs/kernels/batchnorm.md).
+// import texels
 
 alias real = f32;
 
@@ -47,13 +48,6 @@ struct BnParams {
 @group(0) @binding(4) var<storage, read> stats: array<real>;
 @group(0) @binding(5) var<storage, read> sums: array<real>;
 @group(0) @binding(6) var<storage, read_write> dx: array<real>;
-
-// Element i of a texture copy (Gpu::read_window: four elements per texel,
-// 4096 texels per row, 4096 rows per layer).
-fn tex_at(t: texture_2d_array<f32>, i: u32) -> real {
-    let k = i >> 2u;
-    return real(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0)[i & 3u]);
-}
 
 // The layer's input: x itself, or relu(x) when params.relu_input = 1 (the
 // relu of the conv or dense layer before, fused into this batch norm).

@@ -21,6 +21,7 @@
 // (docs/kernels/batchnorm.md). In f64 the host binds the buffer window and
 // shaders::instantiate makes x a storage array.
 // Fused relu (params.relu_input = 1): x holds z and the values are relu(z).
+// import texels
 
 alias real = f32;
 
@@ -34,20 +35,6 @@ struct BnParams {
 @group(0) @binding(0) var<uniform> params: BnParams;
 @group(0) @binding(1) var x: texture_2d_array<f32>;
 @group(0) @binding(2) var<storage, read_write> partial: array<real>;
-
-// Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
-// texels per row, 4096 rows per layer).
-fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
-    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
-}
-
-// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
-fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
-    let s1 = vec4<real>(a.yzw, b.x);
-    let s2 = vec4<real>(a.zw, b.xy);
-    let s3 = vec4<real>(a.w, b.xyz);
-    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
-}
 
 // The layer's input: x itself, or relu(x) when params.relu_input = 1 (the
 // relu of the conv or dense layer before, fused into this batch norm).

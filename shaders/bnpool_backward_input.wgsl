@@ -29,6 +29,7 @@
 // Gradients accumulate (+=), or with WRITE (a pipeline constant: the tape's fresh
 // buffer, GradWrite::Write) every element of dz is written (=) without being
 // read: 16 storage loads fewer per block, and no zeroing of dz before.
+// import texels
 
 alias real = f32;
 const REAL_BYTES: u32 = 4u;
@@ -63,20 +64,6 @@ struct BnPoolParams {
 
 fn chan_at(i: u32) -> real {
     return chan[i >> 2u][i & 3u];
-}
-
-// Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
-// texels per row, 4096 rows per layer).
-fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
-    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
-}
-
-// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
-fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
-    let s1 = vec4<real>(a.yzw, b.x);
-    let s2 = vec4<real>(a.zw, b.xy);
-    let s3 = vec4<real>(a.w, b.xyz);
-    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
 }
 
 // Eight consecutive values: lo = 0 .. 3, hi = 4 .. 7.

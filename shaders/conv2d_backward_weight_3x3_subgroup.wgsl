@@ -34,6 +34,7 @@
 // Inputs through textures, as in conv2d_backward_weight_3x3 (f64: storage
 // arrays, shaders::instantiate). x_base / y_base: the windows' first
 // elements.
+// import texels
 
 alias real = f32;
 
@@ -49,26 +50,6 @@ struct ConvParams {
 @group(0) @binding(2) var dy: texture_2d_array<f32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<real>;
 @group(0) @binding(4) var<storage, read_write> bias_partial: array<real>;
-
-// Element i of a texture copy (Gpu::read_window: four elements per texel,
-// 4096 texels per row, 4096 rows per layer).
-fn tex_at(t: texture_2d_array<f32>, i: u32) -> real {
-    let k = i >> 2u;
-    return real(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0)[i & 3u]);
-}
-
-// Texel k of a texture copy: elements 4k .. 4k+3.
-fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
-    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
-}
-
-// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
-fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
-    let s1 = vec4<real>(a.yzw, b.x);
-    let s2 = vec4<real>(a.zw, b.xy);
-    let s3 = vec4<real>(a.w, b.xyz);
-    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
-}
 
 // Eight consecutive values: lo = 0 .. 3, hi = 4 .. 7.
 struct Eight {

@@ -41,6 +41,7 @@
 // Windows: x and y may be windows of larger tensors; x_base / y_base are the
 // window's first element (the host splits batches larger than one binding;
 // x_base is 0 for a texture copy, which starts at the window).
+// import texels
 
 alias real = f32;
 const REAL_BYTES: u32 = 4u;
@@ -64,13 +65,6 @@ struct ConvForwardParams {
 @group(0) @binding(1) var x: texture_2d_array<f32>;
 @group(0) @binding(2) var<uniform> wu: array<vec4<real>, WINDOW / 4u>;
 @group(0) @binding(3) var<storage, read_write> y: array<real>;
-
-// Element i of a texture copy (Gpu::read_window: four elements per texel,
-// 4096 texels per row, 4096 rows per layer).
-fn tex_at(t: texture_2d_array<f32>, i: u32) -> real {
-    let k = i >> 2u;
-    return real(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0)[i & 3u]);
-}
 
 // x[n, ci, iy, ix] of the window, or 0 outside the input.
 fn input_at(plane: u32, iy: i32, ix: i32) -> real {

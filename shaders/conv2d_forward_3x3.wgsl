@@ -31,6 +31,7 @@
 // mode bit 1: add the bias. ACCUMULATE (a pipeline constant): add into y
 // instead of writing it. x_base / y_base: the windows' first elements
 // (x_base 0 .. 3 for a texture copy).
+// import texels
 
 alias real = f32;
 const REAL_BYTES: u32 = 4u;
@@ -55,26 +56,12 @@ struct ConvForwardParams {
 @group(0) @binding(2) var<uniform> wu: array<vec4<real>, WINDOW / 4u>;
 @group(0) @binding(3) var<storage, read_write> y: array<real>;
 
-// Texel k of a texture copy: elements 4k .. 4k+3 (Gpu::read_window: 4096
-// texels per row, 4096 rows per layer).
-fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
-    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
-}
-
 // Twelve consecutive inputs of one row: lo = elements 0 .. 3, mid 4 .. 7,
 // hi 8 .. 11.
 struct Row {
     lo: vec4<real>,
     mid: vec4<real>,
     hi: vec4<real>,
-}
-
-// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
-fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
-    let s1 = vec4<real>(a.yzw, b.x);
-    let s2 = vec4<real>(a.zw, b.xy);
-    let s3 = vec4<real>(a.w, b.xyz);
-    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
 }
 
 // x[plane, iy, ix0 + j] of the window for j = 0 .. 11, 0 outside the input.

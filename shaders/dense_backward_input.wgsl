@@ -24,6 +24,7 @@
 // any shape works.
 // Numerics: f32 accumulation in order of the summed index, four at a time.
 // Gradients accumulate (+=): the caller zeroes the output once per backward pass.
+// import texels
 
 alias real = f32;
 
@@ -43,20 +44,6 @@ struct DenseParams {
 @group(0) @binding(1) var dy: texture_2d_array<f32>;
 @group(0) @binding(2) var w: texture_2d_array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<real>;
-
-// Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
-// texels per row, 4096 rows per layer).
-fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
-    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
-}
-
-// Elements s .. s+3 of the eight in (a, b), s = 0 .. 3.
-fn shift4(a: vec4<real>, b: vec4<real>, s: u32) -> vec4<real> {
-    let s1 = vec4<real>(a.yzw, b.x);
-    let s2 = vec4<real>(a.zw, b.xy);
-    let s3 = vec4<real>(a.w, b.xyz);
-    return select(select(select(a, s1, s == 1u), s2, s == 2u), s3, s == 3u);
-}
 
 // dy[e .. e + 3] of the copy (two texel fetches, shifted by e % 4).
 fn dy4(e: u32) -> vec4<real> {

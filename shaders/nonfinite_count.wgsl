@@ -20,6 +20,7 @@
 // Windows: tensors larger than one binding are counted in element ranges;
 // `base` is the range's first element in its copy (0 .. 3).
 // f32 only: the bit test reads 32-bit floats (it guards f32 training).
+// import texels
 
 alias real = f32;
 
@@ -33,12 +34,6 @@ struct NonfiniteParams {
 @group(0) @binding(0) var<uniform> params: NonfiniteParams;
 @group(0) @binding(1) var x: texture_2d_array<f32>;
 @group(0) @binding(2) var<storage, read_write> counts: array<atomic<u32>>;
-
-// Texel k of a texture copy: elements 4k .. 4k + 3 (Gpu::read_window: 4096
-// texels per row, 4096 rows per layer).
-fn tex4_at(t: texture_2d_array<f32>, k: u32) -> vec4<real> {
-    return vec4<real>(textureLoad(t, vec2<u32>(k & 4095u, (k >> 12u) & 4095u), k >> 24u, 0));
-}
 
 @compute @workgroup_size(256)
 fn nonfinite_count(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -1,6 +1,11 @@
 //! Every WGSL shader, compiled into the binary. `shaders/<name>.wgsl` holds
 //! the entry point `<name>`; a test checks this table lists every file.
 //!
+//! Helpers shared by several shaders live once under `shaders/lib/`; a
+//! shader names the ones it uses in one line near its top, `// import
+//! texels`, and [`resolve`] appends them (with the constants the host
+//! shares with them) before the source is compiled.
+//!
 //! Each shader is written once, for the element type `real`, declared by one
 //! line `alias real = f32;`. [`instantiate`] makes the f64 version of the
 //! same source: it swaps that line (and `const REAL_BYTES: u32 = 4u;`, where
@@ -145,6 +150,78 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../shaders/sigmoid_forward.wgsl"),
     ),
 ];
+
+/// log2 of the texels per row (and rows per layer) of a texture copy:
+/// `Gpu::read_window` lays copies out with it and `lib/texels.wgsl` reads
+/// them with it ([`resolve`] writes it into the shader).
+pub const TEX_ROW_BITS: u32 = 12;
+/// Texels per row of a texture copy (64 KiB of rgba32float, a multiple of
+/// the 256-byte row alignment of buffer-to-texture copies).
+pub const TEX_ROW: usize = 1 << TEX_ROW_BITS;
+/// Texels per layer of a texture copy.
+pub const TEX_LAYER: usize = TEX_ROW * TEX_ROW;
+
+/// (name, source) of every helper library in `shaders/lib/` that shaders
+/// import (the f64 maths is appended by [`instantiate`] instead).
+pub const LIBRARIES: &[(&str, &str)] = &[("texels", include_str!("../shaders/lib/texels.wgsl"))];
+
+/// The libraries a shader names on its `// import a, b` line.
+pub fn imports(source: &str) -> Vec<&str> {
+    source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("// import "))
+        .flat_map(|names| names.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The constants the host shares with a library, as WGSL declarations.
+fn shared_constants(library: &str) -> String {
+    match library {
+        "texels" => format!("const TEX_ROW_BITS: u32 = {TEX_ROW_BITS}u;\n"),
+        _ => String::new(),
+    }
+}
+
+/// `source` (of shader `name`) with the libraries it imports appended: what
+/// is compiled. An unknown library is an [`Error::Shader`] naming both.
+pub fn resolve(name: &str, source: &str) -> Result<String> {
+    let mut out = source.to_string();
+    for lib in imports(source) {
+        let Some((_, text)) = LIBRARIES.iter().find(|(n, _)| *n == lib) else {
+            return Err(Error::Shader {
+                shader: format!("shaders/{name}.wgsl"),
+                message: format!(
+                    "imports `{lib}`, which shaders/lib/ does not hold (it holds: {})",
+                    LIBRARIES
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        };
+        out.push_str(&format!("\n// ---- shaders/lib/{lib}.wgsl\n"));
+        out.push_str(&shared_constants(lib));
+        out.push_str(text);
+    }
+    Ok(out)
+}
+
+/// Shader `name` read top to bottom in one piece: its source with the
+/// libraries it imports written out in place of its import line. What a
+/// reader or a mutation tool edits; compiles as the shader itself does (an
+/// override of it needs no library).
+pub fn standalone(name: &str) -> Result<String> {
+    let source = source(name)?;
+    let resolved = resolve(name, source)?;
+    Ok(resolved
+        .lines()
+        .filter(|l| !l.trim().starts_with("// import "))
+        .map(|l| format!("{l}\n"))
+        .collect())
+}
 
 /// The embedded source of a shader.
 pub fn source(name: &str) -> Result<&'static str> {

@@ -8,7 +8,7 @@ use postergrad::ops::{
     exp_log::{exp_log, Transcendental},
     registry, FillParams,
 };
-use postergrad::shaders::{instantiate, F64_MATH, SHADERS};
+use postergrad::shaders::{instantiate, resolve, F64_MATH, LIBRARIES, SHADERS};
 use postergrad::{Gpu, Precision, Tensor};
 use wgpu::naga;
 
@@ -60,7 +60,7 @@ fn parse(name: &str, src: &str) -> naga::Module {
 #[test]
 fn every_shader_is_valid_wgsl_with_its_own_entry_point_and_header() {
     for (name, src) in SHADERS {
-        let module = parse(name, src);
+        let module = parse(name, &resolve(name, src).unwrap());
         assert_eq!(module.entry_points.len(), 1, "{name}: one kernel per file");
         assert_eq!(
             module.entry_points[0].name, *name,
@@ -88,13 +88,76 @@ fn every_shader_is_valid_wgsl_with_its_own_entry_point_and_header() {
 }
 
 #[test]
+fn shared_helpers_live_once_in_the_library_and_each_is_imported() {
+    // Every library is used, every import names one, and no shader keeps
+    // its own copy of a library function or the texture layout's numbers.
+    for (lib, text) in LIBRARIES {
+        assert!(
+            SHADERS
+                .iter()
+                .any(|(_, s)| postergrad::shaders::imports(s).contains(lib)),
+            "shaders/lib/{lib}.wgsl is imported by no shader"
+        );
+        let functions: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("fn "))
+            .map(|l| l.split('(').next().unwrap())
+            .collect();
+        assert!(!functions.is_empty(), "{lib}");
+        for (name, src) in SHADERS {
+            for f in &functions {
+                assert!(
+                    !src.contains(&format!("fn {f}(")),
+                    "{name}.wgsl defines {f}, which shaders/lib/{lib}.wgsl holds: import it"
+                );
+            }
+            if calls(src, functions[0]) || functions.iter().any(|f| calls(src, f)) {
+                assert!(
+                    postergrad::shaders::imports(src).contains(lib),
+                    "{name}.wgsl calls {lib} functions without `// import {lib}`"
+                );
+            }
+        }
+    }
+    for (name, src) in SHADERS {
+        for number in ["4095u", ">> 12u", ">> 24u"] {
+            assert!(
+                !src.contains(number),
+                "{name}.wgsl hard-codes the texture layout ({number}): use lib/texels.wgsl"
+            );
+        }
+    }
+    // The layout's one number reaches the shader from the host.
+    let conv = resolve(
+        "conv2d_forward",
+        postergrad::shaders::source("conv2d_forward").unwrap(),
+    )
+    .unwrap();
+    assert!(conv.contains(&format!(
+        "const TEX_ROW_BITS: u32 = {}u;",
+        postergrad::shaders::TEX_ROW_BITS
+    )));
+    assert_eq!(
+        postergrad::gpu::TEX_ROW,
+        1 << postergrad::shaders::TEX_ROW_BITS
+    );
+    let err = resolve("x", "// import nowhere\n").unwrap_err().to_string();
+    assert!(
+        err.contains("shaders/x.wgsl")
+            && err
+                .contains("imports `nowhere`, which shaders/lib/ does not hold (it holds: texels)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn every_shader_validates_when_instantiated_in_f64() {
     for (name, src) in SHADERS {
         // The non-finite guard reads f32 bits and says so ("f32 only").
         if src.contains("f32 only:") {
             continue;
         }
-        let f64_src = instantiate(src, Precision::F64);
+        let f64_src = instantiate(&resolve(name, src).unwrap(), Precision::F64);
         assert!(f64_src.contains("alias real = f64;"), "{name}");
         for builtin in ["exp", "log"] {
             assert!(
@@ -146,7 +209,7 @@ fn f64_reads_storage_where_f32_reads_texture_copies() {
     );
     for name in textured {
         let src = postergrad::shaders::source(name).unwrap();
-        let f64_src = instantiate(src, Precision::F64);
+        let f64_src = instantiate(&resolve(name, src).unwrap(), Precision::F64);
         let code: String = f64_src
             .lines()
             .map(|l| l.split("//").next().unwrap())
@@ -417,7 +480,7 @@ fn every_shader_has_one_registry_entry_and_every_entry_a_shader() {
 fn uniform_structs_match_their_host_mirrors_field_by_field() {
     for (op, k) in registry::kernels() {
         let src = SHADERS.iter().find(|(n, _)| *n == k.name).unwrap().1;
-        let module = parse(k.name, src);
+        let module = parse(k.name, &resolve(k.name, src).unwrap());
         let (_, var) = module
             .global_variables
             .iter()
@@ -466,7 +529,7 @@ fn the_field_check_catches_two_swapped_fields() {
         src, swapped,
         "fill's params changed shape: update this test"
     );
-    let module = parse("fill (swapped)", &swapped);
+    let module = parse("fill (swapped)", &resolve("fill", &swapped).unwrap());
     let (_, var) = module
         .global_variables
         .iter()

@@ -75,6 +75,7 @@ impl Gpu {
             Some(s) => s.clone(),
             None => shaders::source(kernel)?.to_string(),
         };
+        let source = shaders::resolve(kernel, &source)?;
         let source = shaders::instantiate(&source, self.precision);
         // A shader module is the parsed WGSL; a compute pipeline is one entry
         // point of it, compiled for this device. `layout: None` lets wgpu derive

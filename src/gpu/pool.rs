@@ -73,14 +73,7 @@ impl Drop for PooledBuffer {
     }
 }
 
-/// Texels per row of a [`TexCopy`] and rows per array layer. A texel holds
-/// four consecutive elements (rgba32float): the shaders' `tex_at` reads
-/// element i as component i % 4 of texel k = i / 4, at (k % 4096,
-/// (k / 4096) % 4096) of layer k / 4096². A row of 4096 texels is 64 KiB, a
-/// multiple of the 256-byte row alignment of buffer-to-texture copies, so
-/// any window copies as whole rows plus one partial row.
-pub const TEX_ROW: usize = 4096;
-pub const TEX_LAYER: usize = TEX_ROW * TEX_ROW;
+pub use crate::shaders::{TEX_LAYER, TEX_ROW};
 
 /// A read-only copy of `len` f32 elements of a tensor in an rgba32float 2-D
 /// array texture, four elements per texel, for kernels that read their
