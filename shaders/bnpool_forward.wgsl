@@ -24,20 +24,11 @@
 // Ties: the value of a window's maximum does not depend on which element
 // holds it; bnpool_backward_* route the gradient to the first maximum in
 // row-major scan order, as maxpool does.
-// import texels
+// import texels, dropout_mask, bnpool
 
 alias real = f32;
 const REAL_BYTES: u32 = 4u;
 const WINDOW: u32 = 65536u / REAL_BYTES; // values in the channel window
-
-struct BnPoolParams {
-    n: u32, c: u32, h: u32, w: u32,
-    oh: u32, ow: u32, z_base: u32, p_base: u32,
-    relu_input: u32, training: u32, count: u32, chunk: u32,
-    chunk_offset: u32, dz_base: u32, first: u32, dropout: u32,
-    seed: u32, step: u32, rate: f32, scale: f32,
-    _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
-}
 
 @group(0) @binding(0) var<uniform> params: BnPoolParams;
 @group(0) @binding(1) var z: texture_2d_array<f32>;
@@ -50,40 +41,9 @@ struct BnPoolParams {
 // through memory, about 10× a uniform load (docs/performance.md).
 @group(0) @binding(2) var<uniform> chan: array<vec4<real>, WINDOW / 4u>;
 
-fn chan_at(i: u32) -> real {
-    return chan[i >> 2u][i & 3u];
-}
-
-// Eight consecutive values: lo = 0 .. 3, hi = 4 .. 7.
-struct Eight {
-    lo: vec4<real>,
-    hi: vec4<real>,
-}
-
-// z[e .. e + 7] of the copy: three texel fetches, shifted by e % 4.
-fn z8(e: u32) -> Eight {
-    let k = e >> 2u;
-    let t0 = tex4_at(z, k);
-    let t1 = tex4_at(z, k + 1u);
-    let t2 = tex4_at(z, k + 2u);
-    return Eight(shift4(t0, t1, e & 3u), shift4(t1, t2, e & 3u));
-}
-
-// The batch norm's input: z itself, or relu(z) when params.relu_input = 1.
-fn input4(v: vec4<real>) -> vec4<real> {
-    return select(v, max(v, vec4<real>(0.0)), params.relu_input == 1u);
-}
-
-fn pcg_hash(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 // dropout_forward's mask for the pooled element with global index `index`.
 fn keep(index: u32) -> bool {
-    let h = pcg_hash(index ^ pcg_hash(params.seed ^ pcg_hash(params.step)));
-    return f32(h) * 2.3283064365386963e-10 >= params.rate; // h / 2^32
+    return dropout_keep(index, params.seed, params.step, params.rate);
 }
 
 @compute @workgroup_size(256)

@@ -13,6 +13,7 @@
 // Windows: tensors larger than one binding are processed in element ranges; every
 // tensor is bound at the same aligned offset and `base` is the range's first element
 // counted from it.
+// import dropout_mask
 
 alias real = f32;
 
@@ -31,15 +32,8 @@ struct DropoutParams {
 @group(0) @binding(1) var<storage, read> x: array<real>;
 @group(0) @binding(2) var<storage, read_write> y: array<real>;
 
-fn pcg_hash(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 fn keep(index: u32) -> bool {
-    let h = pcg_hash(index ^ pcg_hash(params.seed ^ pcg_hash(params.step)));
-    return f32(h) * 2.3283064365386963e-10 >= params.rate; // h / 2^32
+    return dropout_keep(index, params.seed, params.step, params.rate);
 }
 
 @compute @workgroup_size(256)

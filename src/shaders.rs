@@ -163,7 +163,18 @@ pub const TEX_LAYER: usize = TEX_ROW * TEX_ROW;
 
 /// (name, source) of every helper library in `shaders/lib/` that shaders
 /// import (the f64 maths is appended by [`instantiate`] instead).
-pub const LIBRARIES: &[(&str, &str)] = &[("texels", include_str!("../shaders/lib/texels.wgsl"))];
+pub const LIBRARIES: &[(&str, &str)] = &[
+    ("texels", include_str!("../shaders/lib/texels.wgsl")),
+    (
+        "dropout_mask",
+        include_str!("../shaders/lib/dropout_mask.wgsl"),
+    ),
+    ("bnpool", include_str!("../shaders/lib/bnpool.wgsl")),
+    (
+        "bnpool_backward",
+        include_str!("../shaders/lib/bnpool_backward.wgsl"),
+    ),
+];
 
 /// The libraries a shader names on its `// import a, b` line.
 pub fn imports(source: &str) -> Vec<&str> {
