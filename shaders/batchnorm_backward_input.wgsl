@@ -30,7 +30,7 @@
 // lavapipe a texel fetch is a gather, a storage load a loop over the SIMD
 // lanes: the batch-norm backward measured 1.2–1.3× faster, copies included
 // (benches/layers.rs, docs/kernels/batchnorm.md).
-// import texels
+// import texels, batchnorm
 
 alias real = f32;
 
@@ -48,15 +48,6 @@ struct BnParams {
 @group(0) @binding(4) var<storage, read> stats: array<real>;
 @group(0) @binding(5) var<storage, read> sums: array<real>;
 @group(0) @binding(6) var<storage, read_write> dx: array<real>;
-
-// The layer's input: x itself, or relu(x) when params.relu_input = 1 (the
-// relu of the conv or dense layer before, fused into this batch norm).
-fn input_value(v: real) -> real {
-    if (params.relu_input == 1u) {
-        return max(v, real(0.0));
-    }
-    return v;
-}
 
 @compute @workgroup_size(256)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -17,7 +17,7 @@
 // lavapipe a texel fetch is a gather, a storage load a loop over the SIMD
 // lanes: the batch-norm backward measured 1.2–1.3× faster, copies included
 // (benches/layers.rs, docs/kernels/batchnorm.md).
-// import texels
+// import texels, batchnorm
 
 alias real = f32;
 
@@ -33,15 +33,6 @@ struct BnParams {
 @group(0) @binding(2) var dy: texture_2d_array<f32>;
 @group(0) @binding(3) var<storage, read> stats: array<real>;
 @group(0) @binding(4) var<storage, read_write> partial: array<real>;
-
-// The layer's input: x itself, or relu(x) when params.relu_input = 1 (the
-// relu of the conv or dense layer before, fused into this batch norm).
-fn input_value(v: real) -> real {
-    if (params.relu_input == 1u) {
-        return max(v, real(0.0));
-    }
-    return v;
-}
 
 @compute @workgroup_size(64)
 fn batchnorm_backward_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

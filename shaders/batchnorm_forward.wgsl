@@ -14,6 +14,7 @@
 // are skipped.
 // Windows: x_base / y_base are the first elements of the x and y windows.
 // Fused relu (params.relu_input = 1): x holds z and the input is relu(z).
+// import batchnorm
 
 alias real = f32;
 
@@ -30,15 +31,6 @@ struct BnParams {
 @group(0) @binding(3) var<storage, read> beta: array<real>;
 @group(0) @binding(4) var<storage, read> stats: array<real>;
 @group(0) @binding(5) var<storage, read_write> y: array<real>;
-
-// The layer's input: x itself, or relu(x) when params.relu_input = 1 (the
-// relu of the conv or dense layer before, fused into this batch norm).
-fn input_value(v: real) -> real {
-    if (params.relu_input == 1u) {
-        return max(v, real(0.0));
-    }
-    return v;
-}
 
 @compute @workgroup_size(256)
 fn batchnorm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -34,7 +34,7 @@
 // Inputs through textures, as in conv2d_backward_weight_3x3 (f64: storage
 // arrays, shaders::instantiate). x_base / y_base: the windows' first
 // elements.
-// import texels
+// import texels, conv2d_weight_3x3
 
 alias real = f32;
 
@@ -50,55 +50,6 @@ struct ConvParams {
 @group(0) @binding(2) var dy: texture_2d_array<f32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<real>;
 @group(0) @binding(4) var<storage, read_write> bias_partial: array<real>;
-
-// Eight consecutive values: lo = 0 .. 3, hi = 4 .. 7.
-struct Eight {
-    lo: vec4<real>,
-    hi: vec4<real>,
-}
-
-// dy[i .. i+7] of the window (three texel fetches, shifted by i % 4), 0
-// where keep_lo / keep_hi are false.
-fn dy8(i: u32, keep_lo: vec4<bool>, keep_hi: vec4<bool>) -> Eight {
-    let k = i >> 2u;
-    let t0 = tex4_at(dy, k);
-    let t1 = tex4_at(dy, k + 1u);
-    let t2 = tex4_at(dy, k + 2u);
-    let zero = vec4<real>(0.0);
-    return Eight(select(zero, shift4(t0, t1, i & 3u), keep_lo), select(zero, shift4(t1, t2, i & 3u), keep_hi));
-}
-
-// Twelve consecutive values: lo = 0 .. 3, mid = 4 .. 7, hi = 8 .. 11.
-struct Twelve {
-    lo: vec4<real>,
-    mid: vec4<real>,
-    hi: vec4<real>,
-}
-
-// x[plane + iy·W + ix + j] for j = 0 .. 11, 0 in the padding (four texel
-// fetches; element e is component e % 4 of texel e / 4).
-fn input12(plane: u32, iy: i32, ix: i32) -> Twelve {
-    let h = i32(params.h);
-    let w = i32(params.w);
-    let e = i32(plane) + clamp(iy, 0, h - 1) * w + ix;
-    let k = e >> 2u; // ⌊e / 4⌋ (arithmetic shift)
-    let sh = u32(e - 4 * k);
-    let t0 = tex4_at(x, u32(max(k, 0)));
-    let t1 = tex4_at(x, u32(max(k + 1, 0)));
-    let t2 = tex4_at(x, u32(max(k + 2, 0)));
-    let t3 = tex4_at(x, u32(max(k + 3, 0)));
-    let cols = vec4<i32>(ix) + vec4<i32>(0, 1, 2, 3);
-    let row = vec4<bool>(iy >= 0 && iy < h);
-    let in_lo = row & (cols >= vec4<i32>(0)) & (cols < vec4<i32>(w));
-    let in_mid = row & (cols >= vec4<i32>(-4)) & (cols < vec4<i32>(w - 4));
-    let in_hi = row & (cols >= vec4<i32>(-8)) & (cols < vec4<i32>(w - 8));
-    let zero = vec4<real>(0.0);
-    return Twelve(
-        select(zero, shift4(t0, t1, sh), in_lo),
-        select(zero, shift4(t1, t2, sh), in_mid),
-        select(zero, shift4(t2, t3, sh), in_hi),
-    );
-}
 
 // dy of the 16 channels at pixel j: column q holds channels 4q .. 4q+3.
 // Lane i holds channel i in v.x and channel 8 + i in v.y.

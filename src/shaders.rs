@@ -174,6 +174,11 @@ pub const LIBRARIES: &[(&str, &str)] = &[
         "bnpool_backward",
         include_str!("../shaders/lib/bnpool_backward.wgsl"),
     ),
+    (
+        "conv2d_weight_3x3",
+        include_str!("../shaders/lib/conv2d_weight_3x3.wgsl"),
+    ),
+    ("batchnorm", include_str!("../shaders/lib/batchnorm.wgsl")),
 ];
 
 /// The libraries a shader names on its `// import a, b` line.

@@ -2,6 +2,8 @@
 //! training runs (deterministic, resumable bit for bit), checkpoints, and
 //! the train → evaluate → predict commands on a small poster directory.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,12 +13,7 @@ use postergrad::posters::{PosterSet, SyntheticConfig};
 use postergrad::train::{train, TrainConfig};
 use postergrad::{Error, Gpu};
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("postergrad-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::tmp;
 
 fn write_csv(dir: &Path, text: &str) {
     std::fs::write(dir.join("train.csv"), text).unwrap();
@@ -25,32 +22,7 @@ fn write_csv(dir: &Path, text: &str) {
 /// A poster directory in the tutorial's layout, drawn from the synthetic set.
 fn poster_dir(name: &str, count: usize, size: usize) -> PathBuf {
     let dir = tmp(name);
-    let set = PosterSet::synthetic(SyntheticConfig { count, seed: 5 });
-    std::fs::create_dir_all(dir.join("Images")).unwrap();
-    let mut csv = format!("Id,Genre,{}\n", set.genres.join(","));
-    for (i, p) in set.posters.iter().enumerate() {
-        let names: Vec<String> = set
-            .genres
-            .iter()
-            .zip(&p.labels)
-            .filter(|(_, &y)| y > 0.5)
-            .map(|(g, _)| format!("'{g}'"))
-            .collect();
-        let labels: Vec<String> = p.labels.iter().map(|&y| (y as u8).to_string()).collect();
-        csv += &format!("{},\"[{}]\",{}\n", p.id, names.join(", "), labels.join(","));
-        // Posters are taller than wide, as the real ones: the loader squashes them.
-        let pixels = set.load_image(i, size).unwrap();
-        let img = image::RgbImage::from_raw(size as u32, size as u32, pixels).unwrap();
-        let img = image::imageops::resize(
-            &img,
-            size as u32,
-            size as u32 * 3 / 2,
-            image::imageops::FilterType::Triangle,
-        );
-        img.save(dir.join("Images").join(format!("{}.jpg", p.id)))
-            .unwrap();
-    }
-    write_csv(&dir, &csv);
+    common::poster_dir(&dir, count, size);
     dir
 }
 

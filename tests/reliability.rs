@@ -2,6 +2,8 @@
 //! faults caught. docs/reliability.md lists each case with the error a user
 //! sees; the tests here assert those texts.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use postergrad::posters::{load_image_file, MAX_DECODED_BYTES};
@@ -335,19 +337,7 @@ fn losing_the_device_mid_run_stops_it_with_the_last_checkpoint_intact() {
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 
-const RUN: &[&str] = &[
-    "train",
-    "--model",
-    "mlp",
-    "--size",
-    "46",
-    "--limit",
-    "400",
-    "--batch",
-    "16",
-    "--workers",
-    "1",
-];
+use common::QUICK_RUN as RUN;
 
 /// `RUN` writing to `out` for `epochs` epochs.
 fn run_args<'a>(out: &'a str, epochs: &'a str) -> Vec<&'a str> {

@@ -9,22 +9,8 @@ use std::process::{Command, Stdio};
 use common::{cli, tmp};
 use postergrad::checkpoint::Checkpoint;
 
-const RUN: &[&str] = &[
-    "train",
-    "--model",
-    "mlp",
-    "--size",
-    "46",
-    "--limit",
-    "400",
-    "--batch",
-    "16",
-    "--workers",
-    "1",
-];
-
 fn run_args<'a>(out: &'a str, epochs: &'a str) -> Vec<&'a str> {
-    let mut a = RUN.to_vec();
+    let mut a = common::QUICK_RUN.to_vec();
     a.extend(["--out", out, "--epochs", epochs]);
     a
 }

@@ -102,6 +102,26 @@ fn definition(src: &str, f: &str) -> Option<String> {
 
 #[test]
 fn shared_helpers_live_once_in_the_library_and_each_is_imported() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/lib");
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .to_string()
+        })
+        .filter(|n| n != "f64_math")
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = LIBRARIES.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "src/shaders.rs LIBRARIES must list every shaders/lib/*.wgsl"
+    );
     // Every library is used, every import names one, and no shader keeps
     // its own copy of a library function or the texture layout's numbers.
     for (lib, text) in LIBRARIES {
@@ -161,7 +181,7 @@ fn shared_helpers_live_once_in_the_library_and_each_is_imported() {
     assert!(
         err.contains("shaders/x.wgsl")
             && err
-                .contains("imports `nowhere`, which shaders/lib/ does not hold (it holds: texels, dropout_mask, bnpool, bnpool_backward)"),
+                .contains("imports `nowhere`, which shaders/lib/ does not hold (it holds: texels, dropout_mask, bnpool, bnpool_backward, conv2d_weight_3x3, batchnorm)"),
         "{err}"
     );
 }

@@ -72,3 +72,20 @@ pub fn poster_dir(dir: &std::path::Path, count: usize, size: usize) -> Vec<Strin
     std::fs::write(dir.join("train.csv"), csv).unwrap();
     set.posters.iter().map(|p| p.id.clone()).collect()
 }
+
+/// A quick real training run for CLI tests: the MLP at 46×46 on 400
+/// synthetic posters, batch 16, one decoding thread.
+#[allow(dead_code)]
+pub const QUICK_RUN: &[&str] = &[
+    "train",
+    "--model",
+    "mlp",
+    "--size",
+    "46",
+    "--limit",
+    "400",
+    "--batch",
+    "16",
+    "--workers",
+    "1",
+];
