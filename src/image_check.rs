@@ -114,90 +114,17 @@ fn check_jpeg(b: &[u8]) -> Result<Header, String> {
         match marker {
             // SOF0-3, 5-7, 9-11, 13-15: the frame header.
             0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
-                if seg.len() < 6 {
-                    return Err("a frame header too short to hold the image size".into());
-                }
-                let count = seg[5] as usize;
-                if count == 0 || seg.len() < 6 + 3 * count {
-                    return Err(format!(
-                        "a frame header that lists {count} components but does not hold them"
-                    ));
-                }
-                let (height, width) = (be16(seg, 1) as u32, be16(seg, 3) as u32);
-                if width == 0 || height == 0 {
-                    return Err(format!("a frame header of {width}×{height} pixels"));
-                }
-                let components: Vec<u8> = (0..count).map(|c| seg[6 + 3 * c]).collect();
-                coverage = components.iter().map(|&id| (id, 0)).collect();
-                frame = Some(Frame {
-                    width,
-                    height,
-                    components,
-                    progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
-                });
+                let f = frame_header(seg, marker)?;
+                coverage = f.components.iter().map(|&id| (id, 0)).collect();
+                frame = Some(f);
             }
             0xDA => {
                 if frame.is_none() {
                     return Err("a scan before the frame header".into());
                 }
-                let count = seg.first().copied().unwrap_or(0) as usize;
-                if count == 0 || seg.len() < 1 + 2 * count + 3 {
-                    return Err(format!(
-                        "a scan header at byte {} too short for its components",
-                        i - 2
-                    ));
-                }
-                let (ss, se, al) = (
-                    seg[1 + 2 * count],
-                    seg[2 + 2 * count],
-                    seg[3 + 2 * count] & 0x0F,
-                );
-                if ss > 63 || se > 63 || ss > se {
-                    return Err(format!("a scan of coefficients {ss}..{se}"));
-                }
-                let band: u64 = (ss..=se).fold(0, |m, k| m | 1 << k);
-                for c in 0..count {
-                    let id = seg[1 + 2 * c];
-                    let Some(slot) = coverage.iter_mut().find(|(cid, _)| *cid == id) else {
-                        return Err(format!(
-                            "a scan of component {id}, which the frame does not have"
-                        ));
-                    };
-                    if al == 0 {
-                        slot.1 |= band;
-                    }
-                }
+                scan_header(seg, i - 2, &mut coverage)?;
                 scans += 1;
-                // The entropy-coded data: runs to the next marker. 0xFF 0x00
-                // is a stuffed 0xFF; 0xFF 0xD0-D7 a restart marker.
-                let mut j = i + len;
-                loop {
-                    if j >= n {
-                        return Err(format!(
-                            "it ends at byte {n} inside its image data (scan {scans}), \
-                             before the end-of-image marker"
-                        ));
-                    }
-                    if b[j] != 0xFF {
-                        j += 1;
-                        continue;
-                    }
-                    if j + 1 >= n {
-                        return Err(format!("it ends at byte {n} inside its image data"));
-                    }
-                    match b[j + 1] {
-                        0x00 | 0xD0..=0xD7 => j += 2,
-                        0xFF => j += 1,
-                        // Scan data ends at EOI, a new table, or another scan.
-                        0xD9 | 0xC4 | 0xCC | 0xDA..=0xDF | 0xE0..=0xEF | 0xFE => break,
-                        other => {
-                            return Err(format!(
-                                "a marker {other:#04x} at byte {j} inside its image data"
-                            ))
-                        }
-                    }
-                }
-                i = j;
+                i = scan_data_end(b, i + len, scans)?;
                 continue;
             }
             _ => {}
@@ -231,6 +158,97 @@ fn check_jpeg(b: &[u8]) -> Result<Header, String> {
         width: frame.width,
         height: frame.height,
     })
+}
+
+/// A frame header (SOFn) segment's size and components.
+fn frame_header(seg: &[u8], marker: u8) -> Result<Frame, String> {
+    if seg.len() < 6 {
+        return Err("a frame header too short to hold the image size".into());
+    }
+    let count = seg[5] as usize;
+    if count == 0 || seg.len() < 6 + 3 * count {
+        return Err(format!(
+            "a frame header that lists {count} components but does not hold them"
+        ));
+    }
+    let (height, width) = (be16(seg, 1) as u32, be16(seg, 3) as u32);
+    if width == 0 || height == 0 {
+        return Err(format!("a frame header of {width}×{height} pixels"));
+    }
+    Ok(Frame {
+        width,
+        height,
+        components: (0..count).map(|c| seg[6 + 3 * c]).collect(),
+        progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
+    })
+}
+
+/// A scan header (SOS) segment at byte `at`: marks the coefficients it
+/// delivers at full precision (successive approximation's Al = 0) for each
+/// of its components.
+fn scan_header(seg: &[u8], at: usize, coverage: &mut [(u8, u64)]) -> Result<(), String> {
+    let count = seg.first().copied().unwrap_or(0) as usize;
+    if count == 0 || seg.len() < 1 + 2 * count + 3 {
+        return Err(format!(
+            "a scan header at byte {at} too short for its components"
+        ));
+    }
+    let (ss, se, al) = (
+        seg[1 + 2 * count],
+        seg[2 + 2 * count],
+        seg[3 + 2 * count] & 0x0F,
+    );
+    if ss > 63 || se > 63 || ss > se {
+        return Err(format!("a scan of coefficients {ss}..{se}"));
+    }
+    let band: u64 = (ss..=se).fold(0, |m, k| m | 1 << k);
+    for c in 0..count {
+        let id = seg[1 + 2 * c];
+        let Some(slot) = coverage.iter_mut().find(|(cid, _)| *cid == id) else {
+            return Err(format!(
+                "a scan of component {id}, which the frame does not have"
+            ));
+        };
+        if al == 0 {
+            slot.1 |= band;
+        }
+    }
+    Ok(())
+}
+
+/// Where the entropy-coded data that starts at `from` ends: at the next
+/// real marker (0xFF 0x00 is a stuffed 0xFF, 0xFF 0xD0-D7 a restart
+/// marker); the end of the file first, or a marker no encoder writes
+/// there, is damage.
+fn scan_data_end(b: &[u8], from: usize, scan: usize) -> Result<usize, String> {
+    let n = b.len();
+    let mut j = from;
+    loop {
+        if j >= n {
+            return Err(format!(
+                "it ends at byte {n} inside its image data (scan {scan}), \
+                 before the end-of-image marker"
+            ));
+        }
+        if b[j] != 0xFF {
+            j += 1;
+            continue;
+        }
+        if j + 1 >= n {
+            return Err(format!("it ends at byte {n} inside its image data"));
+        }
+        match b[j + 1] {
+            0x00 | 0xD0..=0xD7 => j += 2,
+            0xFF => j += 1,
+            // Scan data ends at EOI, a new table, or another scan.
+            0xD9 | 0xC4 | 0xCC | 0xDA..=0xDF | 0xE0..=0xEF | 0xFE => return Ok(j),
+            other => {
+                return Err(format!(
+                    "a marker {other:#04x} at byte {j} inside its image data"
+                ))
+            }
+        }
+    }
 }
 
 const PNG_SIGNATURE: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];

@@ -27,6 +27,7 @@ pub mod tensor;
 pub mod checkpoint;
 pub mod data;
 pub mod image_check;
+pub mod images;
 pub mod loader;
 pub mod metrics;
 pub mod nn;

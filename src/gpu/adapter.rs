@@ -88,63 +88,11 @@ impl Gpu {
     }
 
     pub(super) async fn new_async(precision: Precision) -> Result<Gpu> {
-        // 1. The instances: which backends to look at (from the environment).
-        //    Vulkan, Metal and DX12 first; GL only where they give no GPU
-        //    (none, or only a CPU adapter), since opening GL is not free: on
-        //    an H100 VM NVIDIA's EGL fails ("Parent device is lost") and
-        //    hung processes that opened devices from several threads at once.
-        let backends = wgpu::InstanceDescriptor::new_without_display_handle_from_env().backends;
-        let instance = |only: wgpu::Backends| {
-            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-            desc.backends = only;
-            wgpu::Instance::new(desc)
-        };
-
-        // 2. The adapter: a physical device (or a software one) on a backend.
-        let name_filter = std::env::var("WGPU_ADAPTER_NAME")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let named = |mut adapters: Vec<wgpu::Adapter>| {
-            if let Some(f) = &name_filter {
-                let f = f.to_lowercase();
-                adapters.retain(|a| a.get_info().name.to_lowercase().contains(&f));
-            }
-            adapters
-        };
-        let primary = backends & wgpu::Backends::PRIMARY;
-        let mut adapters = if primary.is_empty() {
-            vec![]
-        } else {
-            named(instance(primary).enumerate_adapters(primary).await)
-        };
-        let secondary = backends & wgpu::Backends::SECONDARY;
-        let gpu_found = adapters
-            .iter()
-            .any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu);
-        if !gpu_found && !secondary.is_empty() {
-            adapters.extend(named(
-                instance(secondary).enumerate_adapters(secondary).await,
-            ));
-        }
-        adapters.sort_by_key(|a| {
-            let i = a.get_info();
-            let backend = match i.backend {
-                wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 1,
-                _ => 0,
-            };
-            std::cmp::Reverse((rank(i.device_type), backend))
-        });
-        let Some(adapter) = adapters.into_iter().next() else {
-            return Err(Error::NoAdapter {
-                backends: format!("{backends:?}"),
-                filter: name_filter
-                    .map(|f| format!(", WGPU_ADAPTER_NAME={f}"))
-                    .unwrap_or_default(),
-            });
-        };
+        // 1. The adapter: a physical device (or a software one) on a backend.
+        let adapter = pick_adapter().await?;
         let info = adapter.get_info();
 
-        // 3. The device: ask for the adapter's own limits (wgpu's defaults are
+        // 2. The device: ask for the adapter's own limits (wgpu's defaults are
         //    far lower: 128 MiB bindings, 256 invocations) and the optional
         //    features we use when they exist.
         let limits = adapter.limits();
@@ -168,7 +116,7 @@ impl Gpu {
                 message: e.to_string(),
             })?;
 
-        // 4. Errors: wgpu reports validation errors through a callback (the
+        // 3. Errors: wgpu reports validation errors through a callback (the
         //    default panics). Keep them and return them at the next sync point.
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
@@ -182,34 +130,9 @@ impl Gpu {
                 .push(format!("device lost ({reason:?}): {msg}"));
         });
 
-        let name_lc = info.name.to_lowercase();
-        let summary = AdapterSummary {
-            name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
-            driver: [info.driver.as_str(), info.driver_info.as_str()]
-                .iter()
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" "),
-            is_cpu: info.device_type == wgpu::DeviceType::Cpu
-                || name_lc.contains("llvmpipe")
-                || name_lc.contains("lavapipe"),
-            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-            shader_f64: features.contains(wgpu::Features::SHADER_F64),
-            subgroups: features.contains(wgpu::Features::SUBGROUP),
-            subgroup_max_size: if features.contains(wgpu::Features::SUBGROUP) {
-                info.subgroup_max_size
-            } else {
-                0
-            },
-            max_binding_bytes: limits.max_storage_buffer_binding_size,
-            max_buffer_bytes: limits.max_buffer_size,
-            max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
-        };
+        let summary = summarize(&info, features, &limits);
 
-        // 5. One uniform buffer that holds every kernel's parameters for one
+        // 4. One uniform buffer that holds every kernel's parameters for one
         //    submission, each at an aligned offset.
         let uniforms = UniformArena {
             buffer: device.create_buffer(&wgpu::BufferDescriptor {
@@ -242,5 +165,100 @@ impl Gpu {
             precision,
             tuning: Cell::new(Default::default()),
         })
+    }
+}
+
+/// The best adapter: `WGPU_BACKEND` restricts the backends and
+/// `WGPU_ADAPTER_NAME` the names; then discrete GPU, integrated, virtual,
+/// CPU, and Vulkan/Metal/DX12 before GL on a tie.
+async fn pick_adapter() -> Result<wgpu::Adapter> {
+    // 1. The instances: which backends to look at (from the environment).
+    //    Vulkan, Metal and DX12 first; GL only where they give no GPU
+    //    (none, or only a CPU adapter), since opening GL is not free: on
+    //    an H100 VM NVIDIA's EGL fails ("Parent device is lost") and
+    //    hung processes that opened devices from several threads at once.
+    let backends = wgpu::InstanceDescriptor::new_without_display_handle_from_env().backends;
+    let instance = |only: wgpu::Backends| {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = only;
+        wgpu::Instance::new(desc)
+    };
+
+    // 2. The adapter: a physical device (or a software one) on a backend.
+    let name_filter = std::env::var("WGPU_ADAPTER_NAME")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let named = |mut adapters: Vec<wgpu::Adapter>| {
+        if let Some(f) = &name_filter {
+            let f = f.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&f));
+        }
+        adapters
+    };
+    let primary = backends & wgpu::Backends::PRIMARY;
+    let mut adapters = if primary.is_empty() {
+        vec![]
+    } else {
+        named(instance(primary).enumerate_adapters(primary).await)
+    };
+    let secondary = backends & wgpu::Backends::SECONDARY;
+    let gpu_found = adapters
+        .iter()
+        .any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu);
+    if !gpu_found && !secondary.is_empty() {
+        adapters.extend(named(
+            instance(secondary).enumerate_adapters(secondary).await,
+        ));
+    }
+    adapters.sort_by_key(|a| {
+        let i = a.get_info();
+        let backend = match i.backend {
+            wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 1,
+            _ => 0,
+        };
+        std::cmp::Reverse((rank(i.device_type), backend))
+    });
+    let Some(adapter) = adapters.into_iter().next() else {
+        return Err(Error::NoAdapter {
+            backends: format!("{backends:?}"),
+            filter: name_filter
+                .map(|f| format!(", WGPU_ADAPTER_NAME={f}"))
+                .unwrap_or_default(),
+        });
+    };
+    Ok(adapter)
+}
+
+/// What the chosen adapter is and can do, for reports and kernel picks.
+fn summarize(
+    info: &wgpu::AdapterInfo,
+    features: wgpu::Features,
+    limits: &wgpu::Limits,
+) -> AdapterSummary {
+    let name_lc = info.name.to_lowercase();
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: [info.driver.as_str(), info.driver_info.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" "),
+        is_cpu: info.device_type == wgpu::DeviceType::Cpu
+            || name_lc.contains("llvmpipe")
+            || name_lc.contains("lavapipe"),
+        timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        shader_f64: features.contains(wgpu::Features::SHADER_F64),
+        subgroups: features.contains(wgpu::Features::SUBGROUP),
+        subgroup_max_size: if features.contains(wgpu::Features::SUBGROUP) {
+            info.subgroup_max_size
+        } else {
+            0
+        },
+        max_binding_bytes: limits.max_storage_buffer_binding_size,
+        max_buffer_bytes: limits.max_buffer_size,
+        max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
     }
 }
