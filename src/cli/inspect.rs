@@ -1,0 +1,198 @@
+//! The commands that look at the engine rather than train: `info`,
+//! `gradcheck`, `profile`, `summary`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use postergrad::nn::{self, ModelKind};
+use postergrad::{gradcheck, Precision};
+
+use crate::{at_least_one, device, open_gpu};
+
+#[derive(clap::Args)]
+pub struct GradcheckArgs {
+    /// Only these ops (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(postergrad::ops::registry::gradcheck_ops()))]
+    op: Option<Vec<String>>,
+    /// Print the cases (op and shape) that would be checked, without running them.
+    #[arg(long)]
+    list: bool,
+    /// Seed for the random inputs, upstream gradients and directions.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Load shaders/*.wgsl overrides from this directory (to study a modified kernel).
+    #[arg(long)]
+    shader_dir: Option<PathBuf>,
+    /// After the table, list every check's first elements (index, tested, trusted,
+    /// difference); failed checks are always listed.
+    #[arg(long)]
+    verbose: bool,
+    /// Element type of the kernels: f32 (the training kernels, step and tolerances per
+    /// op) or f64 (every kernel instantiated in f64, checked with PyTorch gradcheck's
+    /// settings: eps 1e-6, atol 1e-5, rtol 1e-3). Needs the adapter's SHADER_F64;
+    /// without it the f32 suite runs and says so.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
+    dtype: String,
+}
+
+#[derive(clap::Args)]
+pub struct ProfileArgs {
+    /// poster, poster5 or mlp.
+    #[arg(long, default_value = "poster")]
+    model: String,
+    /// Input size (square); default: the model's tutorial size.
+    #[arg(long, value_parser = at_least_one)]
+    size: Option<usize>,
+    /// Posters per step.
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
+    batch: usize,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 3, value_parser = at_least_one)]
+    steps: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct SummaryArgs {
+    /// poster, poster5 or mlp.
+    #[arg(long, default_value = "poster")]
+    model: String,
+    /// Input size (square); default: the model's tutorial size (350, or 400 for poster5).
+    #[arg(long, value_parser = at_least_one)]
+    size: Option<usize>,
+    /// Number of outputs (genres).
+    #[arg(long, default_value_t = 25, value_parser = at_least_one)]
+    labels: usize,
+}
+
+/// The adapter postergrad picks, its limits and features, and its kernel picks.
+pub fn cmd_info() -> anyhow::Result<ExitCode> {
+    let gpu = device(Precision::F32)?;
+    let a = gpu.adapter();
+    println!("adapter:          {}", a.name);
+    println!("backend:          {}", a.backend);
+    println!(
+        "type:             {}{}",
+        a.device_type,
+        if a.is_cpu { " (software)" } else { "" }
+    );
+    println!("driver:           {}", a.driver);
+    println!("max binding:      {} MiB", a.max_binding_bytes >> 20);
+    println!("max buffer:       {} MiB", a.max_buffer_bytes >> 20);
+    println!(
+        "max workgroups:   {} per dimension",
+        a.max_workgroups_per_dim
+    );
+    println!(
+        "timestamp query:  {}",
+        if a.timestamps { "yes" } else { "no" }
+    );
+    println!(
+        "shader f64:       {}",
+        if a.shader_f64 { "yes" } else { "no" }
+    );
+    println!(
+        "subgroups:        {}",
+        if a.subgroups { "yes" } else { "no" }
+    );
+    println!(
+        "conv kernels:     {}",
+        postergrad::profile::conv_kernels(&gpu)?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
+    let GradcheckArgs {
+        op,
+        list,
+        seed,
+        shader_dir,
+        verbose,
+        dtype,
+    } = a;
+    if list {
+        for (op, shape) in gradcheck::list(op.as_deref(), seed) {
+            println!("{op:<10} {shape}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let gpu = if dtype == "f64" {
+        match device(Precision::F64) {
+            Ok(gpu) => {
+                eprintln!("adapter: {} (kernels in f64)", gpu.adapter());
+                gpu
+            }
+            Err(e @ postergrad::Error::Precision { .. }) => {
+                eprintln!("note: {e}; running the f32 suite instead");
+                open_gpu()?
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        open_gpu()?
+    };
+    if let Some(dir) = shader_dir {
+        let names = gpu
+            .override_shaders_from_dir(&dir)
+            .with_context(|| format!("loading shader overrides from {}", dir.display()))?;
+        eprintln!(
+            "shader overrides from {}: {}",
+            dir.display(),
+            names.join(", ")
+        );
+    }
+    let report = gradcheck::run(&gpu, &gradcheck::Options { seed, ops: op })?;
+    println!("kernels in {}\n{report}", gpu.precision());
+    if verbose || !report.passed() {
+        println!("\n{}", report.details(verbose));
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn cmd_profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
+    let ProfileArgs {
+        model,
+        size,
+        batch,
+        steps,
+        json,
+    } = a;
+    let kind: ModelKind = model.parse()?;
+    let config = postergrad::profile::ProfileConfig {
+        model: kind,
+        size: size.unwrap_or(kind.default_size()),
+        batch,
+        steps,
+        labels: 25,
+    };
+    let gpu = device(Precision::F32)?;
+    let report = postergrad::profile::profile(&gpu, config)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", postergrad::profile::table(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cmd_summary(a: SummaryArgs) -> anyhow::Result<ExitCode> {
+    let SummaryArgs {
+        model,
+        size,
+        labels,
+    } = a;
+    let kind: ModelKind = model.parse()?;
+    print!(
+        "{}",
+        nn::summary(kind, size.unwrap_or(kind.default_size()), labels)?
+    );
+    Ok(ExitCode::SUCCESS)
+}

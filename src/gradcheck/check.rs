@@ -1,0 +1,449 @@
+//! Running the checks: a case's four comparisons, Adam's update against its
+//! reference, batch norm in inference mode.
+
+use super::cases::*;
+use super::*;
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::ops::{self, AdamConfig};
+use crate::rng::Rng;
+use crate::shaders::Precision;
+use crate::tape::{Mode, Tape};
+use crate::tensor::Tensor;
+
+/// Elementwise checks up to this many elements; random directions beyond.
+pub(super) const ELEMENTWISE_MAX: usize = 64;
+/// Random directions for large tensors (besides the gradient's own).
+pub(super) const DIRECTIONS: usize = 3;
+/// GPU vs f64 reference for ops without long sums (relu, sigmoid, bce,
+/// maxpool, dropout); atol is then raised to each case's rounding floor.
+pub(super) const REF_TOL_ELEMENTWISE: Tolerance = Tolerance {
+    atol: 1e-6,
+    rtol: 1e-5,
+};
+/// GPU vs f64 reference for ops built on long f32 sums (dense, conv2d, batchnorm).
+pub(super) const REF_TOL_SUMS: Tolerance = Tolerance {
+    atol: 1e-6,
+    rtol: 1e-4,
+};
+/// Step of the f32 central differences (GUIDE §4: 1e-2…1e-3 in f32).
+pub(super) const FD_EPS: f64 = 1e-2;
+/// f32 central differences; atol is raised to the noise of the difference.
+pub(super) const FD_TOL: Tolerance = Tolerance {
+    atol: 1e-5,
+    rtol: 1e-2,
+};
+/// f64 kernels (`--dtype f64`) vs the f64 reference: both compute in f64,
+/// so only rounding separates them (atol is raised to the case's f64
+/// rounding floor, as in f32).
+pub(super) const REF_TOL_F64: Tolerance = Tolerance {
+    atol: 1e-12,
+    rtol: 1e-9,
+};
+/// f64 kernels vs f64 central differences of themselves: PyTorch
+/// gradcheck's own settings (eps 1e-6, atol 1e-5, rtol 1e-3).
+pub(super) const F64_FD_EPS: f64 = 1e-6;
+pub(super) const F64_FD_TOL: Tolerance = Tolerance {
+    atol: 1e-5,
+    rtol: 1e-3,
+};
+/// f64 finite differences of the reference.
+pub(super) const REF_FD_EPS: f64 = 1e-6;
+pub(super) const REF_FD_TOL: Tolerance = Tolerance {
+    atol: 1e-10,
+    rtol: 1e-6,
+};
+
+pub(super) fn to64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Σ a_i·b_i with Neumaier's compensated summation: a probe v·f(x ± εu)
+/// sums up to millions of terms, and in plain f64 their rounding (≈ u·Σ|terms|,
+/// divided by 2ε = 2e-6) would reach the 1e-5 of the f64 check by itself.
+pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let (mut sum, mut carry) = (0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let term = x * y;
+        let t = sum + term;
+        carry += if sum.abs() >= term.abs() {
+            (sum - t) + term
+        } else {
+            (term - t) + sum
+        };
+        sum = t;
+    }
+    sum + carry
+}
+
+/// Runs the case's GPU forward on the given input values (nothing recorded;
+/// an f32 device rounds them to f32).
+pub(super) fn gpu_eval(gpu: &Gpu, case: &Case, values: &[Vec<f64>]) -> Result<Vec<f64>> {
+    let tape = Tape::new(gpu, Mode::Training);
+    let vars = case
+        .inputs
+        .iter()
+        .zip(values)
+        .map(|(i, v)| Ok(tape.constant(Tensor::from_slice(gpu, i.shape.clone(), v)?)))
+        .collect::<Result<Vec<_>>>()?;
+    (case.gpu)(&tape, &vars)?.value.to_vec_f64(gpu)
+}
+
+/// The probing directions for an input of `n` elements: unit vectors, or the
+/// gradient's direction plus random ±1/√n.
+pub(super) fn directions(n: usize, grad: &[f64], rng: &mut Rng) -> Vec<Vec<f64>> {
+    if n <= ELEMENTWISE_MAX {
+        return (0..n)
+            .map(|i| {
+                let mut u = vec![0.0; n];
+                u[i] = 1.0;
+                u
+            })
+            .collect();
+    }
+    let mut out = Vec::new();
+    let norm = dot(grad, grad).sqrt();
+    if norm > 0.0 {
+        out.push(grad.iter().map(|g| g / norm).collect());
+    }
+    let s = 1.0 / (n as f64).sqrt();
+    for _ in 0..DIRECTIONS {
+        out.push(
+            (0..n)
+                .map(|_| if rng.uniform() < 0.5 { -s } else { s })
+                .collect(),
+        );
+    }
+    out
+}
+
+/// The four checks of one case, in the device's precision: f32 with the
+/// case's own step and tolerances, f64 with PyTorch gradcheck's.
+pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
+    let mut rng = Rng::new(seed ^ 0xD1CE);
+    let mut rows = Vec::new();
+    let row = |check: String, got: &[f64], want: &[f64], tol: Tolerance| {
+        Row::new(case.op, &case.shape, &check, got, want, tol)
+    };
+    let precision = gpu.precision();
+    let unit = unit_roundoff(precision);
+    let (case_ref_tol, fd_eps, case_fd_tol) = match precision {
+        Precision::F32 => (case.ref_tol, case.fd_eps, case.fd_tol),
+        Precision::F64 => (REF_TOL_F64, F64_FD_EPS, F64_FD_TOL),
+    };
+    let x64: Vec<Vec<f64>> = case.inputs.iter().map(|i| to64(&i.data)).collect();
+
+    // 1. forward against the f64 reference.
+    let tape = Tape::new(gpu, Mode::Training);
+    let vars = case
+        .inputs
+        .iter()
+        .map(|i| {
+            let t = Tensor::from_slice(gpu, i.shape.clone(), &i.data)?;
+            Ok(if i.grad {
+                tape.leaf(t)
+            } else {
+                tape.constant(t)
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let out = (case.gpu)(&tape, &vars)?;
+    let y_gpu = out.value.to_vec_f64(gpu)?;
+    let y64 = (case.cpu_forward)(&x64);
+    let ref_tol = |want: &[f64]| Tolerance {
+        atol: case_ref_tol.atol.max(rounding_floor(
+            unit,
+            case.reduction,
+            want.iter().fold(0.0f64, |m, x| m.max(x.abs())),
+        )),
+        rtol: case_ref_tol.rtol,
+    };
+    rows.push(row(
+        "forward vs f64 reference".into(),
+        &y_gpu,
+        &y64,
+        ref_tol(&y64),
+    ));
+
+    // 2. backward (vᵀJ) against the f64 reference.
+    let v64 = to64(&rng.vec_f32(y_gpu.len(), -1.0, 1.0));
+    let seed_t = Tensor::from_slice(gpu, out.shape().clone(), &v64)?;
+    let grads = tape.backward_with(&out, seed_t)?;
+    let ref_grads = (case.cpu_backward)(&x64, &v64);
+    for (k, input) in case.inputs.iter().enumerate() {
+        if !input.grad {
+            continue;
+        }
+        let g_gpu = grads
+            .get(&vars[k])
+            .ok_or_else(|| Error::Gpu(format!("{}: no gradient reached {}", case.op, input.name)))?
+            .to_vec_f64(gpu)?;
+        let g_ref = ref_grads[k]
+            .clone()
+            .expect("reference backward covers every checked input");
+        rows.push(row(
+            format!("d{} vs f64 reference", input.name),
+            &g_gpu,
+            &g_ref,
+            ref_tol(&g_ref),
+        ));
+
+        // 3. GPU backward vs central differences of the GPU forward (in the
+        //    device's precision);
+        // 4. reference backward vs f64 central differences of the reference.
+        let dirs = directions(input.data.len(), &g_gpu, &mut rng);
+        let probes = Probes::along(gpu, case, &x64, k, &dirs, fd_eps, &v64)?;
+        let (ana, ana_ref) = (probes.analytic(&g_gpu), probes.analytic(&g_ref));
+        let (num, num_ref) = (probes.numeric, probes.numeric_ref);
+        let how = if dirs.len() == input.data.len() && input.data.len() <= ELEMENTWISE_MAX {
+            "elementwise"
+        } else {
+            "directions"
+        };
+        // f32: atol is raised to the rounding noise of the differenced
+        // forward; f64: PyTorch's tolerances exactly, never raised.
+        let fd_tol = match precision {
+            Precision::F32 => Tolerance {
+                atol: case_fd_tol.atol.max(fd_noise(
+                    unit,
+                    case.forward_reduction,
+                    &v64,
+                    &y_gpu,
+                    fd_eps,
+                )),
+                rtol: case_fd_tol.rtol,
+            },
+            Precision::F64 => case_fd_tol,
+        };
+        rows.push(row(
+            format!("d{} vs {precision} central diff ({how})", input.name),
+            &ana,
+            &num,
+            fd_tol,
+        ));
+        // The f64 reference computes each output exactly enough; its noise is
+        // the rounding of the probed dot product over all outputs.
+        let ref_fd_tol = Tolerance {
+            atol: REF_FD_TOL.atol.max(fd_noise(
+                U64,
+                case.reduction.max(y64.len()),
+                &v64,
+                &y64,
+                REF_FD_EPS,
+            )),
+            rtol: REF_FD_TOL.rtol,
+        };
+        rows.push(row(
+            format!("d{} ref vs f64 central diff", input.name),
+            &ana_ref,
+            &num_ref,
+            ref_fd_tol,
+        ));
+    }
+    Ok(rows)
+}
+
+/// Central differences of `v·f(x)` along each direction `u` of input `k`:
+/// of the GPU forward (in the device's precision, step `eps`) and of the f64
+/// reference forward (step [`REF_FD_EPS`]).
+struct Probes<'d> {
+    dirs: &'d [Vec<f64>],
+    numeric: Vec<f64>,
+    numeric_ref: Vec<f64>,
+}
+
+impl<'d> Probes<'d> {
+    fn along(
+        gpu: &Gpu,
+        case: &Case,
+        x64: &[Vec<f64>],
+        k: usize,
+        dirs: &'d [Vec<f64>],
+        eps: f64,
+        v64: &[f64],
+    ) -> Result<Probes<'d>> {
+        let step = |eps: f64, u: &[f64], sign: f64| {
+            let mut x = x64.to_vec();
+            for (j, &uj) in u.iter().enumerate() {
+                x[k][j] += sign * eps * uj;
+            }
+            x
+        };
+        let (mut numeric, mut numeric_ref) = (vec![], vec![]);
+        for u in dirs {
+            let fp = dot(&gpu_eval(gpu, case, &step(eps, u, 1.0))?, v64);
+            let fm = dot(&gpu_eval(gpu, case, &step(eps, u, -1.0))?, v64);
+            numeric.push((fp - fm) / (2.0 * eps));
+            let fp = dot(&(case.cpu_forward)(&step(REF_FD_EPS, u, 1.0)), v64);
+            let fm = dot(&(case.cpu_forward)(&step(REF_FD_EPS, u, -1.0)), v64);
+            numeric_ref.push((fp - fm) / (2.0 * REF_FD_EPS));
+        }
+        Ok(Probes {
+            dirs,
+            numeric,
+            numeric_ref,
+        })
+    }
+
+    /// The gradient `g` along each direction.
+    fn analytic(&self, g: &[f64]) -> Vec<f64> {
+        self.dirs.iter().map(|u| dot(g, u)).collect()
+    }
+}
+
+pub fn check_adam(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut rng = Rng::new(seed ^ 0xADA3);
+    let config = AdamConfig::default();
+    let f32_device = gpu.precision() == Precision::F32;
+    for n in ADAM_SIZES {
+        let p0 = rng.vec_f32(n, -1.0, 1.0);
+        let p = Tensor::from_slice(gpu, [n], &p0)?;
+        let m = Tensor::zeros(gpu, [n], "adam m")?;
+        let v = Tensor::zeros(gpu, [n], "adam v")?;
+        let guard = ops::nonfinite::Counters::new(gpu, 1)?;
+        let (mut p64, mut m64, mut v64) = (to64(&p0), vec![0.0; n], vec![0.0; n]);
+        for t in 1..=3u64 {
+            let g = rng.vec_f32(n, -1.0, 1.0);
+            let gt = Tensor::from_slice(gpu, [n], &g)?;
+            ops::adam::adam_step(gpu, &config, t, &gt, &p, (&m, &v), &guard)?;
+            ops::adam::cpu::adam_step(&config, t, &to64(&g), &mut p64, &mut m64, &mut v64);
+        }
+        let mut g = rng.vec_f32(n, -1.0, 1.0);
+        if f32_device {
+            // The guard counts the NaN and the update leaves p, m and v
+            // exactly as they were.
+            g[n / 2] = f32::NAN;
+            let gt = Tensor::from_slice(gpu, [n], &g)?;
+            guard.count(gpu, &gt, 1)?;
+            ops::adam::adam_step(gpu, &config, 4, &gt, &p, (&m, &v), &guard)?;
+        }
+        let (tol, steps) = match gpu.precision() {
+            Precision::F32 => (
+                Tolerance {
+                    atol: 1e-6,
+                    rtol: 1e-5,
+                },
+                "3 steps + 1 NaN-guarded",
+            ),
+            Precision::F64 => (REF_TOL_F64, "3 steps"),
+        };
+        for (name, gpu_t, want) in [("p", &p, &p64), ("m", &m, &m64), ("v", &v, &v64)] {
+            let got = gpu_t.to_vec_f64(gpu)?;
+            let check = format!("{name} after {steps} vs f64 reference");
+            rows.push(Row::new("adam", &format!("[{n}]"), &check, &got, want, tol));
+        }
+    }
+    Ok(rows)
+}
+
+/// Batchnorm's state and inference mode: one training forward must update the
+/// moving statistics as the reference does; inference must then normalise
+/// with them, and its backward (dx = γ·dy/√(var + ε), dγ, dβ) must match.
+pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
+    let mut rng = Rng::new(seed ^ 0xB7);
+    let mut rows = Vec::new();
+    use ops::BnInput::{AsIs, Relu};
+    for (shape, input) in [
+        (vec![2usize, 3, 7, 9], AsIs),
+        (vec![32, 128], AsIs),
+        (vec![2, 3, 7, 9], Relu),
+    ] {
+        let config = ops::BatchNormConfig {
+            input,
+            ..Default::default()
+        };
+        let eps = config.epsilon as f64;
+        let (n, c, plane) = bn_layout(&shape);
+        let count: usize = shape.iter().product();
+        let x = match input {
+            AsIs => rng.vec_f32(count, -1.0, 2.0),
+            Relu => rng.vec_away_from_zero(count, 0.1, 2.0),
+        };
+        let gamma = rng.vec_f32(c, 0.5, 1.5);
+        let beta = rng.vec_f32(c, -0.5, 0.5);
+        let dy = rng.vec_f32(count, -1.0, 1.0);
+        let (z64, g64, b64, dy64) = (to64(&x), to64(&gamma), to64(&beta), to64(&dy));
+        // the values the batch norm sees
+        let x64 = match input {
+            AsIs => z64.clone(),
+            Relu => ops::batchnorm::cpu::relu_input(&z64),
+        };
+        let xt = Tensor::from_slice(gpu, shape.clone(), &x)?;
+        let gt = Tensor::from_slice(gpu, [c], &gamma)?;
+        let bt = Tensor::from_slice(gpu, [c], &beta)?;
+        let state = ops::BatchNormState::new(gpu, c)?;
+        ops::batchnorm::batchnorm_statistics(gpu, &xt, &state, config, Mode::Training)?;
+        let (_, mm, mv) = ops::batchnorm::cpu::forward_training(
+            &x64,
+            &g64,
+            &b64,
+            (&vec![0.0; c], &vec![1.0; c]),
+            config,
+            n,
+            c,
+            plane,
+        );
+        let stats =
+            ops::batchnorm::batchnorm_statistics(gpu, &xt, &state, config, Mode::Inference)?;
+        let y = ops::batchnorm::batchnorm_forward(gpu, &xt, &gt, &bt, &stats, input)?;
+        let y_ref = ops::batchnorm::cpu::forward_with(&x64, &g64, &b64, &mm, &mv, eps, c, plane);
+        let dyt = Tensor::from_slice(gpu, shape.clone(), &dy)?;
+        let (dx, dg, db) = (
+            Tensor::zeros(gpu, shape.clone(), "dx")?,
+            Tensor::zeros(gpu, [c], "dgamma")?,
+            Tensor::zeros(gpu, [c], "dbeta")?,
+        );
+        ops::batchnorm::batchnorm_backward(
+            gpu,
+            &xt,
+            &dyt,
+            &gt,
+            &stats,
+            Mode::Inference,
+            input,
+            Some(&dx),
+            Some(&dg),
+            Some(&db),
+        )?;
+        let mut dx_ref = vec![0.0; count];
+        let (mut dg_ref, mut db_ref) = (vec![0.0; c], vec![0.0; c]);
+        for i in 0..count {
+            let ch = (i / plane) % c;
+            let invstd = 1.0 / (mv[ch] + eps).sqrt();
+            dx_ref[i] = g64[ch] * invstd * dy64[i];
+            dg_ref[ch] += dy64[i] * (x64[i] - mm[ch]) * invstd;
+            db_ref[ch] += dy64[i];
+        }
+        if input == Relu {
+            dx_ref = ops::batchnorm::cpu::relu_input_backward(&z64, &dx_ref);
+        }
+        let tol = match gpu.precision() {
+            Precision::F32 => Tolerance {
+                atol: 1e-5,
+                rtol: 1e-4,
+            },
+            Precision::F64 => REF_TOL_F64,
+        };
+        for (check, t, want) in [
+            (
+                "moving mean after 1 step vs f64 ref",
+                &state.moving_mean,
+                &mm,
+            ),
+            ("moving var after 1 step vs f64 ref", &state.moving_var, &mv),
+            ("forward (inference) vs f64 reference", &y, &y_ref),
+            ("dx (inference) vs f64 reference", &dx, &dx_ref),
+            ("dgamma (inference) vs f64 reference", &dg, &dg_ref),
+            ("dbeta (inference) vs f64 reference", &db, &db_ref),
+        ] {
+            let got = t.to_vec_f64(gpu)?;
+            let label = match input {
+                AsIs => format!("{} infer", shape_str(&shape)),
+                Relu => format!("{} infer relu", shape_str(&shape)),
+            };
+            rows.push(Row::new("batchnorm", &label, check, &got, want, tol));
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,388 @@
+//! The gradient-check suite: usable as a library, from tests, and as
+//! `postergrad gradcheck`.
+//!
+//! For every op and every shape in its [`Case`] list, four checks:
+//! 1. **forward vs f64 reference** — the GPU forward against the plain-loop CPU
+//!    reference in f64;
+//! 2. **d<input> vs f64 reference** — the GPU backward (vᵀJ for a random v)
+//!    against the reference backward;
+//! 3. **d<input> vs f32 central differences** — the GPU backward against
+//!    central differences of the *GPU forward*: element by element for small
+//!    tensors, along directions u for large ones (vᵀJu, as PyTorch's fast
+//!    mode and JAX do): the analytic gradient's own direction plus random
+//!    ±1/√n directions;
+//! 4. **d<input> ref vs f64 central differences** — the reference backward
+//!    against central differences of the reference forward (eps 1e-6).
+//!
+//! Inputs keep a margin from kinks (relu at 0, bce at 0/1) so that finite
+//! differences tell the truth there; the behaviour *at* the kinks is pinned
+//! by separate tests. `docs/gradcheck.md` explains the tolerances.
+//!
+//! `cases.rs` holds each op's shapes and references; `check.rs` runs them.
+
+mod cases;
+mod check;
+
+pub use cases::cases;
+pub use check::{check_adam, check_batchnorm_inference, check_case};
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::shaders::Precision;
+use crate::tape::{Tape, Var};
+
+/// |a − b| ≤ atol + rtol·|b| (numpy's allclose, b the trusted value).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+impl Tolerance {
+    /// How far |a − b| lies beyond atol + rtol·|b| (positive: out of
+    /// tolerance); +∞ when a or b is NaN, which never passes.
+    pub fn excess(&self, a: f64, b: f64) -> f64 {
+        let e = (a - b).abs() - (self.atol + self.rtol * b.abs());
+        if e.is_nan() {
+            f64::INFINITY
+        } else {
+            e
+        }
+    }
+}
+
+impl fmt::Display for Tolerance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "atol {:.0e} rtol {:.0e}", self.atol, self.rtol)
+    }
+}
+
+/// One line of the report.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub op: String,
+    pub shape: String,
+    pub check: String,
+    pub max_abs: f64,
+    pub max_rel: f64,
+    pub tol: Tolerance,
+    pub passed: bool,
+    /// The worst element: (index, tested value, trusted value).
+    pub worst: Option<(usize, f64, f64)>,
+    /// The first elements out of tolerance (index, tested, trusted) — or,
+    /// when every element passed, simply the first elements — at most
+    /// [`SHOWN_ELEMENTS`], for `gradcheck --verbose` and failure reports.
+    pub first: Vec<(usize, f64, f64)>,
+}
+
+/// How many elements a failure report (or `--verbose`) lists per check.
+pub const SHOWN_ELEMENTS: usize = 5;
+
+impl Row {
+    /// Compares `got` against the trusted `want` and makes the report line.
+    pub fn new(
+        op: &str,
+        shape: &str,
+        check: &str,
+        got: &[f64],
+        want: &[f64],
+        tol: Tolerance,
+    ) -> Row {
+        let (max_abs, max_rel, passed, worst) = compare(got, want, tol);
+        let outside = |(&a, &b): (&f64, &f64)| tol.excess(a, b) > 0.0;
+        let pairs = got.iter().zip(want);
+        let mut first: Vec<(usize, f64, f64)> = pairs
+            .clone()
+            .enumerate()
+            .filter(|(_, p)| outside(*p))
+            .take(SHOWN_ELEMENTS)
+            .map(|(i, (&a, &b))| (i, a, b))
+            .collect();
+        if first.is_empty() {
+            first = pairs
+                .take(SHOWN_ELEMENTS)
+                .enumerate()
+                .map(|(i, (&a, &b))| (i, a, b))
+                .collect();
+        }
+        Row {
+            op: op.to_string(),
+            shape: shape.to_string(),
+            check: check.to_string(),
+            max_abs,
+            max_rel,
+            tol,
+            passed,
+            worst,
+            first,
+        }
+    }
+}
+
+/// Compares `got` against the trusted `want`.
+pub fn compare(
+    got: &[f64],
+    want: &[f64],
+    tol: Tolerance,
+) -> (f64, f64, bool, Option<(usize, f64, f64)>) {
+    let (mut max_abs, mut max_rel, mut passed) = (0.0f64, 0.0f64, got.len() == want.len());
+    let mut worst: Option<(usize, f64, f64)> = None;
+    let mut worst_excess = f64::NEG_INFINITY;
+    for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+        let d = (a - b).abs();
+        let d = if d.is_nan() { f64::INFINITY } else { d };
+        max_abs = max_abs.max(d);
+        if b.abs() > tol.atol {
+            max_rel = max_rel.max(d / b.abs());
+        }
+        let excess = tol.excess(a, b);
+        if excess > 0.0 {
+            passed = false;
+        }
+        if excess > worst_excess {
+            worst_excess = excess;
+            worst = Some((i, a, b));
+        }
+    }
+    (max_abs, max_rel, passed, worst)
+}
+
+/// One input of a case.
+pub struct Input {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+    /// Whether the op's gradient with respect to it is checked.
+    pub grad: bool,
+}
+
+type GpuForward = Box<dyn Fn(&Tape, &[Var]) -> Result<Var>>;
+type CpuForward = Box<dyn Fn(&[Vec<f64>]) -> Vec<f64>>;
+type CpuBackward = Box<dyn Fn(&[Vec<f64>], &[f64]) -> Vec<Option<Vec<f64>>>>;
+
+/// One op at one shape, with everything needed to check it.
+pub struct Case {
+    pub op: &'static str,
+    pub shape: String,
+    pub inputs: Vec<Input>,
+    pub gpu: GpuForward,
+    pub cpu_forward: CpuForward,
+    /// Gradient per input (None where not differentiable) for upstream dy.
+    pub cpu_backward: CpuBackward,
+    /// GPU vs f64 reference (forward and backward); atol is raised to the
+    /// f32 rounding floor of the case (see [`rounding_floor`]).
+    pub ref_tol: Tolerance,
+    /// Finite-difference step for the f32 check.
+    pub fd_eps: f64,
+    /// Tolerance of the f32 central-difference check; atol is raised to the
+    /// rounding noise of the differenced forward (see [`fd_noise`]).
+    pub fd_tol: Tolerance,
+    /// The longest sum any of the op's kernels accumulates in f32 (dense: max
+    /// of in, out and batch; bce: every element; elementwise ops: 1).
+    pub reduction: usize,
+    /// The length of the sum behind one forward output (dense: in; conv2d:
+    /// Cin·KH·KW; bce: every element; elementwise ops: 1): the rounding
+    /// noise of the finite differences comes from these sums.
+    pub forward_reduction: usize,
+}
+
+/// Unit roundoff of f32 and f64.
+const U32: f64 = 5.960_464_477_539_063e-8; // 2^-24
+const U64: f64 = 1.110_223_024_625_156_5e-16; // 2^-53
+
+/// The unit roundoff of a precision.
+fn unit_roundoff(precision: Precision) -> f64 {
+    match precision {
+        Precision::F32 => U32,
+        Precision::F64 => U64,
+    }
+}
+
+/// The absolute error arithmetic with unit roundoff `unit` alone can leave
+/// in a value of magnitude `scale` produced by sums of `reduction` terms:
+/// 4·u·√reduction·scale (rounding errors of a sum grow like a random walk).
+pub fn rounding_floor(unit: f64, reduction: usize, scale: f64) -> f64 {
+    4.0 * unit * (reduction as f64).sqrt() * scale
+}
+
+/// The noise of a central difference (f(x+εu)·v − f(x−εu)·v)/2ε that
+/// rounding alone causes: each output y_i carries a rounding error of about
+/// u·√reduction·|y_i|, so the probed sum carries √2·‖v∘y‖₂ times that,
+/// divided by 2ε; four times this is the floor of the check's atol.
+pub fn fd_noise(unit: f64, reduction: usize, v: &[f64], y: &[f64], eps: f64) -> f64 {
+    let vy: f64 = v
+        .iter()
+        .zip(y)
+        .map(|(a, b)| (a * b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    4.0 * unit * (reduction as f64).sqrt() * std::f64::consts::SQRT_2 * vy / (2.0 * eps)
+}
+
+/// Options of a suite run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub seed: u64,
+    /// Only these ops (all when None).
+    pub ops: Option<Vec<String>>,
+}
+
+/// The suite's result.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn failures(&self) -> Vec<&Row> {
+        self.rows.iter().filter(|r| !r.passed).collect()
+    }
+    pub fn passed(&self) -> bool {
+        self.rows.iter().all(|r| r.passed)
+    }
+    /// Ok when every row passed, else the typed failure.
+    pub fn into_result(self) -> Result<Report> {
+        let failed = self.failures();
+        if failed.is_empty() {
+            return Ok(self);
+        }
+        let mut names: Vec<String> = failed
+            .iter()
+            .map(|r| format!("{} {}", r.op, r.check))
+            .collect();
+        names.dedup();
+        Err(Error::GradcheckFailed {
+            failed: failed.len(),
+            total: self.rows.len(),
+            names: names.join(", "),
+        })
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<8} {:<22} {:<34} {:>10} {:>10}  {:<20} result",
+            "op", "shape", "check", "max abs", "max rel", "tolerance"
+        )?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "{:<8} {:<22} {:<34} {:>10.2e} {:>10.2e}  {:<20} {}",
+                r.op,
+                r.shape,
+                r.check,
+                r.max_abs,
+                r.max_rel,
+                r.tol.to_string(),
+                if r.passed { "pass" } else { "FAIL" }
+            )?;
+        }
+        let failed = self.failures().len();
+        write!(
+            f,
+            "{} checks: {} passed, {} failed",
+            self.rows.len(),
+            self.rows.len() - failed,
+            failed
+        )
+    }
+}
+
+impl Report {
+    /// Element by element, as llm.c's checker prints them: for every failed
+    /// check (every check when `all`), its first elements out of tolerance
+    /// — index, the tested (analytic / GPU) value, the trusted (numeric /
+    /// f64 reference) value and their difference. Passing checks list
+    /// their first elements.
+    pub fn details(&self, all: bool) -> String {
+        let mut out = String::new();
+        for r in self.rows.iter().filter(|r| all || !r.passed) {
+            out += &format!(
+                "{} {} {} — {}:\n    {:>8} {:>16} {:>16} {:>12}\n",
+                r.op,
+                r.shape,
+                r.check,
+                if r.passed {
+                    "first elements (all within tolerance)"
+                } else {
+                    "first elements out of tolerance"
+                },
+                "index",
+                "tested",
+                "trusted",
+                "difference"
+            );
+            for &(i, a, b) in &r.first {
+                out += &format!("    {i:>8} {a:>16.8e} {b:>16.8e} {:>12.3e}\n", a - b);
+            }
+        }
+        out
+    }
+}
+
+/// Runs the suite. Errors only on GPU failures; check results are in the report.
+pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
+    let known = crate::ops::registry::gradcheck_ops();
+    let selected: Vec<&str> = match &options.ops {
+        None => known,
+        Some(names) => {
+            for n in names {
+                if !known.contains(&n.as_str()) {
+                    return Err(Error::Config {
+                        what: format!("gradcheck --op {n}"),
+                        message: format!("unknown op; known ops: {}", known.join(", ")),
+                    });
+                }
+            }
+            known
+                .into_iter()
+                .filter(|o| names.iter().any(|n| n == o))
+                .collect()
+        }
+    };
+    let mut report = Report::default();
+    for op in selected {
+        if op == "adam" {
+            report.rows.extend(check_adam(gpu, options.seed)?);
+            continue;
+        }
+        if op == "batchnorm" {
+            report
+                .rows
+                .extend(check_batchnorm_inference(gpu, options.seed)?);
+        }
+        for case in cases(op, options.seed) {
+            report.rows.extend(check_case(gpu, &case, options.seed)?);
+        }
+    }
+    Ok(report)
+}
+
+/// Adam has no backward: three GPU steps against three f64 reference steps,
+/// then (in f32, where the non-finite guard exists) a fourth step whose
+/// gradient holds a NaN and must change nothing.
+/// The parameter counts `check_adam` updates.
+pub(crate) const ADAM_SIZES: [usize; 3] = [1, 1000, 40_000];
+
+/// Every case the suite would check for `ops` (all when None), as (op,
+/// shape), without running anything: `postergrad gradcheck --list`.
+pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
+    crate::ops::registry::gradcheck_ops()
+        .into_iter()
+        .filter(|op| ops.is_none_or(|names| names.iter().any(|n| n == op)))
+        .flat_map(|op| -> Vec<(&'static str, String)> {
+            if op == "adam" {
+                ADAM_SIZES
+                    .iter()
+                    .map(|n| ("adam", format!("[{n}]")))
+                    .collect()
+            } else {
+                cases(op, seed).into_iter().map(|c| (op, c.shape)).collect()
+            }
+        })
+        .collect()
+}
