@@ -1,134 +1,7 @@
-//! Layers and models built from the ops.
+//! A poster model built from its layer table: parameters, the forward pass
+//! on the tape (with the fusions the ops offer), and its tensors by name.
 
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
-use crate::ops::{
-    batch_norm, binary_cross_entropy, bnpool, conv2d, dense, dropout, flatten, maxpool, relu,
-    sigmoid, BatchNormConfig, BatchNormState, BnInput, BnPoolConfig, Conv2dConfig, DropoutConfig,
-    MaxPoolConfig,
-};
-use crate::rng::Rng;
-use crate::tape::{Param, Tape, Var};
-use crate::tensor::Tensor;
-use std::fmt;
-
-/// Glorot (Xavier) uniform: U(−l, l) with l = √(6 / (fan_in + fan_out)), as Keras.
-pub fn glorot_uniform(rng: &mut Rng, fan_in: usize, fan_out: usize, n: usize) -> Vec<f32> {
-    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
-    rng.vec_f32(n, -limit, limit)
-}
-
-/// A fully connected layer: y = x · w + b, w: [in, out] glorot-uniform, b zero.
-pub struct DenseLayer {
-    pub w: Param,
-    pub b: Param,
-}
-
-impl DenseLayer {
-    pub fn new(
-        gpu: &Gpu,
-        name: &str,
-        inputs: usize,
-        outputs: usize,
-        rng: &mut Rng,
-    ) -> Result<Self> {
-        let w = Tensor::from_slice(
-            gpu,
-            [inputs, outputs],
-            &glorot_uniform(rng, inputs, outputs, inputs * outputs),
-        )?;
-        let b = Tensor::zeros(gpu, [outputs], "bias")?;
-        Ok(DenseLayer {
-            w: Param::new(gpu, format!("{name}.kernel"), w)?,
-            b: Param::new(gpu, format!("{name}.bias"), b)?,
-        })
-    }
-
-    pub fn forward(&self, tape: &Tape, x: &Var) -> Result<Var> {
-        dense(tape, x, &tape.param(&self.w), &tape.param(&self.b))
-    }
-
-    pub fn inputs(&self) -> usize {
-        self.w.value.dims()[0]
-    }
-}
-
-/// Activation after a dense layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    Relu,
-    Sigmoid,
-}
-
-/// A feed-forward network: dense layers, relu between them, sigmoid at the
-/// end (multi-label probabilities).
-pub struct Mlp {
-    pub layers: Vec<DenseLayer>,
-}
-
-impl Mlp {
-    /// `sizes` = [inputs, hidden…, outputs].
-    pub fn new(gpu: &Gpu, sizes: &[usize], seed: u64) -> Result<Mlp> {
-        if sizes.len() < 2 || sizes.contains(&0) {
-            return Err(Error::Config {
-                what: "mlp".into(),
-                message: format!("layer sizes must be at least [in, out], all > 0; got {sizes:?}"),
-            });
-        }
-        let mut rng = Rng::new(seed);
-        let layers = sizes
-            .windows(2)
-            .enumerate()
-            .map(|(i, s)| DenseLayer::new(gpu, &format!("dense_{i}"), s[0], s[1], &mut rng))
-            .collect::<Result<_>>()?;
-        Ok(Mlp { layers })
-    }
-
-    /// Probabilities [batch, outputs].
-    pub fn forward(&self, tape: &Tape, x: &Var) -> Result<Var> {
-        let mut h = x.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(tape, &h)?;
-            let act = if i + 1 == self.layers.len() {
-                Activation::Sigmoid
-            } else {
-                Activation::Relu
-            };
-            h = match act {
-                Activation::Relu => relu(tape, &h)?,
-                Activation::Sigmoid => sigmoid(tape, &h)?,
-            };
-        }
-        Ok(h)
-    }
-
-    /// Forward + BCE loss.
-    pub fn loss(&self, tape: &Tape, x: &Var, y: &Var) -> Result<Var> {
-        let p = self.forward(tape, x)?;
-        binary_cross_entropy(tape, &p, y)
-    }
-
-    pub fn params(&self) -> Vec<&Param> {
-        self.layers.iter().flat_map(|l| [&l.w, &l.b]).collect()
-    }
-
-    pub fn param_count(&self) -> usize {
-        self.params().iter().map(|p| p.value.numel()).sum()
-    }
-}
-
-/// The models `postergrad train --model` knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ModelKind {
-    /// The Keras tutorial's CNN (GUIDE §1): four conv blocks with batch-norm
-    /// and dropout, two dense blocks of 128, a sigmoid head.
-    Poster,
-    /// The lighter 5×5 variant: conv 16/32/64/64, pooling and dropout 0.25,
-    /// dense 128 and 64 with dropout 0.5, no batch-norm.
-    Poster5,
-    /// A feed-forward net on the flattened pixels: dense 64, 64, 32 (relu).
-    Mlp,
-}
+use super::*;
 
 impl ModelKind {
     pub const ALL: [ModelKind; 3] = [ModelKind::Poster, ModelKind::Poster5, ModelKind::Mlp];
@@ -295,81 +168,6 @@ impl ModelKind {
     }
 }
 
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for ModelKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<ModelKind> {
-        ModelKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| Error::Config {
-                what: "--model".into(),
-                message: format!("unknown model `{s}`; choose poster, poster5 or mlp"),
-            })
-    }
-}
-
-/// One layer of a sequential model, with Keras's semantics (the activation
-/// of Conv2D and Dense is applied inside the layer, before what follows).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum LayerSpec {
-    /// Valid 3×3 or 5×5 convolution, stride 1, glorot-uniform kernel, zero bias.
-    Conv2d {
-        filters: usize,
-        kernel: usize,
-        activation: Activation,
-    },
-    /// Per channel (after a conv) or per feature (after a dense layer).
-    BatchNorm,
-    /// 2×2, stride 2, valid.
-    MaxPool,
-    /// Inverted dropout; the identity at inference.
-    Dropout { rate: f32 },
-    /// [N, C, H, W] → [N, C·H·W] (NCHW order), a view.
-    Flatten,
-    Dense {
-        units: usize,
-        activation: Activation,
-    },
-}
-
-impl LayerSpec {
-    /// Keras's default layer name stem.
-    pub fn keras_name(&self) -> &'static str {
-        match self {
-            LayerSpec::Conv2d { .. } => "conv2d",
-            LayerSpec::BatchNorm => "batch_normalization",
-            LayerSpec::MaxPool => "max_pooling2d",
-            LayerSpec::Dropout { .. } => "dropout",
-            LayerSpec::Flatten => "flatten",
-            LayerSpec::Dense { .. } => "dense",
-        }
-    }
-
-    /// The type column of the summary ("Conv2D 3×3, relu").
-    pub fn describe(&self) -> String {
-        let act = |a: &Activation| match a {
-            Activation::Relu => "relu",
-            Activation::Sigmoid => "sigmoid",
-        };
-        match self {
-            LayerSpec::Conv2d {
-                kernel, activation, ..
-            } => format!("Conv2D {kernel}×{kernel}, {}", act(activation)),
-            LayerSpec::BatchNorm => "BatchNormalization".into(),
-            LayerSpec::MaxPool => "MaxPooling2D 2×2".into(),
-            LayerSpec::Dropout { rate } => format!("Dropout {rate}"),
-            LayerSpec::Flatten => "Flatten".into(),
-            LayerSpec::Dense { activation, .. } => format!("Dense, {}", act(activation)),
-        }
-    }
-}
-
 /// A layer's place in a model: name, output shape (without the batch
 /// dimension; [C, H, W] or [F]) and parameter counts.
 #[derive(Clone, Debug, PartialEq)]
@@ -379,59 +177,6 @@ pub struct LayerInfo {
     pub output: Vec<usize>,
     pub trainable: usize,
     pub non_trainable: usize,
-}
-
-/// A Keras-like summary table of `kind` at `size`.
-pub fn summary(kind: ModelKind, size: usize, labels: usize) -> Result<String> {
-    let layers = kind.describe(size, labels)?;
-    let group = |n: usize| {
-        let s = n.to_string();
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    };
-    let rule = "─".repeat(88);
-    let mut t = format!(
-        "Model: \"{kind}\" (input [N, 3, {size}, {size}], {labels} outputs)\n{rule}\n{:<24}{:<26}{:<24}{:>14}\n{}\n",
-        "Layer",
-        "Type",
-        "Output shape (NCHW)",
-        "Param #",
-        "═".repeat(88)
-    );
-    for l in &layers {
-        let shape = l
-            .output
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        t += &format!(
-            "{:<24}{:<26}{:<24}{:>14}\n",
-            l.name,
-            l.spec.describe(),
-            format!("[N, {shape}]"),
-            group(l.trainable + l.non_trainable)
-        );
-    }
-    let trainable: usize = layers.iter().map(|l| l.trainable).sum();
-    let frozen: usize = layers.iter().map(|l| l.non_trainable).sum();
-    let mb = |n: usize| n as f64 * 4.0 / (1 << 20) as f64;
-    t += &format!(
-        "{rule}\nTotal params: {} ({:.2} MB)\nTrainable params: {} ({:.2} MB)\nNon-trainable params: {} ({:.2} MB)  (batch-norm moving mean and variance)\n",
-        group(trainable + frozen),
-        mb(trainable + frozen),
-        group(trainable),
-        mb(trainable),
-        group(frozen),
-        mb(frozen)
-    );
-    Ok(t)
 }
 
 /// The weights a layer owns.
@@ -791,7 +536,7 @@ impl Model {
     }
 }
 
-fn bn_params(gpu: &Gpu, name: &str, c: usize) -> Result<(Param, Param, BatchNormState)> {
+pub(super) fn bn_params(gpu: &Gpu, name: &str, c: usize) -> Result<(Param, Param, BatchNormState)> {
     let ones = Tensor::uninit(gpu, [c], "gamma")?;
     crate::ops::fill(gpu, &ones, 1.0)?;
     Ok((

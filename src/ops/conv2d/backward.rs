@@ -1,0 +1,327 @@
+//! conv2d's backward: the input gradient (the forward kernel on flipped
+//! weights at stride 1, the strided kernel otherwise), the weight and bias
+//! gradients (three weight-gradient variants), and which runs where.
+
+use super::*;
+
+/// dx += ∂L/∂x for upstream dy.
+pub fn conv2d_backward_input(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    config: Conv2dConfig,
+) -> Result<()> {
+    backward_input(gpu, dy, w, dx, config, GradWrite::Add)
+}
+
+/// [`conv2d_backward_input_with`] through the kernel the host picks for the
+/// geometry on this adapter.
+pub(super) fn backward_input(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    config: Conv2dConfig,
+    write: GradWrite,
+) -> Result<()> {
+    let g = ConvGeometry::new(dx.dims(), w.dims(), config)?;
+    let kernel = Forward::for_geometry(gpu, &g);
+    conv2d_backward_input_with(gpu, dy, w, dx, config, kernel, write)
+}
+
+/// [`conv2d_backward_input`] with a chosen stride-1 kernel (for benchmarks
+/// and tests; other strides run `conv2d_backward_input` whatever the
+/// choice), adding into dx ([`GradWrite::Add`]) or writing every element of
+/// it ([`GradWrite::Write`], the tape's fresh buffer: no zeroing before and
+/// no read of dx in the kernel, which on lavapipe is a storage load per
+/// element — docs/kernels/conv2d.md).
+pub fn conv2d_backward_input_with(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    config: Conv2dConfig,
+    kernel: Forward,
+    write: GradWrite,
+) -> Result<()> {
+    let g = ConvGeometry::new(dx.dims(), w.dims(), config)?;
+    dy.expect_shape(
+        "conv2d_backward_input",
+        "dy must match the output",
+        &g.output_shape(),
+    )?;
+    if g.stride == 1 {
+        // dx = full correlation of dy with the flipped, transposed kernel:
+        // the forward kernel with the roles swapped and padding KH − 1 − pt.
+        let roles = ConvGeometry {
+            n: g.n,
+            cin: g.cout,
+            h: g.oh,
+            w: g.ow,
+            cout: g.cin,
+            kh: g.kh,
+            kw: g.kw,
+            stride: 1,
+            oh: g.h,
+            ow: g.w,
+            pad_top: g.kh - 1 - g.pad_top,
+            pad_left: g.kw - 1 - g.pad_left,
+        };
+        let packed = pack_weights(gpu, &roles, w, Packing::TransposedFlipped)?;
+        let accumulate = write == GradWrite::Add;
+        return forward_tiles(gpu, &roles, dy, &packed, dx, accumulate, kernel);
+    }
+    // the strided kernel adds into dx
+    if write == GradWrite::Write {
+        gpu.clear(dx);
+    }
+    let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
+    for r in sample_ranges(gpu, &g) {
+        let n = r.len();
+        let (dxw, xb) = gpu.window(dx, r.start * xs, n * xs);
+        let (dyw, yb) = gpu.window(dy, r.start * ys, n * ys);
+        let p = g.params(n, xb, yb, 0);
+        let groups = pixel_grid(gpu, (n * g.h * g.w).div_ceil(512), g.cin.div_ceil(8));
+        gpu.dispatch_bound(
+            "conv2d_backward_input",
+            &p,
+            &[dyw, crate::gpu::Bind::whole(w), dxw],
+            groups,
+        )?;
+    }
+    Ok(())
+}
+
+/// The three weight-gradient kernels (see `docs/kernels/conv2d.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackwardWeight {
+    /// `conv2d_backward_weight`: 8 output channels × 8 flattened taps per
+    /// invocation. Any kernel size and stride.
+    Tiles,
+    /// `conv2d_backward_weight_3x3`: 8 output channels × the 18 taps of a
+    /// pair of input channels, sliding the input windows along each row.
+    /// 3×3, stride 1.
+    Rows3x3,
+    /// `conv2d_backward_weight_3x3_subgroup`: 16 output channels × the 9
+    /// taps of one input channel, the same walk; the lanes of a subgroup
+    /// take different input channels and share dy through subgroup
+    /// shuffles. 3×3, stride 1, at least 8 input channels, on adapters with
+    /// subgroups of at least 8 invocations.
+    Subgroup3x3,
+}
+
+/// Input channels from which `Subgroup3x3` is picked: with fewer, most
+/// lanes of a subgroup have no channel (benches/conv.rs, layer 1).
+pub(super) const SUBGROUP_MIN_CIN: usize = 8;
+
+impl BackwardWeight {
+    /// The fastest kernel that is correct for the geometry on this adapter
+    /// (benches/conv.rs): on GPUs `Tiles` (on an H100 it beats `Rows3x3` by
+    /// 1.3–3× and `Subgroup3x3` by 12–50× at the poster model's layers: the
+    /// two 3×3 kernels keep 144 accumulators per invocation, made for
+    /// lavapipe's few long invocations); on the CPU adapter, for 3×3
+    /// kernels at stride 1, `Subgroup3x3` where subgroups exist and the
+    /// layer has at least 8 input channels, else `Rows3x3`; `Tiles`
+    /// otherwise.
+    pub fn for_geometry(gpu: &Gpu, g: &ConvGeometry) -> BackwardWeight {
+        if !gpu.adapter().is_cpu {
+            BackwardWeight::Tiles
+        } else if BackwardWeight::Subgroup3x3.fits(gpu, g) && g.cin >= SUBGROUP_MIN_CIN {
+            BackwardWeight::Subgroup3x3
+        } else if BackwardWeight::Rows3x3.fits(gpu, g) {
+            BackwardWeight::Rows3x3
+        } else {
+            BackwardWeight::Tiles
+        }
+    }
+
+    /// Whether the kernel is correct for the geometry on this adapter.
+    fn fits(self, gpu: &Gpu, g: &ConvGeometry) -> bool {
+        let three = g.kh == 3 && g.kw == 3 && g.stride == 1;
+        match self {
+            BackwardWeight::Tiles => true,
+            BackwardWeight::Rows3x3 => three,
+            // a subgroup must not span workgroups (64 invocations)
+            BackwardWeight::Subgroup3x3 => {
+                three && gpu.adapter().subgroups && gpu.adapter().subgroup_max_size <= 64
+            }
+        }
+    }
+
+    /// The kernel's entry point (its shader's name).
+    pub fn kernel(self) -> &'static str {
+        match self {
+            BackwardWeight::Tiles => "conv2d_backward_weight",
+            BackwardWeight::Rows3x3 => "conv2d_backward_weight_3x3",
+            BackwardWeight::Subgroup3x3 => "conv2d_backward_weight_3x3_subgroup",
+        }
+    }
+}
+
+/// dw += ∂L/∂w (split over pixel chunks, then reduced).
+pub fn conv2d_backward_weight(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    config: Conv2dConfig,
+) -> Result<()> {
+    let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
+    conv2d_backward_weight_with(
+        gpu,
+        x,
+        dy,
+        dw,
+        config,
+        BackwardWeight::for_geometry(gpu, &g),
+    )
+}
+
+/// [`conv2d_backward_weight`] with a chosen kernel (for benchmarks and
+/// tests); a kernel that does not fit the geometry or the adapter is an
+/// error.
+pub fn conv2d_backward_weight_with(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    config: Conv2dConfig,
+    kernel: BackwardWeight,
+) -> Result<()> {
+    weight_pass(gpu, x, dy, dw, None, config, kernel)
+}
+
+/// dw += ∂L/∂w and db += ∂L/∂b. With the 3×3 kernels one pass over dy
+/// yields both (the kernel sums dy as it goes); otherwise the weight kernel
+/// and [`conv2d_backward_bias`] each read dy.
+pub fn conv2d_backward_params(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    db: &Tensor,
+    config: Conv2dConfig,
+) -> Result<()> {
+    let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
+    match BackwardWeight::for_geometry(gpu, &g) {
+        k @ (BackwardWeight::Rows3x3 | BackwardWeight::Subgroup3x3) => {
+            db.expect_shape("conv2d_backward_bias", "db must be [channels]", &[g.cout])?;
+            weight_pass(gpu, x, dy, dw, Some(db), config, k)
+        }
+        BackwardWeight::Tiles => {
+            weight_pass(gpu, x, dy, dw, None, config, BackwardWeight::Tiles)?;
+            conv2d_backward_bias(gpu, dy, db)
+        }
+    }
+}
+
+/// The weight-gradient pass; `db` (only with the 3×3 kernels) receives the
+/// bias gradient from the same pass.
+pub(super) fn weight_pass(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    db: Option<&Tensor>,
+    config: Conv2dConfig,
+    kernel: BackwardWeight,
+) -> Result<()> {
+    let g = ConvGeometry::new(x.dims(), dw.dims(), config)?;
+    dy.expect_shape(
+        "conv2d_backward_weight",
+        "dy must match the output",
+        &g.output_shape(),
+    )?;
+    if !kernel.fits(gpu, &g) {
+        let needs = if kernel == BackwardWeight::Subgroup3x3 {
+            "a 3×3 kernel at stride 1 and an adapter with subgroups of 8 to 64 invocations"
+        } else {
+            "a 3×3 kernel at stride 1"
+        };
+        return Err(misfit(gpu, &g, kernel.kernel(), needs, "BackwardWeight"));
+    }
+    let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
+    let taps = g.cin * g.kh * g.kw;
+    let chunk = weight_chunk(gpu, g.n * g.oh * g.ow);
+    for r in sample_ranges(gpu, &g) {
+        let n = r.len();
+        let chunks = (n * g.oh * g.ow).div_ceil(chunk);
+        let partial = Tensor::uninit(gpu, [chunks, g.cout, taps], "conv2d_backward_weight")?;
+        let whole = crate::gpu::Bind::whole;
+        match kernel {
+            BackwardWeight::Tiles => {
+                let (xw, xb) = gpu.window(x, r.start * xs, n * xs);
+                let (dyw, yb) = gpu.window(dy, r.start * ys, n * ys);
+                gpu.dispatch_bound(
+                    kernel.kernel(),
+                    &g.params(n, xb, yb, chunk),
+                    &[xw, dyw, whole(&partial)],
+                    gpu.grid_1d(chunks * taps.div_ceil(8) * g.cout.div_ceil(8), 64),
+                )?
+            }
+            BackwardWeight::Rows3x3 | BackwardWeight::Subgroup3x3 => {
+                // x and dy through texture copies (f32; see the shaders)
+                let xt = gpu.read_window(x, r.start * xs, n * xs)?;
+                let dyt = gpu.read_window(dy, r.start * ys, n * ys)?;
+                let bias_partial = Tensor::uninit(gpu, [chunks, g.cout], "conv2d_backward_bias")?;
+                let invocations = if kernel == BackwardWeight::Rows3x3 {
+                    // a pair of input channels × 8 output channels each
+                    chunks * g.cin.div_ceil(2) * g.cout.div_ceil(8)
+                } else {
+                    // one input channel × 16 output channels each, the input
+                    // channels in whole subgroups of the largest size
+                    let lanes = gpu.adapter().subgroup_max_size as usize;
+                    chunks * g.cin.next_multiple_of(lanes) * g.cout.div_ceil(16)
+                };
+                gpu.dispatch_bound(
+                    kernel.kernel(),
+                    &g.params(n, xt.base(), dyt.base(), chunk),
+                    &[xt.bind(), dyt.bind(), whole(&partial), whole(&bias_partial)],
+                    gpu.grid_1d(invocations, 64),
+                )?;
+                if let Some(db) = db {
+                    reduce_partials(gpu, &bias_partial, chunks, db)?;
+                }
+            }
+        }
+        reduce_partials(gpu, &partial, chunks, dw)?;
+    }
+    Ok(())
+}
+
+/// db += Σ over batch and pixels of dy.
+pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, db: &Tensor) -> Result<()> {
+    dy.expect_rank(
+        "conv2d_backward_bias",
+        "dy must be [batch, channels, height, width]",
+        4,
+    )?;
+    let d = dy.dims();
+    db.expect_shape("conv2d_backward_bias", "db must be [channels]", &[d[1]])?;
+    let per_sample = d[1] * d[2] * d[3];
+    let chunk = weight_chunk(gpu, d[0] * d[2] * d[3]);
+    for r in gpu.batch_chunks(d[0], &[(per_sample * gpu.real_bytes()) as u64]) {
+        let n = r.len();
+        let (dyw, yb) = gpu.window(dy, r.start * per_sample, n * per_sample);
+        let chunks = (n * d[2] * d[3]).div_ceil(chunk);
+        let partial = Tensor::uninit(gpu, [chunks, d[1]], "conv2d_backward_bias")?;
+        let p = ConvParams {
+            n: n as u32,
+            cout: d[1] as u32,
+            oh: d[2] as u32,
+            ow: d[3] as u32,
+            y_base: yb,
+            chunk: chunk as u32,
+            ..bytemuck::Zeroable::zeroed()
+        };
+        gpu.dispatch_bound(
+            "conv2d_backward_bias",
+            &p,
+            &[dyw, crate::gpu::Bind::whole(&partial)],
+            gpu.grid_1d(chunks * d[1], 64),
+        )?;
+        reduce_partials(gpu, &partial, chunks, db)?;
+    }
+    Ok(())
+}
