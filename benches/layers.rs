@@ -20,7 +20,7 @@
 //! first block's 124 M activations takes about a second on a CPU adapter.
 
 use postergrad::ops::batchnorm::{batchnorm_backward, batchnorm_forward, batchnorm_statistics};
-use postergrad::ops::bnpool::{bnpool_backward, bnpool_forward};
+use postergrad::ops::bnpool::{bnpool_backward, bnpool_forward, BnPoolGrads, BnPoolSaved};
 use postergrad::ops::dropout::{dropout_backward, dropout_forward};
 use postergrad::ops::maxpool::{maxpool_backward_with, maxpool_forward, MaxPoolBackward};
 use postergrad::ops::relu::{relu_backward, relu_forward};
@@ -253,10 +253,18 @@ fn main() {
                 Box::new(|| {
                     let (g, b) = (Some(&dgamma), Some(&dbeta));
                     let mode = Mode::Training;
-                    bnpool_backward(
-                        &gpu, &x, &dtail, &gamma, &beta, &stats, mode, tail, Some((&dz, GradWrite::Write)), g, b,
-                    )
-                    .unwrap()
+                    let saved = BnPoolSaved {
+                        z: &x,
+                        gamma: &gamma,
+                        beta: &beta,
+                        stats: &stats,
+                    };
+                    let grads = BnPoolGrads {
+                        dz: Some((&dz, GradWrite::Write)),
+                        dgamma: g,
+                        dbeta: b,
+                    };
+                    bnpool_backward(&gpu, &saved, &dtail, mode, tail, grads).unwrap()
                 }),
             ),
         ];

@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Timer};
 use crate::nn::{LayerSpec, Model, ModelKind};
-use crate::ops::conv2d::{BackwardWeight, ConvGeometry, Forward};
+use crate::ops::conv2d::{BackwardWeight, ConvGeometry, Forward, BACKWARD_INPUT};
 use crate::ops::{Adam, AdamConfig, Conv2dConfig};
 use crate::rng::Rng;
 use crate::shaders::Precision;
@@ -100,7 +100,7 @@ pub fn kernel_flop(
     size: usize,
     labels: usize,
     batch: usize,
-) -> Result<Vec<(&'static str, f64)>> {
+) -> Result<Vec<(String, f64)>> {
     flop_by_kernel(model, size, labels, batch, &|g| {
         (
             Forward::for_geometry(gpu, g),
@@ -109,17 +109,26 @@ pub fn kernel_flop(
     })
 }
 
+/// A profile row's name: the kernel, and the pass it served where its
+/// kernel serves two (`conv2d_forward_3x3 (backward-input)`).
+pub fn row_name(kernel: &str, pass: Option<&str>) -> String {
+    match pass {
+        Some(p) => format!("{kernel} ({p})"),
+        None => kernel.to_string(),
+    }
+}
+
 fn flop_by_kernel(
     model: ModelKind,
     size: usize,
     labels: usize,
     batch: usize,
     kernels: &dyn Fn(&ConvGeometry) -> (Forward, BackwardWeight),
-) -> Result<Vec<(&'static str, f64)>> {
+) -> Result<Vec<(String, f64)>> {
     let layers = model.describe(size, labels)?;
     let mut input = vec![3usize, size, size];
-    let mut out: Vec<(&'static str, f64)> = Vec::new();
-    let mut add = |name: &'static str, f: f64| match out.iter_mut().find(|(n, _)| *n == name) {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    let mut add = |name: String, f: f64| match out.iter_mut().find(|(n, _)| *n == name) {
         Some((_, v)) => *v += f,
         None => out.push((name, f)),
     };
@@ -137,20 +146,20 @@ fn flop_by_kernel(
                     Conv2dConfig::default(),
                 )?;
                 let (forward, weight) = kernels(&g);
-                add(forward.kernel(), f);
+                add(forward.kernel().into(), f);
                 if i > 0 {
                     // stride 1: dx is the forward kernel with the roles swapped
-                    add(forward.kernel(), f);
+                    add(row_name(forward.kernel(), Some(BACKWARD_INPUT)), f);
                 }
-                add(weight.kernel(), f);
+                add(weight.kernel().into(), f);
             }
             LayerSpec::Dense { units, .. } => {
                 let f = 2.0 * (batch * units * input.iter().product::<usize>()) as f64;
-                add("dense_forward", f);
+                add("dense_forward".into(), f);
                 if i > 0 {
-                    add("dense_backward_input", f);
+                    add("dense_backward_input".into(), f);
                 }
-                add("dense_backward_weight", f);
+                add("dense_backward_weight".into(), f);
             }
             _ => {}
         }
@@ -238,14 +247,15 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
         let prof = gpu.profile_end()?;
         timer = prof.timer;
         for d in prof.dispatches {
-            match rows.iter_mut().find(|r| r.name == d.kernel) {
+            let name = row_name(d.kernel, d.pass);
+            match rows.iter_mut().find(|r| r.name == name) {
                 Some(r) => {
                     r.calls += 1.0;
                     r.ms += d.seconds * 1e3;
                     r.bytes += d.bytes as f64;
                 }
                 None => rows.push(KernelRow {
-                    name: d.kernel.to_string(),
+                    name,
                     calls: 1.0,
                     ms: d.seconds * 1e3,
                     share: 0.0,

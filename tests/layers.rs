@@ -420,7 +420,7 @@ fn bnpool_reads_every_channel_of_a_full_channel_window_and_rejects_one_more() {
 /// 1 + what Write gives, at every element, z ≤ 0 (Write: 0) included.
 #[test]
 fn bnpool_backward_adds_or_writes_the_whole_gradient() {
-    use postergrad::ops::bnpool::bnpool_backward;
+    use postergrad::ops::bnpool::{bnpool_backward, BnPoolGrads, BnPoolSaved};
     use postergrad::ops::{BatchNormConfig, BatchNormState, BnInput, BnPoolConfig};
     use postergrad::GradWrite;
     let gpu = Gpu::new().unwrap();
@@ -449,20 +449,17 @@ fn bnpool_backward_adds_or_writes_the_whole_gradient() {
     let dp = Tensor::from_slice(&gpu, [2, 2, 2, 3], &[0.5; 24]).unwrap();
     let backward = |dz: &Tensor, write| {
         let mode = Mode::Training;
-        bnpool_backward(
-            &gpu,
-            &z,
-            &dp,
-            &gamma,
-            &beta,
-            &stats,
-            mode,
-            config,
-            Some((dz, write)),
-            None,
-            None,
-        )
-        .unwrap();
+        let saved = BnPoolSaved {
+            z: &z,
+            gamma: &gamma,
+            beta: &beta,
+            stats: &stats,
+        };
+        let grads = BnPoolGrads {
+            dz: Some((dz, write)),
+            ..Default::default()
+        };
+        bnpool_backward(&gpu, &saved, &dp, mode, config, grads).unwrap();
         dz.to_vec(&gpu).unwrap()
     };
     let written = backward(

@@ -251,3 +251,19 @@ fn the_cycle_check_sees_a_cycle() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_kernel_has_a_heading_on_its_ops_page() {
+    // tools/kernel_index.py writes them from the registry; a kernel added
+    // without rerunning it fails here.
+    for (op, k) in postergrad::ops::registry::kernels() {
+        let page = format!("docs/kernels/{}.md", op.name);
+        let text = std::fs::read_to_string(&page)
+            .unwrap_or_else(|e| panic!("{page}: {e} (run python3 tools/kernel_index.py)"));
+        let heading = format!("### `{}`", k.name);
+        assert!(
+            text.lines().any(|l| l == heading),
+            "{page} has no heading {heading} (run python3 tools/kernel_index.py)"
+        );
+    }
+}

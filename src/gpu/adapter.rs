@@ -164,6 +164,7 @@ impl Gpu {
             errors,
             precision,
             tuning: Cell::new(Default::default()),
+            pass: Cell::new(None),
         })
     }
 }

@@ -138,6 +138,9 @@ pub struct Gpu {
     profiling: RefCell<Option<Profiling>>,
     precision: Precision,
     tuning: Cell<Tuning>,
+    /// The pass the kernels recorded now serve, where one kernel serves
+    /// two ([`Gpu::in_pass`]); the profiler labels its rows with it.
+    pass: Cell<Option<&'static str>>,
 }
 
 impl Gpu {
@@ -149,6 +152,17 @@ impl Gpu {
     /// Bytes per tensor element (4 for f32, 8 for f64).
     pub fn real_bytes(&self) -> usize {
         self.precision.bytes()
+    }
+
+    /// Runs `f` with the kernels it records labelled as serving `pass`
+    /// (the stride-1 conv input gradient runs the forward kernel: its
+    /// profile row reads `conv2d_forward_3x3 (backward-input)`). Read only
+    /// by the profiler.
+    pub fn in_pass<R>(&self, pass: &'static str, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        let before = self.pass.replace(Some(pass));
+        let out = f();
+        self.pass.set(before);
+        out
     }
 
     /// The speed settings in force ([`Tuning`]).

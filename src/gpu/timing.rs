@@ -20,6 +20,8 @@ pub enum Timer {
 #[derive(Clone, Debug)]
 pub struct DispatchTime {
     pub kernel: Kernel,
+    /// The pass it served where its kernel serves two ([`Gpu::in_pass`]).
+    pub pass: Option<&'static str>,
     pub seconds: f64,
     /// Bytes of every buffer window the dispatch bound (its inputs and
     /// outputs): what a streaming kernel reads or writes once.
@@ -41,7 +43,7 @@ pub(super) const PROFILE_CAPACITY: u32 = 2048;
 pub(super) struct Profiling {
     timer: Timer,
     queries: Option<wgpu::QuerySet>,
-    names: Vec<Kernel>,
+    names: Vec<(Kernel, Option<&'static str>)>,
     bytes: Vec<u64>,
     wall: Vec<f64>,
 }
@@ -122,8 +124,9 @@ impl Gpu {
                 .into_iter()
                 .zip(seconds)
                 .zip(p.bytes)
-                .map(|((kernel, seconds), bytes)| DispatchTime {
+                .map(|(((kernel, pass), seconds), bytes)| DispatchTime {
                     kernel,
+                    pass,
                     seconds,
                     bytes,
                 })
@@ -144,7 +147,7 @@ impl Gpu {
         let mut profiling = self.profiling.borrow_mut();
         let slot = match profiling.as_mut() {
             Some(p) if p.names.len() < PROFILE_CAPACITY as usize => {
-                p.names.push(kernel);
+                p.names.push((kernel, self.pass.get()));
                 p.bytes.push(bytes);
                 Some((p.names.len() - 1) as u32)
             }

@@ -263,27 +263,66 @@ fn forward_from(
 #[allow(clippy::too_many_arguments)]
 pub fn bnpool_backward(
     gpu: &Gpu,
-    z: &Tensor,
+    saved: &BnPoolSaved,
     dp: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    stats: &Tensor,
     mode: Mode,
     config: BnPoolConfig,
-    dz: Option<(&Tensor, GradWrite)>,
-    dgamma: Option<&Tensor>,
-    dbeta: Option<&Tensor>,
+    grads: BnPoolGrads,
 ) -> Result<()> {
+    let z = saved.z;
     let g = Geometry::new(z)?;
     dp.expect_shape(
         "bnpool_backward",
         "dp must match the pooled output",
         &[g.n, g.c, g.oh, g.ow],
     )?;
-    if let Some((dz, _)) = dz {
+    if let Some((dz, _)) = grads.dz {
         dz.expect_shape("bnpool_backward", "dz must match the input", z.dims())?;
     }
     let base = g.params(&config, mode);
+    let chan = channel_window(gpu, saved.stats, saved.gamma, saved.beta)?;
+    let (sums, kept) = bnpool_backward_partials(gpu, &g, &base, z, dp, &chan)?;
+    if let Some((dz, write)) = grads.dz {
+        gpu.copy_into(&sums, &chan, 4 * g.c)?;
+        bnpool_backward_input(gpu, &g, &base, z, dp, &chan, kept, dz, write)?;
+    }
+    backward_params(gpu, &sums, g.c, grads.dgamma, grads.dbeta)
+}
+
+/// What bnpool's backward reads: the conv output z and the batch norm's
+/// parameters and statistics.
+pub struct BnPoolSaved<'t> {
+    pub z: &'t Tensor,
+    pub gamma: &'t Tensor,
+    pub beta: &'t Tensor,
+    pub stats: &'t Tensor,
+}
+
+/// The gradients bnpool's backward writes, each only where asked for: dz
+/// added to or written ([`GradWrite`]), dγ and dβ written.
+#[derive(Default)]
+pub struct BnPoolGrads<'t> {
+    pub dz: Option<(&'t Tensor, GradWrite)>,
+    pub dgamma: Option<&'t Tensor>,
+    pub dbeta: Option<&'t Tensor>,
+}
+
+/// Texture copies of z and dp of one sample range, kept from the partial
+/// sums for the input gradient.
+type KeptCopies<'t> = Option<(ReadWindow<'t>, ReadWindow<'t>)>;
+
+/// `bnpool_backward_partials`: Σ dy and Σ dy·x̂ per channel, split over
+/// chunks then reduced into `[2, C]`. z and dp are read through texture
+/// copies; the last range's are returned for the input gradient, which
+/// walks the ranges backwards (as batchnorm does).
+fn bnpool_backward_partials<'t>(
+    gpu: &Gpu,
+    g: &Geometry,
+    base: &BnPoolParams,
+    z: &'t Tensor,
+    dp: &'t Tensor,
+    chan: &Tensor,
+) -> Result<(Tensor, KeptCopies<'t>)> {
     let (zs, ps) = (g.z_per_sample(), g.p_per_sample());
     let ranges = g.ranges(gpu);
     // chunks of the split sums per range, and each range's first chunk
@@ -297,10 +336,6 @@ pub fn bnpool_backward(
         chunk_offsets.push(chunks);
         chunks += k;
     }
-    // Σ dy and Σ dy·x̂ per channel, split over chunks then reduced. z and dp
-    // are read through texture copies; the last range's are kept for the
-    // input gradient, which walks the ranges backwards (as batchnorm does).
-    let chan = channel_window(gpu, stats, gamma, beta)?;
     let sums = Tensor::zeros(gpu, [2, g.c], "bnpool sums")?;
     let partial = Tensor::uninit(gpu, [chunks, 2, g.c], "bnpool_backward_partials")?;
     let mut kept = None;
@@ -314,7 +349,7 @@ pub fn bnpool_backward(
             p_base: dpt.base(),
             first: (r.start * ps) as u32,
             chunk_offset: offset as u32,
-            ..base
+            ..*base
         };
         gpu.dispatch_bound(
             "bnpool_backward_partials",
@@ -322,7 +357,7 @@ pub fn bnpool_backward(
             &[
                 zt.bind(),
                 dpt.bind(),
-                Bind::whole(&chan),
+                Bind::whole(chan),
                 Bind::whole(&partial),
             ],
             gpu.grid_1d(k * g.c, 64),
@@ -330,40 +365,55 @@ pub fn bnpool_backward(
         kept = Some((zt, dpt));
     }
     reduce_partials(gpu, &partial, chunks, &sums)?;
-    if let Some((dz, write)) = dz {
-        gpu.copy_into(&sums, &chan, 4 * g.c)?;
-        for r in ranges.iter().rev() {
-            let (zt, dpt) = match kept.take() {
-                Some(copies) => copies,
-                None => (
-                    gpu.read_window(z, r.start * zs, r.len() * zs)?,
-                    gpu.read_window(dp, r.start * ps, r.len() * ps)?,
-                ),
-            };
-            let (dzw, dzb) = gpu.window(dz, r.start * zs, r.len() * zs);
-            let params = BnPoolParams {
-                n: r.len() as u32,
-                z_base: zt.base(),
-                p_base: dpt.base(),
-                dz_base: dzb,
-                first: (r.start * ps) as u32,
-                ..base
-            };
-            let blocks = r.len() * g.c * g.h.div_ceil(2) * g.w.div_ceil(8);
-            // writing dz (=) instead of adding into it is a pipeline constant
-            gpu.dispatch_specialized(
-                "bnpool_backward_input",
-                match write {
-                    GradWrite::Write => &[("WRITE", 1.0)],
-                    GradWrite::Add => &[],
-                },
-                &params,
-                &[zt.bind(), dpt.bind(), Bind::whole(&chan), dzw],
-                gpu.grid_1d(blocks, 256),
-            )?;
-        }
+    Ok((sums, kept))
+}
+
+/// `bnpool_backward_input`: dz from the sums (in the channel window),
+/// range by range from the last, whose copies the partial sums kept.
+#[allow(clippy::too_many_arguments)] // the backward's shared state, passed on once
+fn bnpool_backward_input(
+    gpu: &Gpu,
+    g: &Geometry,
+    base: &BnPoolParams,
+    z: &Tensor,
+    dp: &Tensor,
+    chan: &Tensor,
+    mut kept: KeptCopies,
+    dz: &Tensor,
+    write: GradWrite,
+) -> Result<()> {
+    let (zs, ps) = (g.z_per_sample(), g.p_per_sample());
+    for r in g.ranges(gpu).iter().rev() {
+        let (zt, dpt) = match kept.take() {
+            Some(copies) => copies,
+            None => (
+                gpu.read_window(z, r.start * zs, r.len() * zs)?,
+                gpu.read_window(dp, r.start * ps, r.len() * ps)?,
+            ),
+        };
+        let (dzw, dzb) = gpu.window(dz, r.start * zs, r.len() * zs);
+        let params = BnPoolParams {
+            n: r.len() as u32,
+            z_base: zt.base(),
+            p_base: dpt.base(),
+            dz_base: dzb,
+            first: (r.start * ps) as u32,
+            ..*base
+        };
+        let blocks = r.len() * g.c * g.h.div_ceil(2) * g.w.div_ceil(8);
+        // writing dz (=) instead of adding into it is a pipeline constant
+        gpu.dispatch_specialized(
+            "bnpool_backward_input",
+            match write {
+                GradWrite::Write => &[("WRITE", 1.0)],
+                GradWrite::Add => &[],
+            },
+            &params,
+            &[zt.bind(), dpt.bind(), Bind::whole(chan), dzw],
+            gpu.grid_1d(blocks, 256),
+        )?;
     }
-    backward_params(gpu, &sums, g.c, dgamma, dbeta)
+    Ok(())
 }
 
 /// bnpool on the tape: batch statistics (moving ones updated) and dropout in
@@ -393,19 +443,18 @@ pub fn bnpool(
     let (zs, gs, bs) = (z.value.clone(), gamma.value.clone(), beta.value.clone());
     Ok(
         tape.record_writing_first(p, &[z, gamma, beta], move |gpu, dp, grads, write| {
-            bnpool_backward(
-                gpu,
-                &zs,
-                dp,
-                &gs,
-                &bs,
-                &stats,
-                mode,
-                config,
-                grads[0].as_ref().map(|dz| (dz, write)),
-                grads[1].as_ref(),
-                grads[2].as_ref(),
-            )
+            let saved = BnPoolSaved {
+                z: &zs,
+                gamma: &gs,
+                beta: &bs,
+                stats: &stats,
+            };
+            let wanted = BnPoolGrads {
+                dz: grads[0].as_ref().map(|dz| (dz, write)),
+                dgamma: grads[1].as_ref(),
+                dbeta: grads[2].as_ref(),
+            };
+            bnpool_backward(gpu, &saved, dp, mode, config, wanted)
         }),
     )
 }

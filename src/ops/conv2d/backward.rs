@@ -17,6 +17,11 @@ pub fn conv2d_backward_input(
 
 /// [`conv2d_backward_input_with`] through the kernel the host picks for the
 /// geometry on this adapter.
+/// The pass label of the forward kernels when they compute the stride-1
+/// input gradient (`Gpu::in_pass`; profile rows read
+/// `conv2d_forward_3x3 (backward-input)`).
+pub const BACKWARD_INPUT: &str = "backward-input";
+
 pub(super) fn backward_input(
     gpu: &Gpu,
     dy: &Tensor,
@@ -68,9 +73,11 @@ pub fn conv2d_backward_input_with(
             pad_top: g.kh - 1 - g.pad_top,
             pad_left: g.kw - 1 - g.pad_left,
         };
-        let packed = pack_weights(gpu, &roles, w, Packing::TransposedFlipped)?;
         let accumulate = write == GradWrite::Add;
-        return forward_tiles(gpu, &roles, dy, &packed, dx, accumulate, kernel);
+        return gpu.in_pass(BACKWARD_INPUT, || {
+            let packed = pack_weights(gpu, &roles, w, Packing::TransposedFlipped)?;
+            forward_tiles(gpu, &roles, dy, &packed, dx, accumulate, kernel)
+        });
     }
     // the strided kernel adds into dx
     if write == GradWrite::Write {
