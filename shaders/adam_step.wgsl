@@ -13,7 +13,7 @@
 // Inputs through textures: g, p, m and v are read from texture copies of
 // the whole tensors (Gpu::read_window), one fetch per four elements. On
 // lavapipe a storage load at a per-invocation index is a loop over the SIMD
-// lanes through memory (about 7× a texel fetch per element), and the four
+// lanes through memory (several texel fetches per element), and the four
 // loads per parameter were most of this kernel's time (docs/performance.md).
 // The writes go to the storage buffers; the copies are snapshots taken
 // before the kernel, so reading p, m, v from them while writing is safe.

@@ -15,7 +15,7 @@
 // where textures hold no f64, the host binds the buffer windows and
 // shaders::instantiate makes them storage arrays (tex_at(x, i) → x[i]). On
 // lavapipe a texel fetch is a gather, a storage load a loop over the SIMD
-// lanes: the batch-norm backward measured 1.2–1.3× faster, copies included
+// lanes: the batch-norm backward measured faster, copies included
 // (benches/layers.rs, docs/kernels/batchnorm.md).
 // import texels, batchnorm
 

@@ -8,7 +8,7 @@
 // 8·(t % S) .. +8 of the row (windows start on a sample boundary). The
 // channel's scale γ·invstd and shift β − mean·γ·invstd are loaded once per
 // strip: one element per invocation loaded them for every element, and on
-// lavapipe every storage load is a gather over the SIMD lanes (2.4–3.1× slower
+// lavapipe every storage load is a gather over the SIMD lanes (slower
 // at the poster model's four blocks, benches/layers.rs).
 // Bounds: invocations with t ≥ n·C·S return; elements past the plane's end
 // are skipped.

@@ -50,7 +50,7 @@ override WRITE: bool = false;
 // C + ch, γ at 2C + ch, β at 3C + ch,
 // Σdy at 4C + ch and Σ(dy·x̂) at 5C + ch (bnpool_backward_partials). Uniform, not storage: on lavapipe a
 // storage load at a per-invocation index is a loop over the SIMD lanes
-// through memory, about 10× a uniform load (docs/performance.md).
+// through memory, far costlier than a uniform load (docs/performance.md).
 @group(0) @binding(3) var<uniform> chan: array<vec4<real>, WINDOW / 4u>;
 
 // dropout_forward's mask for the pooled element with global index `index`.

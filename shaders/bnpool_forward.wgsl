@@ -38,7 +38,7 @@ const WINDOW: u32 = 65536u / REAL_BYTES; // values in the channel window
 // window (bnpool.rs, channel_window): mean at ch, invstd = 1/√(var + ε) at
 // C + ch, γ at 2C + ch, β at 3C + ch. Uniform, not storage: on lavapipe a
 // storage load at a per-invocation index is a loop over the SIMD lanes
-// through memory, about 10× a uniform load (docs/performance.md).
+// through memory, far costlier than a uniform load (docs/performance.md).
 @group(0) @binding(2) var<uniform> chan: array<vec4<real>, WINDOW / 4u>;
 
 // dropout_forward's mask for the pooled element with global index `index`.

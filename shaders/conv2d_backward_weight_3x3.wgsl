@@ -16,20 +16,20 @@
 // columns: three fetches) needs a branch at the start of each row, and
 // lavapipe runs a branch under a lane mask whether or not any lane takes
 // it: the twelve scalar fetches of the row start cost every step, and
-// fetching afresh measured 4–7 % faster (docs/kernels/conv2d.md). Per
+// fetching afresh measured faster (docs/kernels/conv2d.md). Per
 // step: 24 fetches of dy and 24 of x for 1152 multiply-adds, against 16
 // loads per 64 in conv2d_backward_weight, whose 8 taps of a tile are
 // flattened (ci, ky, kx) and share no input. Eight pixels per step also
 // means each accumulator is read and written once per eight multiply-adds
 // (lavapipe keeps the 36 mat2x4 in memory, not registers). Measured per
 // step (benches/conv.rs, docs/kernels/conv2d.md): two pixels 1.13–1.17×
-// faster than one, four 1.6–1.7× faster than two, eight 1.3–1.4× faster
+// faster than one, four faster than two, eight faster
 // than four. Pixels past the end of the row or the chunk (the last step of
 // a row whose width is not a multiple of 8) read dy as 0.
 // On lavapipe a storage load costs about as much as 50
 // multiply-adds (docs/performance.md): loads decide. benches/conv.rs
 // measures both; the host picks this one for 3×3 stride-1 layers on every
-// adapter. One input channel per invocation measured 1.4–1.7× slower, four
+// adapter. One input channel per invocation measured slower, four
 // no faster than two (and slower on the first layer's 3 channels).
 //
 // The bias gradient rides along: db[co] = Σ dy[n, co, pixel] over the same
@@ -49,7 +49,7 @@
 // Inputs through textures: x and dy are read with textureLoad from texture
 // copies of their windows (Gpu::read_window; tex4_at reads texel k,
 // elements 4k .. 4k+3). On lavapipe a texel fetch is a gather while a storage load is a
-// loop over the SIMD lanes: this kernel measured 1.85–2.06× faster with
+// loop over the SIMD lanes: this kernel measured faster with
 // textures, copies included (benches/conv.rs, docs/kernels/conv2d.md).
 // In f64 (textures hold no f64) the host binds the buffer windows and
 // shaders::instantiate turns x and dy into storage arrays, tex_at(x, i)

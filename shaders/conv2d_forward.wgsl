@@ -15,7 +15,7 @@
 // 4q .. 4q+3 of pixel j), r0..r7 the strip's inputs for the current tap.
 // They are named variables, not arrays: lavapipe (Mesa 22.3) keeps private
 // arrays in memory even when every index is constant after unrolling, which
-// measured 5–8× slower (docs/kernels/conv2d.md).
+// measured slower (docs/kernels/conv2d.md).
 // Weights come from `wu`, a 64 KiB uniform window (WINDOW values: 16384 in
 // f32, 8192 in f64) holding the chunk packed by
 // conv2d_pack_weights as [ci − ci0][ky][kx][16 channels] (four vec4 per tap;
@@ -33,7 +33,7 @@
 // loop over the SIMD lanes — while a uniform load costs almost nothing;
 // docs/performance.md). Other strides reload the 8 inputs per tap. The two
 // loop nests below differ only there; one nest with both branches inside
-// the kx loop measured 1.3–1.7× slower on lavapipe, so both stay.
+// the kx loop measured slower on lavapipe, so both stay.
 // Bounds: inputs outside x (padding) read 0; pixels ≥ OW and channels ≥ Cout
 // are not stored. mode bit 1: add the bias. ACCUMULATE (a pipeline
 // constant): add into y instead of writing it (later input chunks, and

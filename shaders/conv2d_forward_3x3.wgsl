@@ -104,7 +104,7 @@ fn tap_weights(v: vec4<real>, first: u32) -> mat4x4<real> {
 // that order, column by column through fma. lavapipe still emits a multiply
 // and an add for each (Mesa 22.3 lowers fma), but written this way the
 // kernel spills less than with whole-matrix `a + x * w` (853 against 1,018
-// vector moves in the compiled code) and ran 1.3–1.45× faster.
+// vector moves in the compiled code) and ran faster.
 fn row3(a: mat4x4<real>, x0: real, x1: real, x2: real, w0: mat4x4<real>, w1: mat4x4<real>, w2: mat4x4<real>) -> mat4x4<real> {
     return mat4x4<real>(
         fma(vec4<real>(x2), w2[0], fma(vec4<real>(x1), w1[0], fma(vec4<real>(x0), w0[0], a[0]))),
@@ -119,7 +119,7 @@ fn row3(a: mat4x4<real>, x0: real, x1: real, x2: real, w0: mat4x4<real>, w1: mat
 // to y with ACCUMULATE. The loops have constant trip counts and no break,
 // so they unroll and v is indexed by constants; indexing a private array of
 // the accumulators by loop variables (as before) made every read a gather
-// from memory: 1.25× on the first layer, whose 3 input channels make the
+// from memory: faster on the first layer, whose 3 input channels make the
 // 128 stores per invocation most of the work.
 fn store_pixel(at: u32, ox: u32, v: mat4x4<real>) {
     if (ox >= params.ow) {

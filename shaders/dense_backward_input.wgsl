@@ -4,7 +4,7 @@
 //   backward: dx[r, k] += Σ_c dy[r, c] · w[k, c]          dy: [rows, cols], w: [k, cols], dx: [rows, k]
 //
 // Thread mapping (register blocking, no workgroup memory — GUIDE §3: shared-memory
-// tiling is ~20× slower on lavapipe, and 8×8 tiles run 2.4× faster than 4×4 there,
+// tiling is slower on lavapipe, and 8×8 tiles run faster than 4×4 there,
 // see docs/kernels/dense.md): invocation (gid.x, gid.y) owns the 8×8 output
 // tile dx[8·gid.y .. +8, 8·gid.x .. +8]; each step covers four values of c:
 // it reads dy[row, c .. c+3] for the tile's 8 rows and w[k, c .. c+3] for its

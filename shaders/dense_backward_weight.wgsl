@@ -4,7 +4,7 @@
 //   backward: dw[k, c] += Σ_r x[r, k] · dy[r, c]          x: [rows, k], dy: [rows, cols], dw: [k, cols]
 //
 // Thread mapping (register blocking, no workgroup memory — GUIDE §3: shared-memory
-// tiling is ~20× slower on lavapipe, and 8×8 tiles run 2.4× faster than 4×4 there,
+// tiling is slower on lavapipe, and 8×8 tiles run faster than 4×4 there,
 // see docs/kernels/dense.md): invocation (gid.x, gid.y) owns the 8×8 output
 // tile dw[8·gid.y .. +8, 8·gid.x .. +8]; each step covers two values of r (the
 // batch): per r it reads x[r, the tile's 8 values of k] and dy[r, its 8

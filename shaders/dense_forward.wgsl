@@ -3,7 +3,7 @@
 //   y[r, c] = b[c] + Σ_k x[r, k] · w[k, c]        x: [rows, k], w: [k, cols], b: [cols], y: [rows, cols]
 //
 // Thread mapping (register blocking, no workgroup memory — GUIDE §3: shared-memory
-// tiling is ~20× slower on lavapipe, and 8×8 tiles run 2.4× faster than 4×4 there,
+// tiling is slower on lavapipe, and 8×8 tiles run faster than 4×4 there,
 // see docs/kernels/dense.md): invocation (gid.x, gid.y) owns the 8×8 output
 // tile y[8·gid.y .. +8, 8·gid.x .. +8] over slice gid.z of k (split-K: k in
 // [gid.z·k_slice, (gid.z + 1)·k_slice), k_slice a multiple of 4; the host

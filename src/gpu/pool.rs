@@ -78,7 +78,7 @@ pub use crate::shaders::{TEX_LAYER, TEX_ROW};
 /// A read-only copy of `len` f32 elements of a tensor in an rgba32float 2-D
 /// array texture, four elements per texel, for kernels that read their
 /// inputs through `textureLoad` (on lavapipe a texel fetch is a gather,
-/// about 3× cheaper than a storage load, and one fetch brings four
+/// cheaper than a storage load, and one fetch brings four
 /// elements; docs/performance.md). The copy starts at the window's first
 /// element rounded down to a multiple of four (texel copies move whole
 /// texels): `base` elements before the window. Made by [`Gpu::read_window`];

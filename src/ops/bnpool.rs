@@ -80,9 +80,8 @@ const CHANNEL_WINDOW_BYTES: usize = 65536;
 /// statistics (mean, invstd) at 0 and C, γ at 2C, β at 3C;
 /// [`bnpool_backward`] copies Σdy and Σdy·x̂ to 4C and 5C once it has them.
 /// A uniform window because on lavapipe a storage load at a per-invocation
-/// index is a loop over the SIMD lanes through memory, about 10× a uniform
-/// load: reading γ, β and the statistics from storage buffers cost
-/// `bnpool_backward_input` a fifth of its time (docs/performance.md).
+/// index is a loop over the SIMD lanes through memory, far costlier than a
+/// uniform load (docs/kernels/bnpool.md has the measurement).
 fn channel_window(gpu: &Gpu, stats: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
     let c = gamma.numel();
     let len = CHANNEL_WINDOW_BYTES / gpu.real_bytes();

@@ -124,8 +124,8 @@ pub(super) const SUBGROUP_MIN_CIN: usize = 8;
 
 impl BackwardWeight {
     /// The fastest kernel that is correct for the geometry on this adapter
-    /// (benches/conv.rs): on GPUs `Tiles` (on an H100 it beats `Rows3x3` by
-    /// 1.3–3× and `Subgroup3x3` by 12–50× at the poster model's layers: the
+    /// (benches/conv.rs): on GPUs `Tiles` (on an H100 it beats `Rows3x3`
+    /// and `Subgroup3x3` at the poster model's layers: the
     /// two 3×3 kernels keep 144 accumulators per invocation, made for
     /// lavapipe's few long invocations); on the CPU adapter, for 3×3
     /// kernels at stride 1, `Subgroup3x3` where subgroups exist and the

@@ -245,10 +245,9 @@ const CPU_CHUNK: usize = 4096;
 
 /// The same on GPUs: about `pixels / 1024`, a power of two within these
 /// bounds, so that `conv2d_backward_weight` gets ~1000 chunks where the
-/// layer is large and short chunks where it is small. Measured on an H100
-/// at the poster model's layers (`benches/conv.rs`, docs/performance.md):
-/// 512 is best at 128×128 and on the small layers at 350×350, 2048 on the
-/// first layer at 350×350 (3.9 M pixels); 4096 is 1.3–4× slower everywhere.
+/// layer is large and short chunks where it is small: the bounds that a
+/// sweep on an H100 found best at the poster model's layers (the figures:
+/// docs/kernels/conv2d.md, "On an H100").
 const GPU_CHUNK_MIN: usize = 512;
 
 const GPU_CHUNK_MAX: usize = 2048;
