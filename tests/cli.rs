@@ -250,3 +250,97 @@ fn weight_chunk_override_is_checked_and_short_chunks_pass_the_conv_gradcheck() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn gradcheck_says_exactly_what_failed_and_feeds_ci() {
+    // relu's backward with the wrong threshold: dx is dropped for 0 < y ≤ 0.5
+    let dir = std::env::temp_dir().join(format!("postergrad-cli-broken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = postergrad::shaders::standalone("relu_backward").unwrap();
+    let broken = src.replacen("y[k] > real(0.0)", "y[k] > real(0.5)", 1);
+    assert_ne!(src, broken, "relu_backward changed: update this mutation");
+    std::fs::write(dir.join("relu_backward.wgsl"), broken).unwrap();
+    let d = dir.display().to_string();
+    let junit = dir.join("report.xml");
+    let j = junit.display().to_string();
+    let (ok, out, _) = postergrad(
+        &[
+            "gradcheck",
+            "--op",
+            "relu",
+            "--shader-dir",
+            &d,
+            "--json",
+            "--junit",
+            &j,
+        ],
+        &[],
+    );
+    assert!(!ok, "a broken kernel must fail the suite");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 12, "{out}");
+    let failed: Vec<&serde_json::Value> = rows.iter().filter(|r| r["passed"] == false).collect();
+    assert_eq!(failed.len(), 4, "{out}");
+    let reference = failed
+        .iter()
+        .find(|r| r["shape"] == "[3, 37]" && r["kind"] == "reference")
+        .expect("the [3, 37] reference row fails");
+    assert_eq!(reference["check"], "dx vs f64 reference");
+    // the worst element as a coordinate, with both values
+    let worst = &reference["worst"];
+    let pos = worst["position"].as_str().unwrap();
+    assert!(
+        pos.starts_with('[') && pos.matches(',').count() == 1,
+        "{pos}"
+    );
+    assert_eq!(worst["tested"].as_f64().unwrap(), 0.0);
+    assert!(worst["trusted"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        reference["repro"],
+        "postergrad gradcheck --op relu --case '[3, 37]' --seed 0"
+    );
+    // JUnit: one test case per row, the failures with their message
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"12\" failures=\"4\""), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 12);
+    assert_eq!(xml.matches("<failure message=\"worst at ").count(), 4);
+    // the table's details say the same, and the re-run line runs one case
+    let (ok, out, _) = postergrad(&["gradcheck", "--op", "relu", "--shader-dir", &d], &[]);
+    assert!(!ok);
+    assert!(
+        out.contains("worst at [") && out.contains("the relative term dominates); reference check"),
+        "{out}"
+    );
+    assert!(out.contains(
+        "re-run this case alone: postergrad gradcheck --op relu --case '[3, 37]' --seed 0"
+    ));
+    let (ok, out, _) = postergrad(
+        &[
+            "gradcheck",
+            "--op",
+            "relu",
+            "--case",
+            "[3, 37]",
+            "--shader-dir",
+            &d,
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(out.contains("4 checks: 2 passed, 2 failed"), "{out}");
+    // fast mode: one direction per gradient, still catches it
+    let (ok, out, err) = postergrad(
+        &["gradcheck", "--op", "relu", "--fast", "--shader-dir", &d],
+        &[],
+    );
+    assert!(!ok && out.contains("FAIL"), "{out}");
+    assert!(err.contains("(fast mode)"), "{err}");
+    let (ok, _, err) = postergrad(&["gradcheck", "--case", "[9, 9]"], &[]);
+    assert!(
+        !ok && err.contains("--case [9, 9]: no case of that shape"),
+        "{err}"
+    );
+}

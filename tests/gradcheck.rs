@@ -15,6 +15,7 @@ fn suite(gpu: &Gpu, ops: &[&str], seed: u64) -> gradcheck::Report {
         &Options {
             seed,
             ops: Some(ops.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
         },
     )
     .unwrap()
@@ -24,7 +25,14 @@ fn suite(gpu: &Gpu, ops: &[&str], seed: u64) -> gradcheck::Report {
 fn every_op_passes_with_two_seeds() {
     let gpu = Gpu::new().unwrap();
     for seed in [0, 7] {
-        let report = gradcheck::run(&gpu, &Options { seed, ops: None }).unwrap();
+        let report = gradcheck::run(
+            &gpu,
+            &Options {
+                seed,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(report.passed(), "seed {seed}:\n{report}");
         for op in postergrad::ops::registry::gradcheck_ops() {
             assert!(
@@ -45,7 +53,7 @@ fn every_op_passes_with_two_seeds() {
 #[test]
 fn every_op_passes_in_f64_with_pytorch_gradcheck_tolerances() {
     let Some(gpu) = f64_gpu() else { return };
-    let report = gradcheck::run(&gpu, &Options { seed: 0, ops: None }).unwrap();
+    let report = gradcheck::run(&gpu, &Options::default()).unwrap();
     assert!(report.passed(), "{report}");
     let fd: Vec<_> = report
         .rows
@@ -324,8 +332,8 @@ fn unknown_op_is_an_error_listing_the_known_ones() {
     let err = gradcheck::run(
         &gpu,
         &Options {
-            seed: 0,
             ops: Some(vec!["conv9".into()]),
+            ..Default::default()
         },
     )
     .unwrap_err()

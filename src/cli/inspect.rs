@@ -33,7 +33,21 @@ pub struct GradcheckArgs {
     /// settings: eps 1e-6, atol 1e-5, rtol 1e-3). Needs the adapter's SHADER_F64;
     /// without it the f32 suite runs and says so.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
-    dtype: String,
+    pub dtype: String,
+    /// Only the cases of this shape, as the report prints it (what a
+    /// failure's re-run line passes), e.g. '[3, 37]'.
+    #[arg(long)]
+    pub case: Option<String>,
+    /// One random direction per gradient in the central differences
+    /// (PyTorch's fast mode): quicker, weaker.
+    #[arg(long)]
+    pub fast: bool,
+    /// Print one JSON object per check instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a JUnit XML report (one test case per check) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -113,7 +127,12 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
         shader_dir,
         verbose,
         dtype,
+        case,
+        fast,
+        json,
+        junit,
     } = a;
+    let case_name = case.clone();
     if list {
         for (op, shape) in gradcheck::list(op.as_deref(), seed) {
             println!("{op:<10} {shape}");
@@ -145,10 +164,37 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
             names.join(", ")
         );
     }
-    let report = gradcheck::run(&gpu, &gradcheck::Options { seed, ops: op })?;
-    println!("kernels in {}\n{report}", gpu.precision());
-    if verbose || !report.passed() {
-        println!("\n{}", report.details(verbose));
+    let options = gradcheck::Options {
+        seed,
+        ops: op,
+        case,
+        fast,
+    };
+    let started = std::time::Instant::now();
+    let report = gradcheck::run(&gpu, &options)?;
+    if let Some(path) = &junit {
+        std::fs::write(path, report.junit())
+            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+    }
+    if json {
+        print!("{}", report.json_lines());
+    } else {
+        println!("kernels in {}\n{report}", gpu.precision());
+        if verbose || !report.passed() {
+            println!("\n{}", report.details(verbose));
+        }
+        eprintln!(
+            "{} checks in {:.1} s{}",
+            report.rows.len(),
+            started.elapsed().as_secs_f64(),
+            if fast { " (fast mode)" } else { "" }
+        );
+    }
+    if report.rows.is_empty() {
+        anyhow::bail!(
+            "--case {}: no case of that shape (see `postergrad gradcheck --list`)",
+            case_name.unwrap_or_default()
+        );
     }
     Ok(if report.passed() {
         ExitCode::SUCCESS

@@ -91,7 +91,13 @@ pub(super) fn gpu_eval(gpu: &Gpu, case: &Case, values: &[Vec<f64>]) -> Result<Ve
 
 /// The probing directions for an input of `n` elements: unit vectors, or the
 /// gradient's direction plus random ±1/√n.
-pub(super) fn directions(n: usize, grad: &[f64], rng: &mut Rng) -> Vec<Vec<f64>> {
+pub(super) fn directions(n: usize, grad: &[f64], rng: &mut Rng, fast: bool) -> Vec<Vec<f64>> {
+    let s = 1.0 / (n as f64).sqrt();
+    if fast {
+        return vec![(0..n)
+            .map(|_| if rng.uniform() < 0.5 { -s } else { s })
+            .collect()];
+    }
     if n <= ELEMENTWISE_MAX {
         return (0..n)
             .map(|i| {
@@ -106,7 +112,6 @@ pub(super) fn directions(n: usize, grad: &[f64], rng: &mut Rng) -> Vec<Vec<f64>>
     if norm > 0.0 {
         out.push(grad.iter().map(|g| g / norm).collect());
     }
-    let s = 1.0 / (n as f64).sqrt();
     for _ in 0..DIRECTIONS {
         out.push(
             (0..n)
@@ -120,6 +125,12 @@ pub(super) fn directions(n: usize, grad: &[f64], rng: &mut Rng) -> Vec<Vec<f64>>
 /// The four checks of one case, in the device's precision: f32 with the
 /// case's own step and tolerances, f64 with PyTorch gradcheck's.
 pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
+    check_case_with(gpu, case, seed, false)
+}
+
+/// [`check_case`], in fast mode (`fast`: one random direction per
+/// gradient) or not.
+pub fn check_case_with(gpu: &Gpu, case: &Case, seed: u64, fast: bool) -> Result<Vec<Row>> {
     let mut rng = Rng::new(seed ^ 0xD1CE);
     let mut rows = Vec::new();
     let row = |check: String, got: &[f64], want: &[f64], tol: Tolerance| {
@@ -158,12 +169,15 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
         )),
         rtol: case_ref_tol.rtol,
     };
-    rows.push(row(
-        "forward vs f64 reference".into(),
-        &y_gpu,
-        &y64,
-        ref_tol(&y64),
-    ));
+    rows.push(
+        row(
+            "forward vs f64 reference".into(),
+            &y_gpu,
+            &y64,
+            ref_tol(&y64),
+        )
+        .at(out.shape().dims()),
+    );
 
     // 2. backward (vᵀJ) against the f64 reference.
     let v64 = to64(&rng.vec_f32(y_gpu.len(), -1.0, 1.0));
@@ -181,17 +195,20 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
         let g_ref = ref_grads[k]
             .clone()
             .expect("reference backward covers every checked input");
-        rows.push(row(
-            format!("d{} vs f64 reference", input.name),
-            &g_gpu,
-            &g_ref,
-            ref_tol(&g_ref),
-        ));
+        rows.push(
+            row(
+                format!("d{} vs f64 reference", input.name),
+                &g_gpu,
+                &g_ref,
+                ref_tol(&g_ref),
+            )
+            .at(&input.shape),
+        );
 
         // 3. GPU backward vs central differences of the GPU forward (in the
         //    device's precision);
         // 4. reference backward vs f64 central differences of the reference.
-        let dirs = directions(input.data.len(), &g_gpu, &mut rng);
+        let dirs = directions(input.data.len(), &g_gpu, &mut rng, fast);
         let probes = Probes::along(gpu, case, &x64, k, &dirs, fd_eps, &v64)?;
         let (ana, ana_ref) = (probes.analytic(&g_gpu), probes.analytic(&g_ref));
         let (num, num_ref) = (probes.numeric, probes.numeric_ref);
@@ -215,12 +232,20 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
             },
             Precision::F64 => case_fd_tol,
         };
-        rows.push(row(
+        // elementwise, direction j is element j of the input
+        let at = |r: Row| {
+            if how == "elementwise" {
+                r.at(&input.shape)
+            } else {
+                r
+            }
+        };
+        rows.push(at(row(
             format!("d{} vs {precision} central diff ({how})", input.name),
             &ana,
             &num,
             fd_tol,
-        ));
+        )));
         // The f64 reference computes each output exactly enough; its noise is
         // the rounding of the probed dot product over all outputs.
         let ref_fd_tol = Tolerance {
@@ -233,12 +258,12 @@ pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
             )),
             rtol: REF_FD_TOL.rtol,
         };
-        rows.push(row(
+        rows.push(at(row(
             format!("d{} ref vs f64 central diff", input.name),
             &ana_ref,
             &num_ref,
             ref_fd_tol,
-        ));
+        )));
     }
     Ok(rows)
 }

@@ -75,6 +75,10 @@ pub struct Row {
     /// when every element passed, simply the first elements — at most
     /// [`SHOWN_ELEMENTS`], for `gradcheck --verbose` and failure reports.
     pub first: Vec<(usize, f64, f64)>,
+    /// The shape the compared values have (an output or an input), so that
+    /// an index reads as a coordinate `[n, c, y, x]`; None where the values
+    /// are one per probed direction.
+    pub coords: Option<Vec<usize>>,
 }
 
 /// How many elements a failure report (or `--verbose`) lists per check.
@@ -117,7 +121,90 @@ impl Row {
             passed,
             worst,
             first,
+            coords: None,
         }
+    }
+
+    /// The same row with its values laid out in `shape`.
+    pub fn at(mut self, shape: &[usize]) -> Row {
+        self.coords = Some(shape.to_vec());
+        self
+    }
+
+    /// What the check compares against: the f64 CPU `reference`, `central
+    /// differences`, or a `guard` (a step that must change nothing).
+    pub fn kind(&self) -> &'static str {
+        if self.check.contains("central diff") {
+            "central differences"
+        } else if self.check.contains("NaN-guarded") || self.check.contains("guard") {
+            "guard"
+        } else {
+            "reference"
+        }
+    }
+
+    /// Element `i` as a coordinate in [`Row::coords`] (`[0, 3, 5, 7]`), or
+    /// `direction i` where the values are one per probed direction.
+    pub fn position(&self, i: usize) -> String {
+        match &self.coords {
+            Some(shape) if shape.iter().product::<usize>() > i => {
+                let mut rest = i;
+                let mut c = vec![0; shape.len()];
+                for (d, &n) in shape.iter().enumerate().rev() {
+                    c[d] = rest % n.max(1);
+                    rest /= n.max(1);
+                }
+                format!("{c:?}")
+            }
+            Some(_) | None if self.check.contains("directions") => format!("direction {i}"),
+            _ => format!("element {i}"),
+        }
+    }
+
+    /// The worst element in words: where, tested and trusted values, the
+    /// tolerance that applied there and which of its terms dominated.
+    pub fn worst_in_words(&self) -> Option<String> {
+        let (i, a, b) = self.worst?;
+        let allowed = self.tol.atol + self.tol.rtol * b.abs();
+        let which = if self.tol.atol >= self.tol.rtol * b.abs() {
+            "absolute"
+        } else {
+            "relative"
+        };
+        Some(format!(
+            "worst at {}: tested {a:.8e}, trusted {b:.8e}, |difference| {:.3e} {} allowed {allowed:.3e} \
+             (atol {:.0e} + rtol {:.0e}·|trusted|; the {which} term dominates); {} check",
+            self.position(i),
+            (a - b).abs(),
+            if (a - b).abs() <= allowed { "≤" } else { ">" },
+            self.tol.atol,
+            self.tol.rtol,
+            self.kind()
+        ))
+    }
+
+    /// The row as one JSON object (`gradcheck --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let worst = self.worst.map(|(i, a, b)| {
+            serde_json::json!({
+                "index": i,
+                "position": self.position(i),
+                "tested": a,
+                "trusted": b,
+            })
+        });
+        serde_json::json!({
+            "op": self.op,
+            "shape": self.shape,
+            "check": self.check,
+            "kind": self.kind(),
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "atol": self.tol.atol,
+            "rtol": self.tol.rtol,
+            "passed": self.passed,
+            "worst": worst,
+        })
     }
 }
 
@@ -227,12 +314,23 @@ pub struct Options {
     pub seed: u64,
     /// Only these ops (all when None).
     pub ops: Option<Vec<String>>,
+    /// Only the cases of this shape (as the report prints it), to re-run
+    /// one failing case.
+    pub case: Option<String>,
+    /// One random direction per gradient for the central differences
+    /// (PyTorch's fast mode), instead of every element of small tensors and
+    /// four directions of large ones.
+    pub fast: bool,
 }
 
 /// The suite's result.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub rows: Vec<Row>,
+    /// How it ran, for the lines that re-run a failing case.
+    pub seed: u64,
+    pub precision: Precision,
+    pub fast: bool,
 }
 
 impl Report {
@@ -319,8 +417,76 @@ impl Report {
             for &(i, a, b) in &r.first {
                 out += &format!("    {i:>8} {a:>16.8e} {b:>16.8e} {:>12.3e}\n", a - b);
             }
+            if !r.passed {
+                if let Some(w) = r.worst_in_words() {
+                    out += &format!("    {w}\n");
+                }
+                out += &format!("    re-run this case alone: {}\n", self.repro(r));
+            }
         }
         out
+    }
+
+    /// The command that re-runs just this row's case.
+    pub fn repro(&self, r: &Row) -> String {
+        format!(
+            "postergrad gradcheck --op {} --case '{}' --seed {}{}{}",
+            r.op,
+            r.shape,
+            self.seed,
+            if self.precision == Precision::F64 {
+                " --dtype f64"
+            } else {
+                ""
+            },
+            if self.fast { " --fast" } else { "" }
+        )
+    }
+
+    /// One JSON object per row, each with the re-run command
+    /// (`gradcheck --json`).
+    pub fn json_lines(&self) -> String {
+        self.rows
+            .iter()
+            .map(|r| {
+                let mut v = r.to_json();
+                v["repro"] = serde_json::Value::String(self.repro(r));
+                v["dtype"] = serde_json::Value::String(self.precision.to_string());
+                v.to_string() + "\n"
+            })
+            .collect()
+    }
+
+    /// A JUnit XML report, one test case per row (`gradcheck --junit FILE`),
+    /// failures with the worst element and the re-run command.
+    pub fn junit(&self) -> String {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let failed = self.failures().len();
+        let mut out = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"postergrad gradcheck\" tests=\"{}\" failures=\"{failed}\">\n<testsuite name=\"gradcheck ({})\" tests=\"{}\" failures=\"{failed}\">\n",
+            self.rows.len(),
+            self.precision,
+            self.rows.len()
+        );
+        for r in &self.rows {
+            let name = esc(&format!("{} {} {}", r.op, r.shape, r.check));
+            let class = esc(&format!("gradcheck.{}", r.op));
+            if r.passed {
+                out += &format!("  <testcase classname=\"{class}\" name=\"{name}\"/>\n");
+            } else {
+                let message = esc(&r.worst_in_words().unwrap_or_else(|| "failed".into()));
+                out += &format!(
+                    "  <testcase classname=\"{class}\" name=\"{name}\">\n    <failure message=\"{message}\">{}</failure>\n  </testcase>\n",
+                    esc(&self.repro(r))
+                );
+            }
+        }
+        out + "</testsuite>\n</testsuites>\n"
     }
 }
 
@@ -333,7 +499,7 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
             for n in names {
                 if !known.contains(&n.as_str()) {
                     return Err(Error::Config {
-                        what: format!("gradcheck --op {n}"),
+                        what: format!("gradcheck: op `{n}`"),
                         message: format!("unknown op; known ops: {}", known.join(", ")),
                     });
                 }
@@ -344,19 +510,33 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
                 .collect()
         }
     };
-    let mut report = Report::default();
+    let mut report = Report {
+        seed: options.seed,
+        precision: gpu.precision(),
+        fast: options.fast,
+        ..Default::default()
+    };
+    let wanted = |shape: &str| options.case.as_deref().is_none_or(|c| c == shape);
     for op in selected {
         if op == "adam" {
-            report.rows.extend(check_adam(gpu, options.seed)?);
+            let rows = check_adam(gpu, options.seed)?;
+            report
+                .rows
+                .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
             continue;
         }
         if op == "batchnorm" {
+            let rows = check_batchnorm_inference(gpu, options.seed)?;
             report
                 .rows
-                .extend(check_batchnorm_inference(gpu, options.seed)?);
+                .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
         }
         for case in cases(op, options.seed) {
-            report.rows.extend(check_case(gpu, &case, options.seed)?);
+            if !wanted(&case.shape) {
+                continue;
+            }
+            let rows = check::check_case_with(gpu, &case, options.seed, options.fast)?;
+            report.rows.extend(rows);
         }
     }
     Ok(report)
