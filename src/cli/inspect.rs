@@ -48,6 +48,12 @@ pub struct GradcheckArgs {
     /// Also write a JUnit XML report (one test case per check) to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Instead of checking the kernels, check the checks: N seeded mutants of
+    /// every kernel the selected ops run, each run against the op's checks
+    /// (fast mode); reports killed / survived / invalid per kernel and every
+    /// survivor, and fails on a survivor not in tests/equivalent_mutants.txt.
+    #[arg(long, value_name = "N")]
+    pub mutants: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -131,6 +137,7 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
         fast,
         json,
         junit,
+        mutants,
     } = a;
     let case_name = case.clone();
     if list {
@@ -163,6 +170,17 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
             dir.display(),
             names.join(", ")
         );
+    }
+    if let Some(n) = mutants {
+        let known = postergrad::ops::registry::gradcheck_ops();
+        let ops: Vec<&str> = match &op {
+            Some(names) => known
+                .into_iter()
+                .filter(|o| names.iter().any(|n| n == o))
+                .collect(),
+            None => known,
+        };
+        return crate::mutants::run(&gpu, &ops, n, seed, &dtype);
     }
     let options = gradcheck::Options {
         seed,

@@ -4,6 +4,7 @@
 
 mod evaluate;
 mod inspect;
+mod mutants;
 mod train;
 
 use evaluate::{cmd_evaluate, cmd_predict};

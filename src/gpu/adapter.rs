@@ -165,6 +165,7 @@ impl Gpu {
             precision,
             tuning: Cell::new(Default::default()),
             pass: Cell::new(None),
+            dispatched: RefCell::new(Default::default()),
         })
     }
 }

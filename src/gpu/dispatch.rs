@@ -228,6 +228,7 @@ impl Gpu {
             });
         }
         self.bump(|s| s.dispatches += 1);
+        self.dispatched.borrow_mut().insert(kernel);
         Ok(())
     }
 

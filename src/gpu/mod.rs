@@ -141,6 +141,8 @@ pub struct Gpu {
     /// The pass the kernels recorded now serve, where one kernel serves
     /// two ([`Gpu::in_pass`]); the profiler labels its rows with it.
     pass: Cell<Option<&'static str>>,
+    /// Every kernel dispatched so far (what a check reached).
+    dispatched: RefCell<std::collections::BTreeSet<Kernel>>,
 }
 
 impl Gpu {
@@ -163,6 +165,12 @@ impl Gpu {
         let out = f();
         self.pass.set(before);
         out
+    }
+
+    /// Every kernel this device has dispatched, by name: which kernels a
+    /// run of checks reached on this adapter (`gradcheck --mutants`).
+    pub fn kernels_dispatched(&self) -> Vec<Kernel> {
+        self.dispatched.borrow().iter().copied().collect()
     }
 
     /// The speed settings in force ([`Tuning`]).

@@ -22,6 +22,7 @@
 
 mod cases;
 mod check;
+pub mod mutants;
 
 pub use cases::cases;
 pub use check::{check_adam, check_batchnorm_inference, check_case};

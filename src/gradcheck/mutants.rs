@@ -1,0 +1,263 @@
+//! Mutants: small, seeded changes to a kernel's WGSL, to show that the
+//! suite catches broken kernels (`postergrad gradcheck --mutants N`). Each
+//! mutant changes one token of one code line of the kernel written out in
+//! one piece (`shaders::standalone`, so library functions are mutated for
+//! that kernel alone):
+//! - arithmetic and comparison operators (`+` ↔ `-`, `*` ↔ `/`, `<` ↔ `<=`,
+//!   `>` ↔ `>=`, `==` ↔ `!=`, `&&` ↔ `||`);
+//! - integer literals off by one (`4u` → `3u`, `5u`);
+//! - `min` ↔ `max`;
+//! - vector components (`.x` → `.y`, …).
+//!
+//! A mutant the suite does not catch either breaks nothing (an *equivalent*
+//! mutant: a bound the next line checks again, a clamp that cannot bind) or
+//! shows a gap in the checks. Reviewed equivalent mutants are listed, one
+//! line of reasoning each, in `tests/equivalent_mutants.txt`.
+
+use crate::rng::Rng;
+
+/// One change to one line of a kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mutant {
+    pub kernel: &'static str,
+    /// 1-based line of the kernel written out in one piece.
+    pub line: usize,
+    pub before: String,
+    pub after: String,
+}
+
+impl Mutant {
+    /// `source` with this mutant applied.
+    pub fn apply(&self, source: &str) -> String {
+        source
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i + 1 == self.line {
+                    format!("{}\n", self.after)
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    }
+
+    /// The change as a one-line diff.
+    pub fn diff(&self) -> String {
+        format!(
+            "{}:{}: `{}` → `{}`",
+            self.kernel,
+            self.line,
+            self.before.trim(),
+            self.after.trim()
+        )
+    }
+}
+
+/// The operator swaps, longest first so that `<=` is not read as `<`.
+const SWAPS: &[(&str, &str)] = &[
+    ("<=", "<"),
+    (">=", ">"),
+    ("==", "!="),
+    ("!=", "=="),
+    ("&&", "||"),
+    ("||", "&&"),
+    (" < ", " <= "),
+    (" > ", " >= "),
+    (" + ", " - "),
+    (" - ", " + "),
+    (" * ", " / "),
+    (" / ", " * "),
+    ("min(", "max("),
+    ("max(", "min("),
+    (".x", ".y"),
+    (".y", ".z"),
+    (".z", ".w"),
+    (".w", ".x"),
+];
+
+/// Every single-token mutant of a code line (comments, declarations of
+/// bindings and the element type are left alone).
+fn line_mutants(line: &str) -> Vec<String> {
+    let code = line.split("//").next().unwrap_or("");
+    let trimmed = code.trim_start();
+    if trimmed.is_empty()
+        || trimmed.starts_with("@group")
+        || trimmed.starts_with("alias ")
+        || trimmed.starts_with("enable ")
+        || trimmed.starts_with("struct ")
+    {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    let seen = |m: String, out: &mut Vec<String>| {
+        if m != line && !out.contains(&m) {
+            out.push(m);
+        }
+    };
+    for (from, to) in SWAPS {
+        for (at, _) in code.match_indices(from) {
+            // `<=` inside `<==`, `->` arrows and `>>` shifts are not operators
+            let before = &code[..at];
+            let after = &code[at + from.len()..];
+            if from.trim() == ">" && (before.ends_with('-') || after.starts_with('>')) {
+                continue;
+            }
+            if (*from == " - " || *from == " + ") && before.trim_end().ends_with(['=', '(', ',']) {
+                continue;
+            }
+            let mutated = format!("{before}{to}{after}{}", &line[code.len()..]);
+            seen(mutated, &mut out);
+        }
+    }
+    // integer literals: 4u → 3u and 5u (not inside identifiers or floats)
+    let bytes = code.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit()
+            && (i == 0
+                || !(bytes[i - 1].is_ascii_alphanumeric()
+                    || bytes[i - 1] == b'_'
+                    || bytes[i - 1] == b'.'))
+        {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let is_uint = i < bytes.len() && bytes[i] == b'u';
+            let is_float = i < bytes.len() && (bytes[i] == b'.' || bytes[i] == b'e');
+            if is_uint && !is_float {
+                let n: u64 = code[start..i].parse().unwrap_or(0);
+                for m in [n.wrapping_sub(1), n + 1] {
+                    if n == 0 && m == u64::MAX {
+                        continue;
+                    }
+                    let mutated =
+                        format!("{}{m}{}{}", &code[..start], &code[i..], &line[code.len()..]);
+                    seen(mutated, &mut out);
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Up to `n` distinct mutants of `kernel` (whose one-piece source is
+/// `source`), drawn with `seed`.
+pub fn mutants(kernel: &'static str, source: &str, n: usize, seed: u64) -> Vec<Mutant> {
+    let mut all: Vec<Mutant> = Vec::new();
+    let mut in_entry_or_fn = false;
+    for (i, line) in source.lines().enumerate() {
+        // only code inside functions: declarations outside change types,
+        // not arithmetic
+        if line.starts_with("fn ") || line.starts_with("@compute") {
+            in_entry_or_fn = true;
+        }
+        if in_entry_or_fn {
+            for after in line_mutants(line) {
+                all.push(Mutant {
+                    kernel,
+                    line: i + 1,
+                    before: line.to_string(),
+                    after,
+                });
+            }
+        }
+        if line == "}" {
+            in_entry_or_fn = false;
+        }
+    }
+    let mut rng = Rng::new(
+        seed ^ kernel
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ b as u64),
+    );
+    rng.shuffle(&mut all);
+    all.truncate(n);
+    all.sort_by_key(|m| m.line);
+    all
+}
+
+/// A reviewed equivalent mutant: kernel, the line before and after (as
+/// trimmed text), and why it changes nothing.
+#[derive(Clone, Debug)]
+pub struct Equivalent {
+    pub kernel: String,
+    pub before: String,
+    pub after: String,
+    pub reason: String,
+}
+
+/// Parses the reviewed list: one mutant per line, `kernel | before | after
+/// | reason`; `#` starts a comment.
+pub fn equivalents(text: &str) -> Vec<Equivalent> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.splitn(4, " | ").collect();
+            (f.len() == 4).then(|| Equivalent {
+                kernel: f[0].trim().into(),
+                before: f[1].trim().into(),
+                after: f[2].trim().into(),
+                reason: f[3].trim().into(),
+            })
+        })
+        .collect()
+}
+
+impl Equivalent {
+    pub fn matches(&self, m: &Mutant) -> bool {
+        self.kernel == m.kernel && self.before == m.before.trim() && self.after == m.after.trim()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_yields_operator_literal_and_component_mutants() {
+        let got = line_mutants("    let i = min(a.x + 4u, b);");
+        for want in [
+            "    let i = max(a.x + 4u, b);",
+            "    let i = min(a.x - 4u, b);",
+            "    let i = min(a.x + 3u, b);",
+            "    let i = min(a.x + 5u, b);",
+            "    let i = min(a.y + 4u, b);",
+        ] {
+            assert!(got.contains(&want.to_string()), "{want} not in {got:?}");
+        }
+        // comments and bindings are not mutated; shifts and arrows are not comparisons
+        assert!(line_mutants("// a < b").is_empty());
+        assert!(line_mutants("@group(0) @binding(1) var<storage> x: array<f32>;").is_empty());
+        assert!(line_mutants("fn f(k: u32) -> u32 { return k >> 2u; }")
+            .iter()
+            .all(|m| !m.contains(">=") && !m.contains("- >")));
+    }
+
+    #[test]
+    fn mutants_are_seeded_and_apply_to_their_line() {
+        let src = "fn f(a: u32) -> u32 {\n    return a + 1u;\n}\n";
+        let a = mutants("f", src, 2, 1);
+        assert_eq!(a, mutants("f", src, 2, 1));
+        assert_eq!(a.len(), 2);
+        let applied = a[0].apply(src);
+        assert_ne!(applied, src);
+        assert_eq!(applied.lines().count(), 3);
+    }
+
+    #[test]
+    fn the_reviewed_list_parses_and_matches() {
+        let e = equivalents("# comment\nk | a < b | a <= b | b is never equal to a\n");
+        assert_eq!(e.len(), 1);
+        let m = Mutant {
+            kernel: "k",
+            line: 3,
+            before: "  a < b".into(),
+            after: "  a <= b".into(),
+        };
+        assert!(e[0].matches(&m));
+    }
+}
