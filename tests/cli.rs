@@ -281,9 +281,10 @@ fn gradcheck_says_exactly_what_failed_and_feeds_ci() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
-    assert_eq!(rows.len(), 12, "{out}");
+    // 12 rows, and the same 12 again in the folded-grid pass
+    assert_eq!(rows.len(), 24, "{out}");
     let failed: Vec<&serde_json::Value> = rows.iter().filter(|r| r["passed"] == false).collect();
-    assert_eq!(failed.len(), 4, "{out}");
+    assert_eq!(failed.len(), 8, "{out}");
     let reference = failed
         .iter()
         .find(|r| r["shape"] == "[3, 37]" && r["kind"] == "reference")
@@ -304,9 +305,9 @@ fn gradcheck_says_exactly_what_failed_and_feeds_ci() {
     );
     // JUnit: one test case per row, the failures with their message
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("tests=\"12\" failures=\"4\""), "{xml}");
-    assert_eq!(xml.matches("<testcase ").count(), 12);
-    assert_eq!(xml.matches("<failure message=\"worst at ").count(), 4);
+    assert!(xml.contains("tests=\"24\" failures=\"8\""), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 24);
+    assert_eq!(xml.matches("<failure message=\"worst at ").count(), 8);
     // the table's details say the same, and the re-run line runs one case
     let (ok, out, _) = postergrad(&["gradcheck", "--op", "relu", "--shader-dir", &d], &[]);
     assert!(!ok);
@@ -342,5 +343,40 @@ fn gradcheck_says_exactly_what_failed_and_feeds_ci() {
     assert!(
         !ok && err.contains("--case [9, 9]: no case of that shape"),
         "{err}"
+    );
+}
+
+#[test]
+fn gradcheck_mutants_report_killed_survived_and_fail_on_an_unreviewed_survivor() {
+    // relu's two kernels: every mutant of this seed is caught or reviewed
+    let (ok, out, err) = postergrad(
+        &["gradcheck", "--mutants", "3", "--seed", "1", "--op", "relu"],
+        &[],
+    );
+    assert!(ok, "{out}{err}");
+    for k in ["relu_forward", "relu_backward"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_else(|| panic!("{out}"));
+        let n: Vec<usize> = row
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(n.iter().sum::<usize>(), 3, "{row}");
+    }
+    assert!(out.contains("6 mutants: "), "{out}");
+    // bce's clipping is not reached by its cases (inputs keep away from 0
+    // and 1 for the central differences): a survivor, and a failing run
+    let (ok, out, _) = postergrad(
+        &["gradcheck", "--mutants", "3", "--seed", "1", "--op", "bce"],
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("SURVIVOR: bce_forward:"), "{out}");
+    assert!(
+        out.contains("not on the reviewed list (tests/equivalent_mutants.txt)"),
+        "{out}"
     );
 }

@@ -1260,3 +1260,28 @@ fn bce_on_sigmoid_of_extreme_logits_stays_finite() {
         .iter()
         .all(|v| v.is_finite()));
 }
+
+#[test]
+fn the_folded_grid_pass_catches_a_wrong_folded_index() {
+    // past 65,535 workgroups a 1-D grid folds into y; the folded-grid pass
+    // folds past 2, so this index is checked on small tensors: a wrong
+    // second term fails only the folded rows
+    let gpu = Gpu::new().unwrap();
+    let src = shaders::standalone("relu_forward").unwrap();
+    let from = "gid.y * nwg.x * 256u";
+    assert_eq!(src.matches(from).count(), 1, "relu_forward changed");
+    gpu.override_shader(
+        "relu_forward",
+        src.replacen(from, "gid.y * nwg.y * 256u", 1),
+    )
+    .unwrap();
+    let report = suite(&gpu, &["relu"], 0);
+    let failed = report.failures();
+    assert!(!failed.is_empty(), "{report}");
+    assert!(
+        failed.iter().all(|r| r.shape.ends_with(gradcheck::FOLDED)),
+        "{report}"
+    );
+    // and the pass leaves the device's tuning as it found it
+    assert_eq!(gpu.tuning(), postergrad::gpu::Tuning::default());
+}

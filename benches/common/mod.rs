@@ -52,8 +52,11 @@ pub fn start(what: &str) -> Option<(Settings, Gpu)> {
     // POSTERGRAD_WEIGHT_CHUNK=N sweeps conv2d's weight-gradient chunk.
     if let Ok(v) = std::env::var("POSTERGRAD_WEIGHT_CHUNK") {
         let weight_chunk = Some(v.trim().parse().expect("a pixel count"));
-        gpu.set_tuning(postergrad::gpu::Tuning { weight_chunk })
-            .expect("a weight chunk in 64 ..= 65536");
+        gpu.set_tuning(postergrad::gpu::Tuning {
+            weight_chunk,
+            ..Default::default()
+        })
+        .expect("a weight chunk in 64 ..= 65536");
         println!("weight chunk: {v} output pixels");
     }
     if let Ok(dir) = std::env::var("POSTERGRAD_BENCH_SHADER_DIR") {

@@ -201,7 +201,10 @@ fn main() -> ExitCode {
             }
         }
     });
-    let _ = TUNING.set(postergrad::gpu::Tuning { weight_chunk });
+    let _ = TUNING.set(postergrad::gpu::Tuning {
+        weight_chunk,
+        ..Default::default()
+    });
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

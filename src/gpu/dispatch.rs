@@ -295,7 +295,12 @@ impl Gpu {
     /// Shaders recover the item as `gid.x + gid.y * num_workgroups.x * wg`.
     pub fn grid_1d(&self, n: usize, wg: u32) -> [u32; 3] {
         let groups = (n as u64).div_ceil(wg as u64);
-        let limit = self.limits.max_compute_workgroups_per_dimension as u64;
+        let adapter = self.limits.max_compute_workgroups_per_dimension;
+        let limit = self
+            .tuning
+            .get()
+            .fold_groups
+            .map_or(adapter, |f| f.min(adapter)) as u64;
         if groups <= limit {
             [groups as u32, 1, 1]
         } else {

@@ -101,6 +101,11 @@ pub struct Tuning {
     /// reductions (64 ..= 65536); `None`: the adapter's rule
     /// (`ops::conv2d::weight_chunk`).
     pub weight_chunk: Option<usize>,
+    /// Fold 1-D grids into a second dimension past this many workgroups
+    /// (at least 1) instead of at the adapter's limit: the gradient checks
+    /// set it low so that every kernel's folded-grid indexing runs on small
+    /// tensors. `None`: the adapter's limit.
+    pub fold_groups: Option<u32>,
 }
 
 /// The range [`Tuning::weight_chunk`] accepts.
@@ -191,6 +196,12 @@ impl Gpu {
                     ),
                 });
             }
+        }
+        if tuning.fold_groups == Some(0) {
+            return Err(Error::Config {
+                what: "fold groups".into(),
+                message: "must be at least 1 workgroup per dimension".into(),
+            });
         }
         self.tuning.set(tuning);
         Ok(())

@@ -133,6 +133,7 @@ fn maxpool_cases(rng: &mut Rng) -> Vec<Case> {
         ([1, 2, 7, 7], (3, 3), (2, 2)), // overlapping windows: kernel > stride
         ([1, 2, 9, 9], (2, 2), (3, 3)), // gaps: kernel < stride
         ([2, 3, 7, 8], (3, 2), (1, 2)), // non-square
+        ([2, 4, 24, 24], (3, 3), (2, 2)), // overlapping, past three workgroups
         ([2, 16, 40, 40], (2, 2), (2, 2)),
         ([1, 16, 348, 348], (2, 2), (2, 2)), // the first block's pooling, one poster
     ]

@@ -524,6 +524,7 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
             report
                 .rows
                 .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
+            report.rows.extend(folded(gpu, op, options, &wanted)?);
             continue;
         }
         if op == "batchnorm" {
@@ -539,6 +540,7 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
             let rows = check::check_case_with(gpu, &case, options.seed, options.fast)?;
             report.rows.extend(rows);
         }
+        report.rows.extend(folded(gpu, op, options, &wanted)?);
     }
     Ok(report)
 }
@@ -549,6 +551,57 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
 /// The parameter counts `check_adam` updates.
 pub(crate) const ADAM_SIZES: [usize; 3] = [1, 1000, 40_000];
 
+/// Workgroups per dimension past which grids fold in the folded-grid pass.
+const FOLD_AT: u32 = 3;
+/// The folded-grid pass takes the op's cases up to this many elements.
+const FOLD_MAX_ELEMENTS: usize = 100_000;
+/// What the folded-grid pass adds to a case's shape in the report.
+pub const FOLDED: &str = " (folded grid)";
+
+/// The folded-grid pass: the op's cases of up to [`FOLD_MAX_ELEMENTS`]
+/// again with every 1-D grid folded into a second dimension past
+/// [`FOLD_AT`] workgroups (`Tuning::fold_groups`), so that the folded
+/// index (`gid.x + gid.y · num_workgroups.x · 256`) and the bounds of the
+/// last, partly idle row of workgroups run on tensors this small; on an
+/// adapter they are reached only past 65,535 workgroups.
+fn folded(
+    gpu: &Gpu,
+    op: &str,
+    options: &Options,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Row>> {
+    let before = gpu.tuning();
+    gpu.set_tuning(crate::gpu::Tuning {
+        fold_groups: Some(FOLD_AT),
+        ..before
+    })?;
+    let run = || -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        if op == "adam" {
+            rows.extend(check_adam(gpu, options.seed)?);
+        } else {
+            for case in cases(op, options.seed) {
+                if case.inputs[0].data.len() > FOLD_MAX_ELEMENTS {
+                    continue;
+                }
+                rows.extend(check::check_case_with(
+                    gpu,
+                    &case,
+                    options.seed,
+                    options.fast,
+                )?);
+            }
+        }
+        for r in &mut rows {
+            r.shape.push_str(FOLDED);
+        }
+        Ok(rows.into_iter().filter(|r| wanted(&r.shape)).collect())
+    };
+    let rows = run();
+    gpu.set_tuning(before)?;
+    rows
+}
+
 /// Every case the suite would check for `ops` (all when None), as (op,
 /// shape), without running anything: `postergrad gradcheck --list`.
 pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
@@ -557,12 +610,23 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
         .filter(|op| ops.is_none_or(|names| names.iter().any(|n| n == op)))
         .flat_map(|op| -> Vec<(&'static str, String)> {
             if op == "adam" {
-                ADAM_SIZES
+                let plain = ADAM_SIZES.iter().map(|n| ("adam", format!("[{n}]")));
+                let folded = ADAM_SIZES
                     .iter()
-                    .map(|n| ("adam", format!("[{n}]")))
-                    .collect()
+                    .map(|n| ("adam", format!("[{n}]{FOLDED}")));
+                plain.chain(folded).collect()
             } else {
-                cases(op, seed).into_iter().map(|c| (op, c.shape)).collect()
+                let all = cases(op, seed);
+                let folded: Vec<String> = all
+                    .iter()
+                    .filter(|c| c.inputs[0].data.len() <= FOLD_MAX_ELEMENTS)
+                    .map(|c| format!("{}{FOLDED}", c.shape))
+                    .collect();
+                all.into_iter()
+                    .map(|c| c.shape)
+                    .chain(folded)
+                    .map(|s| (op, s))
+                    .collect()
             }
         })
         .collect()

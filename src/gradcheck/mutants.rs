@@ -146,15 +146,10 @@ fn line_mutants(line: &str) -> Vec<String> {
 /// Up to `n` distinct mutants of `kernel` (whose one-piece source is
 /// `source`), drawn with `seed`.
 pub fn mutants(kernel: &'static str, source: &str, n: usize, seed: u64) -> Vec<Mutant> {
+    let lines: Vec<&str> = source.lines().collect();
     let mut all: Vec<Mutant> = Vec::new();
-    let mut in_entry_or_fn = false;
-    for (i, line) in source.lines().enumerate() {
-        // only code inside functions: declarations outside change types,
-        // not arithmetic
-        if line.starts_with("fn ") || line.starts_with("@compute") {
-            in_entry_or_fn = true;
-        }
-        if in_entry_or_fn {
+    for (start, end) in live_functions(&lines) {
+        for (i, line) in lines.iter().enumerate().take(end + 1).skip(start) {
             for after in line_mutants(line) {
                 all.push(Mutant {
                     kernel,
@@ -163,9 +158,6 @@ pub fn mutants(kernel: &'static str, source: &str, n: usize, seed: u64) -> Vec<M
                     after,
                 });
             }
-        }
-        if line == "}" {
-            in_entry_or_fn = false;
         }
     }
     let mut rng = Rng::new(
@@ -177,6 +169,61 @@ pub fn mutants(kernel: &'static str, source: &str, n: usize, seed: u64) -> Vec<M
     all.truncate(n);
     all.sort_by_key(|m| m.line);
     all
+}
+
+/// The line ranges of the functions the kernel runs: its entry point and
+/// every function called from a live one (a library's unused helpers are
+/// left alone: a mutant there cannot change anything).
+fn live_functions(lines: &[&str]) -> Vec<(usize, usize)> {
+    // (name, first line, last line, is the entry point) of every function
+    let mut functions: Vec<(String, usize, usize, bool)> = Vec::new();
+    let mut entry_next = false;
+    for (i, l) in lines.iter().enumerate() {
+        if l.starts_with("@compute") {
+            entry_next = true;
+        }
+        if let Some(rest) = l.strip_prefix("fn ") {
+            let name = rest.split('(').next().unwrap_or("").trim().to_string();
+            let end = (i..lines.len())
+                .find(|&j| lines[j] == "}")
+                .unwrap_or(lines.len() - 1);
+            functions.push((name, i, end, entry_next));
+            entry_next = false;
+        }
+    }
+    let calls = |body: (usize, usize), name: &str| {
+        let pattern = format!("{name}(");
+        lines[body.0 + 1..=body.1].iter().any(|l| {
+            let code = l.split("//").next().unwrap_or("");
+            code.match_indices(&pattern).any(|(at, _)| {
+                !code[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            })
+        })
+    };
+    let mut live: Vec<bool> = functions.iter().map(|f| f.3).collect();
+    loop {
+        let mut grew = false;
+        for a in 0..functions.len() {
+            for b in 0..functions.len() {
+                if live[a] && !live[b] && calls((functions[a].1, functions[a].2), &functions[b].0) {
+                    live[b] = true;
+                    grew = true;
+                }
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    functions
+        .iter()
+        .zip(live)
+        .filter(|(_, l)| *l)
+        .map(|(f, _)| (f.1, f.2))
+        .collect()
 }
 
 /// A reviewed equivalent mutant: kernel, the line before and after (as
@@ -239,13 +286,17 @@ mod tests {
 
     #[test]
     fn mutants_are_seeded_and_apply_to_their_line() {
-        let src = "fn f(a: u32) -> u32 {\n    return a + 1u;\n}\n";
+        let src = "@compute @workgroup_size(1)\nfn f(a: u32) -> u32 {\n    return g(a) + 1u;\n}\nfn g(a: u32) -> u32 {\n    return a * 2u;\n}\nfn unused(a: u32) -> u32 {\n    return a - 7u;\n}\n";
         let a = mutants("f", src, 2, 1);
         assert_eq!(a, mutants("f", src, 2, 1));
         assert_eq!(a.len(), 2);
         let applied = a[0].apply(src);
         assert_ne!(applied, src);
-        assert_eq!(applied.lines().count(), 3);
+        assert_eq!(applied.lines().count(), src.lines().count());
+        // every mutant lies in f or the g it calls, none in `unused`
+        let every = mutants("f", src, 100, 1);
+        assert!(every.iter().any(|m| m.line == 6), "{every:?}");
+        assert!(every.iter().all(|m| m.line < 8), "{every:?}");
     }
 
     #[test]
