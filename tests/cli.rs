@@ -380,3 +380,69 @@ fn gradcheck_mutants_report_killed_survived_and_fail_on_an_unreviewed_survivor()
         "{out}"
     );
 }
+
+#[test]
+fn the_whole_model_check_passes_and_names_the_tensor_a_broken_kernel_spoils() {
+    let (ok, out, err) = postergrad(
+        &[
+            "gradcheck",
+            "--model",
+            "poster",
+            "--size",
+            "48",
+            "--batch",
+            "4",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}{err}");
+    // one row per parameter tensor: 4 conv + 6 batch norm + 3 dense, kernel and bias / γ and β
+    assert!(out.contains("26 checks: 26 passed, 0 failed"), "{out}");
+    assert!(
+        out.contains("ddense_2.kernel along 2 random directions vs"),
+        "{out}"
+    );
+    // the block tail's input gradient with a sign flipped in half of each row
+    let dir = std::env::temp_dir().join(format!("postergrad-cli-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = postergrad::shaders::standalone("bnpool_backward_input").unwrap();
+    let from = "let d_hi = f.k * dy.hi + f.k0";
+    assert_eq!(
+        src.matches(from).count(),
+        1,
+        "bnpool_backward_input changed"
+    );
+    std::fs::write(
+        dir.join("bnpool_backward_input.wgsl"),
+        src.replacen(from, "let d_hi = f.k * dy.hi - f.k0", 1),
+    )
+    .unwrap();
+    let d = dir.display().to_string();
+    let (ok, out, _) = postergrad(
+        &[
+            "gradcheck",
+            "--model",
+            "poster",
+            "--size",
+            "48",
+            "--batch",
+            "4",
+            "--shader-dir",
+            &d,
+        ],
+        &[],
+    );
+    assert!(!ok, "{out}");
+    // the tensors before the last conv block's tail fail; the head's pass
+    assert!(
+        out.lines()
+            .any(|l| l.contains("dconv2d.kernel along") && l.ends_with("FAIL")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ddense_2.kernel along") && l.ends_with("pass")),
+        "{out}"
+    );
+    assert!(out.contains("re-run this case alone: postergrad gradcheck --model poster --size 48 --batch 4 --seed 0"), "{out}");
+}

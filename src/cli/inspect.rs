@@ -54,6 +54,17 @@ pub struct GradcheckArgs {
     /// survivor, and fails on a survivor not in tests/equivalent_mutants.txt.
     #[arg(long, value_name = "N")]
     pub mutants: Option<usize>,
+    /// Check a whole model instead of the ops: the loss's gradient with
+    /// respect to every parameter tensor against central differences of the
+    /// whole model, in f64 where the adapter has it (poster, poster5, mlp).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// With --model: the input size (square).
+    #[arg(long, default_value_t = 48, value_parser = at_least_one)]
+    pub size: usize,
+    /// With --model: the batch.
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
+    pub batch: usize,
 }
 
 #[derive(clap::Args)]
@@ -138,6 +149,9 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
         json,
         junit,
         mutants,
+        model,
+        size,
+        batch,
     } = a;
     let case_name = case.clone();
     if list {
@@ -146,6 +160,11 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let dtype = if model.is_some() {
+        "f64".to_string() // the whole model in f64 where the adapter has it
+    } else {
+        dtype
+    };
     let gpu = if dtype == "f64" {
         match device(Precision::F64) {
             Ok(gpu) => {
@@ -181,6 +200,41 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
             None => known,
         };
         return crate::mutants::run(&gpu, &ops, n, seed, &dtype);
+    }
+    if let Some(name) = model {
+        let kind: ModelKind = name.parse()?;
+        let check = postergrad::nn::check::ModelCheck {
+            kind,
+            size,
+            batch,
+            labels: 5,
+            seed,
+            directions: 2,
+        };
+        let started = std::time::Instant::now();
+        let report = postergrad::nn::check::check_model(&gpu, &check)?;
+        if json {
+            print!("{}", report.json_lines());
+        } else {
+            println!("model in {}\n{report}", gpu.precision());
+            if verbose || !report.passed() {
+                println!("\n{}", report.details(verbose));
+            }
+            eprintln!(
+                "{} checks in {:.1} s",
+                report.rows.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if let Some(path) = &junit {
+            std::fs::write(path, report.junit())
+                .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+        }
+        return Ok(if report.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     let options = gradcheck::Options {
         seed,

@@ -332,6 +332,9 @@ pub struct Report {
     pub seed: u64,
     pub precision: Precision,
     pub fast: bool,
+    /// The command that re-runs a row, where it is not `--op … --case …`
+    /// (the whole-model check).
+    pub command: Option<String>,
 }
 
 impl Report {
@@ -430,6 +433,9 @@ impl Report {
 
     /// The command that re-runs just this row's case.
     pub fn repro(&self, r: &Row) -> String {
+        if let Some(c) = &self.command {
+            return c.clone();
+        }
         format!(
             "postergrad gradcheck --op {} --case '{}' --seed {}{}{}",
             r.op,

@@ -12,6 +12,7 @@ use crate::tape::{Param, Tape, Var};
 use crate::tensor::Tensor;
 use std::fmt;
 
+pub mod check;
 mod mlp;
 mod model;
 
