@@ -65,6 +65,11 @@ pub struct GradcheckArgs {
     /// With --model: the batch.
     #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     pub batch: usize,
+    /// Run these kernel variants wherever they fit, instead of the
+    /// adapter's picks (e.g. conv2d_backward_weight): a variant other
+    /// adapters run, checked on this one.
+    #[arg(long, value_delimiter = ',')]
+    pub variant: Option<Vec<String>>,
 }
 
 #[derive(clap::Args)]
@@ -152,6 +157,7 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
         model,
         size,
         batch,
+        variant,
     } = a;
     let case_name = case.clone();
     if list {
@@ -188,6 +194,30 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
             "shader overrides from {}: {}",
             dir.display(),
             names.join(", ")
+        );
+    }
+    if let Some(names) = variant {
+        for n in &names {
+            if postergrad::ops::registry::op_of(n).is_none() {
+                anyhow::bail!(
+                    "--variant {n}: no kernel of that name (see the ops' pages in docs/kernels/)"
+                );
+            }
+        }
+        let prefer: &'static [&'static str] = Box::leak(
+            names
+                .into_iter()
+                .map(|n| &*Box::leak(n.into_boxed_str()))
+                .collect::<Vec<&'static str>>()
+                .into_boxed_slice(),
+        );
+        gpu.set_tuning(postergrad::gpu::Tuning {
+            prefer,
+            ..gpu.tuning()
+        })?;
+        eprintln!(
+            "variants preferred wherever they fit: {}",
+            prefer.join(", ")
         );
     }
     if let Some(n) = mutants {

@@ -106,6 +106,18 @@ pub struct Tuning {
     /// set it low so that every kernel's folded-grid indexing runs on small
     /// tensors. `None`: the adapter's limit.
     pub fold_groups: Option<u32>,
+    /// Kernel variants to run wherever they are correct for the geometry
+    /// and the adapter, instead of the adapter's own pick (by kernel name:
+    /// `conv2d_backward_weight`, …): how the gradient checks reach every
+    /// variant any adapter picks, and how a benchmark pins one.
+    pub prefer: &'static [&'static str],
+}
+
+impl Tuning {
+    /// Whether `kernel` is a preferred variant.
+    pub fn prefers(&self, kernel: &str) -> bool {
+        self.prefer.contains(&kernel)
+    }
 }
 
 /// The range [`Tuning::weight_chunk`] accepts.

@@ -378,6 +378,13 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
             report.rows.extend(rows);
         }
         report.rows.extend(folded(gpu, op, options, &wanted)?);
+        if op == "conv2d" {
+            for set in crate::ops::conv2d::variant_sets(gpu) {
+                report
+                    .rows
+                    .extend(with_variants(gpu, set, options, &wanted)?);
+            }
+        }
     }
     Ok(report)
 }
@@ -439,6 +446,52 @@ fn folded(
     rows
 }
 
+/// conv2d's cases of up to [`VARIANT_MAX_ELEMENTS`] with the variants of
+/// `set` preferred wherever they fit (`Tuning::prefer`): the kernels other
+/// adapters pick, checked here too. Rows carry the set after the shape.
+fn with_variants(
+    gpu: &Gpu,
+    set: &'static [&'static str],
+    options: &Options,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Row>> {
+    let before = gpu.tuning();
+    gpu.set_tuning(crate::gpu::Tuning {
+        prefer: set,
+        ..before
+    })?;
+    let run = || -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        for case in cases("conv2d", options.seed) {
+            if case.inputs[0].data.len() > VARIANT_MAX_ELEMENTS {
+                continue;
+            }
+            rows.extend(check::check_case_with(
+                gpu,
+                &case,
+                options.seed,
+                options.fast,
+            )?);
+        }
+        let label = variant_label(set);
+        for r in &mut rows {
+            r.shape.push_str(&label);
+        }
+        Ok(rows.into_iter().filter(|r| wanted(&r.shape)).collect())
+    };
+    let rows = run();
+    gpu.set_tuning(before)?;
+    rows
+}
+
+/// conv2d's variant passes take the cases up to this many input elements.
+const VARIANT_MAX_ELEMENTS: usize = 100_000;
+
+/// What a variant pass adds to a case's shape in the report.
+pub fn variant_label(set: &[&str]) -> String {
+    format!(" (variants {})", set.join(" + "))
+}
+
 /// Every case the suite would check for `ops` (all when None), as (op,
 /// shape), without running anything: `postergrad gradcheck --list`.
 pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
@@ -454,6 +507,23 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
                 plain.chain(folded).collect()
             } else {
                 let all = cases(op, seed);
+                let variants: Vec<String> = if op == "conv2d" {
+                    // every set any adapter could run (the suite runs those this one has)
+                    let sets: [&[&str]; 3] = [
+                        &["conv2d_forward", "conv2d_backward_weight"],
+                        &["conv2d_backward_weight_3x3"],
+                        &["conv2d_forward_3x3", "conv2d_backward_weight_3x3_subgroup"],
+                    ];
+                    sets.iter()
+                        .flat_map(|set| {
+                            all.iter()
+                                .filter(|c| c.inputs[0].data.len() <= VARIANT_MAX_ELEMENTS)
+                                .map(move |c| format!("{}{}", c.shape, variant_label(set)))
+                        })
+                        .collect()
+                } else {
+                    vec![]
+                };
                 let folded: Vec<String> = all
                     .iter()
                     .filter(|c| c.inputs[0].data.len() <= FOLD_MAX_ELEMENTS)
@@ -462,6 +532,7 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
                 all.into_iter()
                     .map(|c| c.shape)
                     .chain(folded)
+                    .chain(variants)
                     .map(|s| (op, s))
                     .collect()
             }

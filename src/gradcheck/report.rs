@@ -180,4 +180,3 @@ impl Report {
         out + "</testsuite>\n</testsuites>\n"
     }
 }
-

@@ -132,6 +132,17 @@ impl BackwardWeight {
     /// layer has at least 8 input channels, else `Rows3x3`; `Tiles`
     /// otherwise.
     pub fn for_geometry(gpu: &Gpu, g: &ConvGeometry) -> BackwardWeight {
+        let variants = [
+            BackwardWeight::Tiles,
+            BackwardWeight::Rows3x3,
+            BackwardWeight::Subgroup3x3,
+        ];
+        let preferred = variants
+            .into_iter()
+            .find(|v| gpu.tuning().prefers(v.kernel()) && v.fits(gpu, g));
+        if let Some(v) = preferred {
+            return v;
+        }
         if !gpu.adapter().is_cpu {
             BackwardWeight::Tiles
         } else if BackwardWeight::Subgroup3x3.fits(gpu, g) && g.cin >= SUBGROUP_MIN_CIN {

@@ -96,6 +96,12 @@ impl Forward {
     /// `Subgroup3x3` for 3×3 kernels at stride 1 where subgroups exist
     /// (benches/conv.rs).
     pub fn for_geometry(gpu: &Gpu, g: &ConvGeometry) -> Forward {
+        let preferred = [Forward::Strips, Forward::Subgroup3x3]
+            .into_iter()
+            .find(|v| gpu.tuning().prefers(v.kernel()) && v.fits(gpu, g));
+        if let Some(v) = preferred {
+            return v;
+        }
         if Forward::Subgroup3x3.fits(gpu, g) {
             Forward::Subgroup3x3
         } else {
