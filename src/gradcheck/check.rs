@@ -316,6 +316,9 @@ impl<'d> Probes<'d> {
     }
 }
 
+/// Adam has no backward: three GPU steps against three f64 reference steps,
+/// then (in f32, where the non-finite guard exists) a fourth step whose
+/// gradient holds a NaN and must change nothing.
 pub fn check_adam(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut rng = Rng::new(seed ^ 0xADA3);

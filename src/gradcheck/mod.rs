@@ -389,9 +389,6 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
     Ok(report)
 }
 
-/// Adam has no backward: three GPU steps against three f64 reference steps,
-/// then (in f32, where the non-finite guard exists) a fourth step whose
-/// gradient holds a NaN and must change nothing.
 /// The parameter counts `check_adam` updates.
 pub(crate) const ADAM_SIZES: [usize; 3] = [1, 1000, 40_000];
 
@@ -414,36 +411,18 @@ fn folded(
     options: &Options,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Row>> {
-    let before = gpu.tuning();
-    gpu.set_tuning(crate::gpu::Tuning {
+    let fold = |t: crate::gpu::Tuning| crate::gpu::Tuning {
         fold_groups: Some(FOLD_AT),
-        ..before
-    })?;
-    let run = || -> Result<Vec<Row>> {
-        let mut rows = Vec::new();
-        if op == "adam" {
-            rows.extend(check_adam(gpu, options.seed)?);
-        } else {
-            for case in cases(op, options.seed) {
-                if case.inputs[0].data.len() > FOLD_MAX_ELEMENTS {
-                    continue;
-                }
-                rows.extend(check::check_case_with(
-                    gpu,
-                    &case,
-                    options.seed,
-                    options.fast,
-                )?);
-            }
-        }
-        for r in &mut rows {
-            r.shape.push_str(FOLDED);
-        }
-        Ok(rows.into_iter().filter(|r| wanted(&r.shape)).collect())
+        ..t
     };
-    let rows = run();
-    gpu.set_tuning(before)?;
-    rows
+    let rows = with_tuning(gpu, fold, || {
+        if op == "adam" {
+            check_adam(gpu, options.seed)
+        } else {
+            small_cases(gpu, op, FOLD_MAX_ELEMENTS, options)
+        }
+    })?;
+    Ok(labelled(rows, FOLDED, wanted))
 }
 
 /// conv2d's cases of up to [`VARIANT_MAX_ELEMENTS`] with the variants of
@@ -455,17 +434,32 @@ fn with_variants(
     options: &Options,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Row>> {
-    let before = gpu.tuning();
-    gpu.set_tuning(crate::gpu::Tuning {
-        prefer: set,
-        ..before
+    let prefer = |t: crate::gpu::Tuning| crate::gpu::Tuning { prefer: set, ..t };
+    let rows = with_tuning(gpu, prefer, || {
+        small_cases(gpu, "conv2d", VARIANT_MAX_ELEMENTS, options)
     })?;
-    let run = || -> Result<Vec<Row>> {
-        let mut rows = Vec::new();
-        for case in cases("conv2d", options.seed) {
-            if case.inputs[0].data.len() > VARIANT_MAX_ELEMENTS {
-                continue;
-            }
+    Ok(labelled(rows, &variant_label(set), wanted))
+}
+
+/// Runs `f` with the device's tuning changed by `change`, then restores it
+/// (whether `f` failed or not).
+fn with_tuning<R>(
+    gpu: &Gpu,
+    change: impl FnOnce(crate::gpu::Tuning) -> crate::gpu::Tuning,
+    f: impl FnOnce() -> Result<R>,
+) -> Result<R> {
+    let before = gpu.tuning();
+    gpu.set_tuning(change(before))?;
+    let out = f();
+    gpu.set_tuning(before)?;
+    out
+}
+
+/// The rows of the op's cases whose first input has at most `max` elements.
+fn small_cases(gpu: &Gpu, op: &str, max: usize, options: &Options) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for case in cases(op, options.seed) {
+        if case.inputs[0].data.len() <= max {
             rows.extend(check::check_case_with(
                 gpu,
                 &case,
@@ -473,15 +467,19 @@ fn with_variants(
                 options.fast,
             )?);
         }
-        let label = variant_label(set);
-        for r in &mut rows {
-            r.shape.push_str(&label);
-        }
-        Ok(rows.into_iter().filter(|r| wanted(&r.shape)).collect())
-    };
-    let rows = run();
-    gpu.set_tuning(before)?;
-    rows
+    }
+    Ok(rows)
+}
+
+/// `rows` with `label` after their shape, those `wanted` only.
+fn labelled(rows: Vec<Row>, label: &str, wanted: &dyn Fn(&str) -> bool) -> Vec<Row> {
+    rows.into_iter()
+        .map(|mut r| {
+            r.shape.push_str(label);
+            r
+        })
+        .filter(|r| wanted(&r.shape))
+        .collect()
 }
 
 /// conv2d's variant passes take the cases up to this many input elements.
