@@ -88,19 +88,17 @@ fn main() {
         let stats = batchnorm_statistics(&gpu, &x, &state, bn, Mode::Training).unwrap();
         let bn_backward = |input: BnInput, dx: &Tensor| {
             let (g, b) = (Some(&dgamma), Some(&dbeta));
-            batchnorm_backward(
-                &gpu,
-                &x,
-                &dy,
-                &gamma,
-                &stats,
-                Mode::Training,
-                input,
-                Some(dx),
-                g,
-                b,
-            )
-            .unwrap()
+            let saved = postergrad::ops::batchnorm::BnSaved {
+                x: &x,
+                gamma: &gamma,
+                stats: &stats,
+            };
+            let grads = postergrad::ops::batchnorm::BnGrads {
+                dx: Some(dx),
+                dgamma: g,
+                dbeta: b,
+            };
+            batchnorm_backward(&gpu, &saved, &dy, Mode::Training, input, grads).unwrap()
         };
         let tail = BnPoolConfig {
             batchnorm: fused,

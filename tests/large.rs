@@ -210,19 +210,18 @@ fn relu_batchnorm_maxpool_dropout_on_a_tensor_larger_than_one_binding() {
         Tensor::zeros(&gpu, [2], "dg").unwrap(),
         Tensor::zeros(&gpu, [2], "db").unwrap(),
     );
-    batchnorm::batchnorm_backward(
-        &gpu,
-        &x,
-        &ones,
-        &gamma,
-        &stats,
-        Mode::Training,
-        BnInput::AsIs,
-        Some(&dx),
-        Some(&dg),
-        Some(&db),
-    )
-    .unwrap();
+    let saved = batchnorm::BnSaved {
+        x: &x,
+        gamma: &gamma,
+        stats: &stats,
+    };
+    let grads = batchnorm::BnGrads {
+        dx: Some(&dx),
+        dgamma: Some(&dg),
+        dbeta: Some(&db),
+    };
+    batchnorm::batchnorm_backward(&gpu, &saved, &ones, Mode::Training, BnInput::AsIs, grads)
+        .unwrap();
     let m = (dims[0] * plane) as f32;
     for v in db.to_vec(&gpu).unwrap() {
         assert!((v / m - 1.0).abs() < 1e-4, "dbeta {v} vs {m}");

@@ -248,7 +248,14 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
         } else {
             println!("model in {}\n{report}", gpu.precision());
             if verbose || !report.passed() {
-                println!("\n{}", report.details(verbose));
+                println!(
+                    "\n{}",
+                    report.details(if verbose {
+                        gradcheck::Shown::All
+                    } else {
+                        gradcheck::Shown::Failures
+                    })
+                );
             }
             eprintln!(
                 "{} checks in {:.1} s",
@@ -283,7 +290,14 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("kernels in {}\n{report}", gpu.precision());
         if verbose || !report.passed() {
-            println!("\n{}", report.details(verbose));
+            println!(
+                "\n{}",
+                report.details(if verbose {
+                    gradcheck::Shown::All
+                } else {
+                    gradcheck::Shown::Failures
+                })
+            );
         }
         eprintln!(
             "{} checks in {:.1} s{}",

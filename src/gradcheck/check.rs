@@ -91,9 +91,9 @@ pub(super) fn gpu_eval(gpu: &Gpu, case: &Case, values: &[Vec<f64>]) -> Result<Ve
 
 /// The probing directions for an input of `n` elements: unit vectors, or the
 /// gradient's direction plus random ±1/√n.
-pub(super) fn directions(n: usize, grad: &[f64], rng: &mut Rng, fast: bool) -> Vec<Vec<f64>> {
+pub(super) fn directions(n: usize, grad: &[f64], rng: &mut Rng, probe: Probe) -> Vec<Vec<f64>> {
     let s = 1.0 / (n as f64).sqrt();
-    if fast {
+    if probe == Probe::Fast {
         return vec![(0..n)
             .map(|_| if rng.uniform() < 0.5 { -s } else { s })
             .collect()];
@@ -125,12 +125,11 @@ pub(super) fn directions(n: usize, grad: &[f64], rng: &mut Rng, fast: bool) -> V
 /// The four checks of one case, in the device's precision: f32 with the
 /// case's own step and tolerances, f64 with PyTorch gradcheck's.
 pub fn check_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Vec<Row>> {
-    check_case_with(gpu, case, seed, false)
+    check_case_with(gpu, case, seed, Probe::Full)
 }
 
-/// [`check_case`], in fast mode (`fast`: one random direction per
-/// gradient) or not.
-pub fn check_case_with(gpu: &Gpu, case: &Case, seed: u64, fast: bool) -> Result<Vec<Row>> {
+/// [`check_case`], probing each gradient as `probe` says.
+pub fn check_case_with(gpu: &Gpu, case: &Case, seed: u64, probe: Probe) -> Result<Vec<Row>> {
     let mut rng = Rng::new(seed ^ 0xD1CE);
     let mut rows = Vec::new();
     let row = |check: String, got: &[f64], want: &[f64], tol: Tolerance| {
@@ -208,7 +207,7 @@ pub fn check_case_with(gpu: &Gpu, case: &Case, seed: u64, fast: bool) -> Result<
         // 3. GPU backward vs central differences of the GPU forward (in the
         //    device's precision);
         // 4. reference backward vs f64 central differences of the reference.
-        let dirs = directions(input.data.len(), &g_gpu, &mut rng, fast);
+        let dirs = directions(input.data.len(), &g_gpu, &mut rng, probe);
         let probes = Probes::along(gpu, case, &x64, k, &dirs, fd_eps, &v64)?;
         let (ana, ana_ref) = (probes.analytic(&g_gpu), probes.analytic(&g_ref));
         let (num, num_ref) = (probes.numeric, probes.numeric_ref);
@@ -422,18 +421,17 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
             Tensor::zeros(gpu, [c], "dgamma")?,
             Tensor::zeros(gpu, [c], "dbeta")?,
         );
-        ops::batchnorm::batchnorm_backward(
-            gpu,
-            &xt,
-            &dyt,
-            &gt,
-            &stats,
-            Mode::Inference,
-            input,
-            Some(&dx),
-            Some(&dg),
-            Some(&db),
-        )?;
+        let saved = ops::batchnorm::BnSaved {
+            x: &xt,
+            gamma: &gt,
+            stats: &stats,
+        };
+        let grads = ops::batchnorm::BnGrads {
+            dx: Some(&dx),
+            dgamma: Some(&dg),
+            dbeta: Some(&db),
+        };
+        ops::batchnorm::batchnorm_backward(gpu, &saved, &dyt, Mode::Inference, input, grads)?;
         let mut dx_ref = vec![0.0; count];
         let (mut dg_ref, mut db_ref) = (vec![0.0; c], vec![0.0; c]);
         for i in 0..count {

@@ -29,7 +29,7 @@ mod report;
 
 pub use cases::cases;
 pub use check::{check_adam, check_batchnorm_inference, check_case};
-pub use report::Report;
+pub use report::{Report, Shown};
 
 use std::fmt;
 
@@ -328,6 +328,27 @@ pub struct Options {
     pub fast: bool,
 }
 
+/// How the central differences probe a gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// Every element of inputs up to 64 elements, else the gradient's own
+    /// direction and three random ones.
+    Full,
+    /// One random direction (PyTorch's fast mode).
+    Fast,
+}
+
+impl Options {
+    /// The probing `fast` asks for.
+    pub fn probe(&self) -> Probe {
+        if self.fast {
+            Probe::Fast
+        } else {
+            Probe::Full
+        }
+    }
+}
+
 /// Runs the suite. Errors only on GPU failures; check results are in the report.
 pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
     let known = crate::ops::registry::gradcheck_ops();
@@ -374,7 +395,7 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
             if !wanted(&case.shape) {
                 continue;
             }
-            let rows = check::check_case_with(gpu, &case, options.seed, options.fast)?;
+            let rows = check::check_case_with(gpu, &case, options.seed, options.probe())?;
             report.rows.extend(rows);
         }
         report.rows.extend(folded(gpu, op, options, &wanted)?);
@@ -464,7 +485,7 @@ fn small_cases(gpu: &Gpu, op: &str, max: usize, options: &Options) -> Result<Vec
                 gpu,
                 &case,
                 options.seed,
-                options.fast,
+                options.probe(),
             )?);
         }
     }

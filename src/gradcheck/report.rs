@@ -5,6 +5,13 @@
 use std::fmt;
 
 use super::Row;
+
+/// Which checks [`Report::details`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    Failures,
+    All,
+}
 use crate::error::{Error, Result};
 use crate::shaders::Precision;
 
@@ -84,7 +91,8 @@ impl Report {
     /// — index, the tested (analytic / GPU) value, the trusted (numeric /
     /// f64 reference) value and their difference. Passing checks list
     /// their first elements.
-    pub fn details(&self, all: bool) -> String {
+    pub fn details(&self, shown: Shown) -> String {
+        let all = shown == Shown::All;
         let mut out = String::new();
         for r in self.rows.iter().filter(|r| all || !r.passed) {
             out += &format!(

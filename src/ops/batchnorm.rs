@@ -280,22 +280,35 @@ pub fn batchnorm_forward(
     Ok(y)
 }
 
+/// What batchnorm's backward reads: its input (the pre-activation z for
+/// [`BnInput::Relu`]), γ, and the `[2, C]` statistics.
+pub struct BnSaved<'t> {
+    pub x: &'t Tensor,
+    pub gamma: &'t Tensor,
+    pub stats: &'t Tensor,
+}
+
+/// The gradients batchnorm's backward adds into, each only where asked for.
+#[derive(Default)]
+pub struct BnGrads<'t> {
+    pub dx: Option<&'t Tensor>,
+    pub dgamma: Option<&'t Tensor>,
+    pub dbeta: Option<&'t Tensor>,
+}
+
 /// Gradients of batchnorm: dx (training or inference rule; for
 /// [`BnInput::Relu`] the gradient of the pre-activation z), dγ and dβ; each
 /// accumulates (+=) into the buffers given.
-#[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward(
     gpu: &Gpu,
-    x: &Tensor,
+    saved: &BnSaved,
     dy: &Tensor,
-    gamma: &Tensor,
-    stats: &Tensor,
     mode: Mode,
     input: BnInput,
-    dx: Option<&Tensor>,
-    dgamma: Option<&Tensor>,
-    dbeta: Option<&Tensor>,
+    grads: BnGrads,
 ) -> Result<()> {
+    let (x, gamma, stats) = (saved.x, saved.gamma, saved.stats);
+    let BnGrads { dx, dgamma, dbeta } = grads;
     let p = plan(gpu, x)?;
     dy.expect_shape("batchnorm_backward", "dy must match the input", x.dims())?;
     if let Some(dx) = dx {
@@ -429,18 +442,17 @@ pub fn batch_norm(
     let y = batchnorm_forward(gpu, &x.value, &gamma.value, &beta.value, &stats, input)?;
     let (xs, gs) = (x.value.clone(), gamma.value.clone());
     Ok(tape.record(y, &[x, gamma, beta], move |gpu, dy, grads| {
-        batchnorm_backward(
-            gpu,
-            &xs,
-            dy,
-            &gs,
-            &stats,
-            mode,
-            input,
-            grads[0].as_ref(),
-            grads[1].as_ref(),
-            grads[2].as_ref(),
-        )
+        let saved = BnSaved {
+            x: &xs,
+            gamma: &gs,
+            stats: &stats,
+        };
+        let wanted = BnGrads {
+            dx: grads[0].as_ref(),
+            dgamma: grads[1].as_ref(),
+            dbeta: grads[2].as_ref(),
+        };
+        batchnorm_backward(gpu, &saved, dy, mode, input, wanted)
     }))
 }
 
@@ -471,7 +483,7 @@ pub mod cpu {
     }
 
     /// y for given statistics.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // the reference mirrors the formula's symbols one by one
     pub fn forward_with(
         x: &[f64],
         gamma: &[f64],
@@ -492,7 +504,7 @@ pub mod cpu {
     }
 
     /// Training-mode forward: (y, new moving mean, new moving variance).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // the reference mirrors the formula's symbols one by one
     pub fn forward_training(
         x: &[f64],
         gamma: &[f64],
@@ -523,7 +535,7 @@ pub mod cpu {
 
     /// Training-mode backward: (dx, dγ, dβ), differentiating through the
     /// batch mean and variance.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // the reference mirrors the formula's symbols one by one
     pub fn backward_training(
         x: &[f64],
         gamma: &[f64],

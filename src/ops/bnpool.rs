@@ -217,7 +217,7 @@ fn checked(z: &Tensor, gamma: &Tensor, beta: &Tensor, config: &BnPoolConfig) -> 
 /// [`bnpool_forward`], reading the last sample range of z from `kept` when
 /// given (the copy the statistics read, see `statistics_keeping_copy`); the
 /// ranges run backwards, so that copy is used first.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // the forward's geometry, inputs and the statistics' kept copy, passed on once
 fn forward_from(
     gpu: &Gpu,
     g: Geometry,
@@ -259,7 +259,6 @@ fn forward_from(
 /// batch norm's training or inference rule; with the relu fused in, the
 /// gradient of the pre-activation), dγ and dβ; each accumulates (+=), except
 /// dz with [`GradWrite::Write`]: then every element of dz is written.
-#[allow(clippy::too_many_arguments)]
 pub fn bnpool_backward(
     gpu: &Gpu,
     saved: &BnPoolSaved,

@@ -396,7 +396,7 @@ pub struct Predictions {
 }
 
 /// Runs `model` in inference mode over `rows` of `set`.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // the model, its posters and the loader's two settings: evaluate's and validation's shared call
 pub fn predict_rows(
     gpu: &Gpu,
     model: &Model,

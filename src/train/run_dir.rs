@@ -341,7 +341,7 @@ fn write_learning_curve(
 /// Brings the run directory up to date after an epoch, each file atomically.
 /// `train_state.safetensors` goes last: if the process dies before it, a
 /// resume redoes the epoch (and drops any history row beyond the state's).
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // every file of the run directory, from the one place that writes them all
 pub(super) fn save_epoch(
     gpu: &Gpu,
     out: &Path,
