@@ -95,6 +95,15 @@ fn conv2d_cases(rng: &mut Rng) -> Vec<Case> {
         (1, 3, 70, 70, 2, 3, 1, Valid),
         // the poster model's first layer on one 350×350 poster
         (1, 3, 350, 350, 16, 3, 1, Valid),
+        // 48 input channels of a 5×5 kernel: the general forward splits
+        // them into two chunks of its 64 KiB weight window (ci0 > 0)
+        (1, 48, 9, 9, 4, 5, 1, Valid),
+        // width 15 with "same" padding: a strip of eight starts one column
+        // left of the input and its twelve-column read ends one past the
+        // right edge, which must read 0
+        (1, 4, 6, 15, 3, 3, 1, Same),
+        // and at stride 2, whose loop over the chunk's channels is its own
+        (1, 48, 11, 11, 4, 5, 2, Valid),
     ]
     .into_iter()
     .map(|(n, cin, h, w, cout, k, s, pad)| {

@@ -315,6 +315,84 @@ impl<'d> Probes<'d> {
     }
 }
 
+/// BCE where its clipping acts: predictions at and inside ε of 0 and 1
+/// (and some in between), against the f64 reference, forward and backward
+/// (zero gradient where the clip is active). Central differences cannot
+/// check these — a step of ε crosses the clip — so the rows compare with
+/// the reference only.
+pub fn check_bce_saturated(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
+    let mut rng = Rng::new(seed ^ 0xBCE5);
+    let eps = ops::BCE_EPSILON as f64;
+    let edges = [0.0, 1e-12, eps / 2.0, 1.0 - eps / 2.0, 1.0 - 1e-12, 1.0];
+    let n = 64;
+    let p: Vec<f64> = (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                edges[(i / 2) % edges.len()]
+            } else {
+                rng.uniform()
+            }
+        })
+        .collect();
+    let t: Vec<f64> = (0..n).map(|i| ((i / 3) % 2) as f64).collect();
+    // what the device holds (an f32 device rounds 1 − 1e-12 to 1)
+    let pt = Tensor::from_slice(gpu, [n], &p)?;
+    let tt = Tensor::from_slice(gpu, [n], &t)?;
+    let p = pt.to_vec_f64(gpu)?;
+    let shape = format!("[{n}] clipped");
+    let loss = ops::bce::bce_forward(gpu, &pt, &tt)?.to_vec_f64(gpu)?;
+    // The clip bounds as the device holds them: in f32, 1 − 1e-7 rounds to
+    // 1 − 2^-23·… (and log(1 − q) at the bound follows): the reference
+    // clips where the kernel does.
+    let (lo, hi) = match gpu.precision() {
+        Precision::F32 => (ops::BCE_EPSILON as f64, (1.0f32 - ops::BCE_EPSILON) as f64),
+        Precision::F64 => (eps, 1.0 - eps),
+    };
+    let one_minus = |q: f64| match gpu.precision() {
+        Precision::F32 => (1.0f32 - q as f32) as f64,
+        Precision::F64 => 1.0 - q,
+    };
+    let forward = -p
+        .iter()
+        .zip(&t)
+        .map(|(&pi, &ti)| {
+            let q = pi.clamp(lo, hi);
+            ti * q.ln() + (1.0 - ti) * one_minus(q).ln()
+        })
+        .sum::<f64>()
+        / n as f64;
+    let want = vec![forward];
+    let tol = Tolerance {
+        atol: 1e-5,
+        rtol: 1e-5,
+    };
+    let mut rows = vec![Row::new(
+        "bce",
+        &shape,
+        "forward vs f64 reference",
+        &loss,
+        &want,
+        tol,
+    )];
+    let dloss = Tensor::from_slice(gpu, [1], &[1.0f64])?;
+    let dp = Tensor::zeros(gpu, [n], "dp")?;
+    ops::bce::bce_backward(gpu, &pt, &tt, &dloss, &dp)?;
+    let got = dp.to_vec_f64(gpu)?;
+    let want: Vec<f64> = p
+        .iter()
+        .zip(&t)
+        .map(|(&q, &ti)| {
+            if (lo..=hi).contains(&q) {
+                (q - ti) / (q * one_minus(q)) / n as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    rows.push(Row::new("bce", &shape, "dp vs f64 reference", &got, &want, tol).at(&[n]));
+    Ok(rows)
+}
+
 /// Adam has no backward: three GPU steps against three f64 reference steps,
 /// then (in f32, where the non-finite guard exists) a fourth step whose
 /// gradient holds a NaN and must change nothing.

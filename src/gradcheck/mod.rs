@@ -28,7 +28,7 @@ pub mod mutants;
 mod report;
 
 pub use cases::cases;
-pub use check::{check_adam, check_batchnorm_inference, check_case};
+pub use check::{check_adam, check_batchnorm_inference, check_bce_saturated, check_case};
 pub use report::{Report, Shown};
 
 use std::fmt;
@@ -385,6 +385,12 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
             report.rows.extend(folded(gpu, op, options, &wanted)?);
             continue;
         }
+        if op == "bce" {
+            let rows = check_bce_saturated(gpu, options.seed)?;
+            report
+                .rows
+                .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
+        }
         if op == "batchnorm" {
             let rows = check_batchnorm_inference(gpu, options.seed)?;
             report
@@ -548,8 +554,10 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
                     .filter(|c| c.inputs[0].data.len() <= FOLD_MAX_ELEMENTS)
                     .map(|c| format!("{}{FOLDED}", c.shape))
                     .collect();
+                let clipped = (op == "bce").then(|| "[64] clipped".to_string());
                 all.into_iter()
                     .map(|c| c.shape)
+                    .chain(clipped)
                     .chain(folded)
                     .chain(variants)
                     .map(|s| (op, s))
