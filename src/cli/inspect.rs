@@ -142,53 +142,22 @@ pub fn cmd_info() -> anyhow::Result<ExitCode> {
 }
 
 pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
-    let GradcheckArgs {
-        op,
-        list,
-        seed,
-        shader_dir,
-        verbose,
-        dtype,
-        case,
-        fast,
-        json,
-        junit,
-        mutants,
-        model,
-        size,
-        batch,
-        variant,
-    } = a;
-    let case_name = case.clone();
-    if list {
-        for (op, shape) in gradcheck::list(op.as_deref(), seed) {
+    if a.list {
+        for (op, shape) in gradcheck::list(a.op.as_deref(), a.seed) {
             println!("{op:<10} {shape}");
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let dtype = if model.is_some() {
-        "f64".to_string() // the whole model in f64 where the adapter has it
+    // the whole model in f64 where the adapter has it
+    let dtype = if a.model.is_some() {
+        "f64"
     } else {
-        dtype
+        a.dtype.as_str()
     };
-    let gpu = if dtype == "f64" {
-        match device(Precision::F64) {
-            Ok(gpu) => {
-                eprintln!("adapter: {} (kernels in f64)", gpu.adapter());
-                gpu
-            }
-            Err(e @ postergrad::Error::Precision { .. }) => {
-                eprintln!("note: {e}; running the f32 suite instead");
-                open_gpu()?
-            }
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        open_gpu()?
-    };
-    if let Some(dir) = shader_dir {
+    let gpu = open_checking_device(dtype)?;
+    if let Some(dir) = &a.shader_dir {
         let names = gpu
-            .override_shaders_from_dir(&dir)
+            .override_shaders_from_dir(dir)
             .with_context(|| format!("loading shader overrides from {}", dir.display()))?;
         eprintln!(
             "shader overrides from {}: {}",
@@ -196,120 +165,48 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
             names.join(", ")
         );
     }
-    if let Some(names) = variant {
-        for n in &names {
-            if postergrad::ops::registry::op_of(n).is_none() {
-                anyhow::bail!(
-                    "--variant {n}: no kernel of that name (see the ops' pages in docs/kernels/)"
-                );
-            }
-        }
-        let prefer: &'static [&'static str] = Box::leak(
-            names
-                .into_iter()
-                .map(|n| &*Box::leak(n.into_boxed_str()))
-                .collect::<Vec<&'static str>>()
-                .into_boxed_slice(),
-        );
-        gpu.set_tuning(postergrad::gpu::Tuning {
-            prefer,
-            ..gpu.tuning()
-        })?;
-        eprintln!(
-            "variants preferred wherever they fit: {}",
-            prefer.join(", ")
-        );
+    if let Some(names) = &a.variant {
+        prefer_variants(&gpu, names)?;
     }
-    if let Some(n) = mutants {
+    if let Some(n) = a.mutants {
         let known = postergrad::ops::registry::gradcheck_ops();
-        let ops: Vec<&str> = match &op {
+        let ops: Vec<&str> = match &a.op {
             Some(names) => known
                 .into_iter()
                 .filter(|o| names.iter().any(|n| n == o))
                 .collect(),
             None => known,
         };
-        return crate::mutants::run(&gpu, &ops, n, seed, &dtype);
+        return crate::mutants::run(&gpu, &ops, n, a.seed, dtype);
     }
-    if let Some(name) = model {
-        let kind: ModelKind = name.parse()?;
-        let check = postergrad::nn::check::ModelCheck {
-            kind,
-            size,
-            batch,
-            labels: 5,
-            seed,
-            directions: 2,
-        };
-        let started = std::time::Instant::now();
-        let report = postergrad::nn::check::check_model(&gpu, &check)?;
-        if json {
-            print!("{}", report.json_lines());
-        } else {
-            println!("model in {}\n{report}", gpu.precision());
-            if verbose || !report.passed() {
-                println!(
-                    "\n{}",
-                    report.details(if verbose {
-                        gradcheck::Shown::All
-                    } else {
-                        gradcheck::Shown::Failures
-                    })
-                );
-            }
-            eprintln!(
-                "{} checks in {:.1} s",
-                report.rows.len(),
-                started.elapsed().as_secs_f64()
-            );
-        }
-        if let Some(path) = &junit {
-            std::fs::write(path, report.junit())
-                .with_context(|| format!("writing the JUnit report {}", path.display()))?;
-        }
-        return Ok(if report.passed() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
-    }
-    let options = gradcheck::Options {
-        seed,
-        ops: op,
-        case,
-        fast,
-    };
     let started = std::time::Instant::now();
-    let report = gradcheck::run(&gpu, &options)?;
-    if let Some(path) = &junit {
-        std::fs::write(path, report.junit())
-            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
-    }
-    if json {
-        print!("{}", report.json_lines());
-    } else {
-        println!("kernels in {}\n{report}", gpu.precision());
-        if verbose || !report.passed() {
-            println!(
-                "\n{}",
-                report.details(if verbose {
-                    gradcheck::Shown::All
-                } else {
-                    gradcheck::Shown::Failures
-                })
-            );
+    let (report, what) = match &a.model {
+        Some(name) => {
+            let check = postergrad::nn::check::ModelCheck {
+                kind: name.parse()?,
+                size: a.size,
+                batch: a.batch,
+                labels: 5,
+                seed: a.seed,
+                directions: 2,
+            };
+            (postergrad::nn::check::check_model(&gpu, &check)?, "model")
         }
-        eprintln!(
-            "{} checks in {:.1} s{}",
-            report.rows.len(),
-            started.elapsed().as_secs_f64(),
-            if fast { " (fast mode)" } else { "" }
-        );
-    }
+        None => {
+            let options = gradcheck::Options {
+                seed: a.seed,
+                ops: a.op.clone(),
+                case: a.case.clone(),
+                fast: a.fast,
+            };
+            (gradcheck::run(&gpu, &options)?, "kernels")
+        }
+    };
+    print_report(&report, &a, what, started)?;
     if report.rows.is_empty() {
         anyhow::bail!(
             "--case {}: no case of that shape (see `postergrad gradcheck --list`)",
-            case_name.unwrap_or_default()
+            a.case.clone().unwrap_or_default()
         );
     }
     Ok(if report.passed() {
@@ -317,6 +214,87 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The device the checks run on: f64 where asked for and the adapter has
+/// it, else f32 (saying so).
+fn open_checking_device(dtype: &str) -> anyhow::Result<postergrad::Gpu> {
+    if dtype != "f64" {
+        return open_gpu();
+    }
+    match device(Precision::F64) {
+        Ok(gpu) => {
+            eprintln!("adapter: {} (kernels in f64)", gpu.adapter());
+            Ok(gpu)
+        }
+        Err(e @ postergrad::Error::Precision { .. }) => {
+            eprintln!("note: {e}; running the f32 suite instead");
+            open_gpu()
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `--variant`: these kernels run wherever they fit, for the whole process.
+fn prefer_variants(gpu: &postergrad::Gpu, names: &[String]) -> anyhow::Result<()> {
+    for n in names {
+        if postergrad::ops::registry::op_of(n).is_none() {
+            anyhow::bail!(
+                "--variant {n}: no kernel of that name (see the ops' pages in docs/kernels/)"
+            );
+        }
+    }
+    // the process keeps its settings until it exits
+    let prefer: &'static [&'static str] = Box::leak(
+        names
+            .iter()
+            .map(|n| &*Box::leak(n.clone().into_boxed_str()))
+            .collect::<Vec<&'static str>>()
+            .into_boxed_slice(),
+    );
+    gpu.set_tuning(postergrad::gpu::Tuning {
+        prefer,
+        ..gpu.tuning()
+    })?;
+    eprintln!(
+        "variants preferred wherever they fit: {}",
+        prefer.join(", ")
+    );
+    Ok(())
+}
+
+/// The report as the options ask: JSON lines or the table (with details
+/// of failures, or of everything with --verbose), and a JUnit file.
+fn print_report(
+    report: &gradcheck::Report,
+    a: &GradcheckArgs,
+    what: &str,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    if let Some(path) = &a.junit {
+        std::fs::write(path, report.junit())
+            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+    }
+    if a.json {
+        print!("{}", report.json_lines());
+        return Ok(());
+    }
+    println!("{what} in {}\n{report}", report.precision);
+    if a.verbose || !report.passed() {
+        let shown = if a.verbose {
+            gradcheck::Shown::All
+        } else {
+            gradcheck::Shown::Failures
+        };
+        println!("\n{}", report.details(shown));
+    }
+    eprintln!(
+        "{} checks in {:.1} s{}",
+        report.rows.len(),
+        started.elapsed().as_secs_f64(),
+        if a.fast { " (fast mode)" } else { "" }
+    );
+    Ok(())
 }
 
 pub fn cmd_profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {

@@ -216,21 +216,7 @@ pub fn check_case_with(gpu: &Gpu, case: &Case, seed: u64, probe: Probe) -> Resul
         } else {
             "directions"
         };
-        // f32: atol is raised to the rounding noise of the differenced
-        // forward; f64: PyTorch's tolerances exactly, never raised.
-        let fd_tol = match precision {
-            Precision::F32 => Tolerance {
-                atol: case_fd_tol.atol.max(fd_noise(
-                    unit,
-                    case.forward_reduction,
-                    &v64,
-                    &y_gpu,
-                    fd_eps,
-                )),
-                rtol: case_fd_tol.rtol,
-            },
-            Precision::F64 => case_fd_tol,
-        };
+        let fd_tol = device_fd_tolerance(precision, case, case_fd_tol, &v64, &y_gpu, fd_eps);
         // elementwise, direction j is element j of the input
         let at = |r: Row| {
             if how == "elementwise" {
@@ -247,14 +233,9 @@ pub fn check_case_with(gpu: &Gpu, case: &Case, seed: u64, probe: Probe) -> Resul
         )));
         // The f64 reference computes each output exactly enough; its noise is
         // the rounding of the probed dot product over all outputs.
+        let noise = fd_noise(U64, case.reduction.max(y64.len()), &v64, &y64, REF_FD_EPS);
         let ref_fd_tol = Tolerance {
-            atol: REF_FD_TOL.atol.max(fd_noise(
-                U64,
-                case.reduction.max(y64.len()),
-                &v64,
-                &y64,
-                REF_FD_EPS,
-            )),
+            atol: REF_FD_TOL.atol.max(noise),
             rtol: REF_FD_TOL.rtol,
         };
         rows.push(at(row(
@@ -265,6 +246,32 @@ pub fn check_case_with(gpu: &Gpu, case: &Case, seed: u64, probe: Probe) -> Resul
         )));
     }
     Ok(rows)
+}
+
+/// The tolerance of the device's central differences: in f32 atol is
+/// raised to the rounding noise of the differenced forward; in f64 it is
+/// PyTorch's, never raised.
+fn device_fd_tolerance(
+    precision: Precision,
+    case: &Case,
+    tol: Tolerance,
+    v: &[f64],
+    y: &[f64],
+    eps: f64,
+) -> Tolerance {
+    match precision {
+        Precision::F32 => Tolerance {
+            atol: tol.atol.max(fd_noise(
+                unit_roundoff(precision),
+                case.forward_reduction,
+                v,
+                y,
+                eps,
+            )),
+            rtol: tol.rtol,
+        },
+        Precision::F64 => tol,
+    }
 }
 
 /// Central differences of `v·f(x)` along each direction `u` of input `k`:
