@@ -369,9 +369,12 @@ pub fn check_bce_saturated(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
         .sum::<f64>()
         / n as f64;
     let want = vec![forward];
-    let tol = Tolerance {
-        atol: 1e-5,
-        rtol: 1e-5,
+    let tol = match gpu.precision() {
+        Precision::F32 => Tolerance {
+            atol: 1e-5,
+            rtol: 1e-5,
+        },
+        Precision::F64 => REF_TOL_F64,
     };
     let mut rows = vec![Row::new(
         "bce",
