@@ -58,7 +58,7 @@ pub fn run(
         if !gradcheck::run(gpu, &options)?.passed() {
             anyhow::bail!("gradcheck --op {op} fails without any mutant: fix that first");
         }
-        let reached = gpu.kernels_dispatched();
+        let reached = gpu.kernels_compiled();
         let entry = registry::OPS
             .iter()
             .find(|o| o.name == op)

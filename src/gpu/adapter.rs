@@ -165,7 +165,6 @@ impl Gpu {
             precision,
             tuning: Cell::new(Default::default()),
             pass: Cell::new(None),
-            dispatched: RefCell::new(Default::default()),
         })
     }
 }

@@ -228,7 +228,6 @@ impl Gpu {
             });
         }
         self.bump(|s| s.dispatches += 1);
-        self.dispatched.borrow_mut().insert(kernel);
         Ok(())
     }
 

@@ -158,8 +158,6 @@ pub struct Gpu {
     /// The pass the kernels recorded now serve, where one kernel serves
     /// two ([`Gpu::in_pass`]); the profiler labels its rows with it.
     pass: Cell<Option<&'static str>>,
-    /// Every kernel dispatched so far (what a check reached).
-    dispatched: RefCell<std::collections::BTreeSet<Kernel>>,
 }
 
 impl Gpu {
@@ -184,10 +182,14 @@ impl Gpu {
         out
     }
 
-    /// Every kernel this device has dispatched, by name: which kernels a
-    /// run of checks reached on this adapter (`gradcheck --mutants`).
-    pub fn kernels_dispatched(&self) -> Vec<Kernel> {
-        self.dispatched.borrow().iter().copied().collect()
+    /// Every kernel this device has compiled, by name, sorted: a kernel is
+    /// compiled at its first dispatch, so after a run of checks these are
+    /// the kernels it reached on this adapter (`gradcheck --mutants`).
+    pub fn kernels_compiled(&self) -> Vec<Kernel> {
+        let mut names: Vec<Kernel> = self.pipelines.borrow().keys().map(|k| k.0).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// The speed settings in force ([`Tuning`]).
