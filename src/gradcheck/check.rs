@@ -322,6 +322,14 @@ impl<'d> Probes<'d> {
     }
 }
 
+/// Predictions in [`check_bce_saturated`].
+const BCE_CLIPPED: usize = 64;
+
+/// The shape [`check_bce_saturated`]'s rows carry (and `--list` prints).
+pub(super) fn bce_clipped_shape() -> String {
+    format!("[{BCE_CLIPPED}] clipped")
+}
+
 /// BCE where its clipping acts: predictions at and inside ε of 0 and 1
 /// (and some in between), against the f64 reference, forward and backward
 /// (zero gradient where the clip is active). Central differences cannot
@@ -331,7 +339,7 @@ pub fn check_bce_saturated(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
     let mut rng = Rng::new(seed ^ 0xBCE5);
     let eps = ops::BCE_EPSILON as f64;
     let edges = [0.0, 1e-12, eps / 2.0, 1.0 - eps / 2.0, 1.0 - 1e-12, 1.0];
-    let n = 64;
+    let n = BCE_CLIPPED;
     let p: Vec<f64> = (0..n)
         .map(|i| {
             if i % 2 == 0 {
@@ -346,7 +354,7 @@ pub fn check_bce_saturated(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
     let pt = Tensor::from_slice(gpu, [n], &p)?;
     let tt = Tensor::from_slice(gpu, [n], &t)?;
     let p = pt.to_vec_f64(gpu)?;
-    let shape = format!("[{n}] clipped");
+    let shape = bce_clipped_shape();
     let loss = ops::bce::bce_forward(gpu, &pt, &tt)?.to_vec_f64(gpu)?;
     // The clip bounds as the device holds them: in f32, 1 − 1e-7 rounds to
     // 1 − 2^-23·… (and log(1 − q) at the bound follows): the reference

@@ -534,18 +534,13 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
                 let all = cases(op, seed);
                 let variants: Vec<String> = if op == "conv2d" {
                     // every set any adapter could run (the suite runs those this one has)
-                    let sets: [&[&str]; 3] = [
-                        &["conv2d_forward", "conv2d_backward_weight"],
-                        &["conv2d_backward_weight_3x3"],
-                        &["conv2d_forward_3x3", "conv2d_backward_weight_3x3_subgroup"],
-                    ];
-                    sets.iter()
-                        .flat_map(|set| {
-                            all.iter()
-                                .filter(|c| c.inputs[0].data.len() <= VARIANT_MAX_ELEMENTS)
-                                .map(move |c| format!("{}{}", c.shape, variant_label(set)))
-                        })
-                        .collect()
+                    let sets = crate::ops::conv2d::VARIANT_SETS.iter().map(|(set, _)| *set);
+                    sets.flat_map(|set| {
+                        all.iter()
+                            .filter(|c| c.inputs[0].data.len() <= VARIANT_MAX_ELEMENTS)
+                            .map(move |c| format!("{}{}", c.shape, variant_label(set)))
+                    })
+                    .collect()
                 } else {
                     vec![]
                 };
@@ -554,7 +549,7 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
                     .filter(|c| c.inputs[0].data.len() <= FOLD_MAX_ELEMENTS)
                     .map(|c| format!("{}{FOLDED}", c.shape))
                     .collect();
-                let clipped = (op == "bce").then(|| "[64] clipped".to_string());
+                let clipped = (op == "bce").then(check::bce_clipped_shape);
                 all.into_iter()
                     .map(|c| c.shape)
                     .chain(clipped)

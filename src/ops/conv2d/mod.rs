@@ -252,19 +252,26 @@ const GPU_CHUNK_MIN: usize = 512;
 
 const GPU_CHUNK_MAX: usize = 2048;
 
-/// The sets of variants the gradient checks run conv2d's cases with on
-/// this adapter, beside its own picks: the general kernels (what GL and
-/// GPUs run), the 3×3 rows weight gradient, and the subgroup kernels where
-/// the adapter has subgroups. Each is a [`Tuning::prefer`](crate::gpu::Tuning).
+/// The sets of variants the gradient checks run conv2d's cases with,
+/// beside an adapter's own picks: the general kernels (what GL and GPUs
+/// run), the 3×3 rows weight gradient, and the subgroup kernels; each is a
+/// [`Tuning::prefer`](crate::gpu::Tuning), with whether it needs subgroups.
+pub const VARIANT_SETS: &[(&[&str], bool)] = &[
+    (&["conv2d_forward", "conv2d_backward_weight"], false),
+    (&["conv2d_backward_weight_3x3"], false),
+    (
+        &["conv2d_forward_3x3", "conv2d_backward_weight_3x3_subgroup"],
+        true,
+    ),
+];
+
+/// The [`VARIANT_SETS`] this adapter can run.
 pub fn variant_sets(gpu: &Gpu) -> Vec<&'static [&'static str]> {
-    let mut sets: Vec<&'static [&'static str]> = vec![
-        &["conv2d_forward", "conv2d_backward_weight"],
-        &["conv2d_backward_weight_3x3"],
-    ];
-    if gpu.adapter().subgroups {
-        sets.push(&["conv2d_forward_3x3", "conv2d_backward_weight_3x3_subgroup"]);
-    }
-    sets
+    VARIANT_SETS
+        .iter()
+        .filter(|(_, subgroups)| !subgroups || gpu.adapter().subgroups)
+        .map(|(set, _)| *set)
+        .collect()
 }
 
 /// Output pixels per chunk of the split weight and bias reductions over
