@@ -11,7 +11,6 @@ use super::{Model, ModelKind, ModelOptions};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::gradcheck::{Report, Row, Tolerance};
-use crate::ops::binary_cross_entropy;
 use crate::rng::Rng;
 use crate::shaders::Precision;
 use crate::tape::{Mode, Tape};
@@ -56,8 +55,12 @@ pub fn check_model(gpu: &Gpu, c: &ModelCheck) -> Result<Report> {
     let y = Tensor::from_slice(gpu, [c.batch, c.labels], &y)?;
     let loss = |backward: bool| -> Result<f64> {
         let tape = Tape::new(gpu, Mode::Training);
-        let p = model.forward(&tape, &tape.constant(x.clone()), STEP)?;
-        let l = binary_cross_entropy(&tape, &p, &tape.constant(y.clone()))?;
+        let l = model.loss(
+            &tape,
+            &tape.constant(x.clone()),
+            &tape.constant(y.clone()),
+            STEP,
+        )?;
         if backward {
             tape.backward(&l)?;
         }

@@ -160,19 +160,24 @@ impl<'g, F: FnMut(Event)> Run<'g, F> {
     /// Reports the posters of a batch that failed to load (once each);
     /// with `--strict` the first is an error.
     fn report_failures(&mut self, failed: &[(usize, String)]) -> Result<()> {
+        if let (true, Some((_, message))) = (self.config.strict, failed.first()) {
+            return Err(Error::Config {
+                what: "--strict".into(),
+                message: message.clone(),
+            });
+        }
+        self.remember_failures(failed);
+        Ok(())
+    }
+
+    /// Warns about each poster that failed to load, once, and keeps why.
+    fn remember_failures(&mut self, failed: &[(usize, String)]) {
         for (i, message) in failed {
-            if self.config.strict {
-                return Err(Error::Config {
-                    what: "--strict".into(),
-                    message: message.clone(),
-                });
-            }
             if self.reported.insert(*i) {
                 (self.on)(Event::Warning(format!("{message}; skipped")));
                 self.causes.push(message.clone());
             }
         }
-        Ok(())
     }
 
     /// The steps of one epoch, from the batch a resumed run stopped at.
@@ -298,12 +303,7 @@ impl<'g, F: FnMut(Event)> Run<'g, F> {
                 self.config,
             )
         })?;
-        for (i, message) in &pr.failed {
-            if self.reported.insert(*i) {
-                (self.on)(Event::Warning(format!("{message}; skipped")));
-                self.causes.push(message.clone());
-            }
-        }
+        self.remember_failures(&pr.failed);
         if pr.rows.is_empty() {
             return Err(nothing_usable(
                 format!("epoch {epoch}: no validation poster could be scored"),
