@@ -132,6 +132,9 @@ fn fate(
     seed: u64,
     dtype: &str,
 ) -> anyhow::Result<Fate> {
+    // stderr to a file, not a pipe: a pipe the parent does not drain while
+    // it polls could fill and stall the child until the timeout
+    let log = dir.join("mutant.stderr");
     let mut child = Command::new(exe)
         .args([
             "gradcheck",
@@ -147,7 +150,7 @@ fn fate(
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log).context("creating the mutant's log")?)
         .spawn()
         .context("starting a mutant's checks")?;
     let started = Instant::now();
@@ -156,10 +159,7 @@ fn fate(
             if status.success() {
                 return Ok(Fate::Survived);
             }
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
+            let err = std::fs::read_to_string(&log).unwrap_or_default();
             // a compile error names the shader; a failed check or a GPU
             // error is the suite catching the mutant
             return Ok(if err.contains(&format!("shaders/{kernel}.wgsl")) {
