@@ -251,15 +251,35 @@ fn weight_chunk_override_is_checked_and_short_chunks_pass_the_conv_gradcheck() {
     }
 }
 
+/// A fresh directory holding `kernel` written out in one piece with `from`
+/// (which must occur once) replaced by `to`: a broken kernel for
+/// `--shader-dir`.
+fn broken_shader_dir(name: &str, kernel: &str, from: &str, to: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("postergrad-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = postergrad::shaders::standalone(kernel).unwrap();
+    assert_eq!(
+        src.matches(from).count(),
+        1,
+        "{kernel} changed: update this mutation"
+    );
+    std::fs::write(
+        dir.join(format!("{kernel}.wgsl")),
+        src.replacen(from, to, 1),
+    )
+    .unwrap();
+    dir
+}
+
 #[test]
 fn gradcheck_says_exactly_what_failed_and_feeds_ci() {
     // relu's backward with the wrong threshold: dx is dropped for 0 < y ≤ 0.5
-    let dir = std::env::temp_dir().join(format!("postergrad-cli-broken-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = postergrad::shaders::standalone("relu_backward").unwrap();
-    let broken = src.replacen("y[k] > real(0.0)", "y[k] > real(0.5)", 1);
-    assert_ne!(src, broken, "relu_backward changed: update this mutation");
-    std::fs::write(dir.join("relu_backward.wgsl"), broken).unwrap();
+    let dir = broken_shader_dir(
+        "broken",
+        "relu_backward",
+        "y[k] > real(0.0)",
+        "y[k] > real(0.5)",
+    );
     let d = dir.display().to_string();
     let junit = dir.join("report.xml");
     let j = junit.display().to_string();
@@ -411,20 +431,12 @@ fn the_whole_model_check_passes_and_names_the_tensor_a_broken_kernel_spoils() {
         "{out}"
     );
     // the block tail's input gradient with a sign flipped in half of each row
-    let dir = std::env::temp_dir().join(format!("postergrad-cli-model-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = postergrad::shaders::standalone("bnpool_backward_input").unwrap();
-    let from = "let d_hi = f.k * dy.hi + f.k0";
-    assert_eq!(
-        src.matches(from).count(),
-        1,
-        "bnpool_backward_input changed"
+    let dir = broken_shader_dir(
+        "model",
+        "bnpool_backward_input",
+        "let d_hi = f.k * dy.hi + f.k0",
+        "let d_hi = f.k * dy.hi - f.k0",
     );
-    std::fs::write(
-        dir.join("bnpool_backward_input.wgsl"),
-        src.replacen(from, "let d_hi = f.k * dy.hi - f.k0", 1),
-    )
-    .unwrap();
     let d = dir.display().to_string();
     let (ok, out, _) = postergrad(
         &[

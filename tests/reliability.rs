@@ -346,18 +346,7 @@ fn run_args<'a>(out: &'a str, epochs: &'a str) -> Vec<&'a str> {
     args
 }
 
-fn postergrad(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_postergrad"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::cli as postergrad;
 
 /// Starts `postergrad train` and returns once it has begun training (its
 /// "data:" line is out, so the Ctrl-C handler is installed).
