@@ -56,7 +56,7 @@
 // into x[i] and tex4_at(x, k) into a vec4 of x[4k .. 4k+3].
 // Windows: x_base / y_base are the first elements of the x and dy windows
 // (0 .. 3 for texture copies, which start at the last multiple of four).
-// import texels, conv2d_weight_3x3
+// import texels, conv2d_rows, conv2d_weight_3x3
 
 alias real = f32;
 

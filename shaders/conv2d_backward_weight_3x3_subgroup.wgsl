@@ -34,7 +34,7 @@
 // Inputs through textures, as in conv2d_backward_weight_3x3 (f64: storage
 // arrays, shaders::instantiate). x_base / y_base: the windows' first
 // elements.
-// import texels, conv2d_weight_3x3
+// import texels, conv2d_rows, conv2d_weight_3x3
 
 alias real = f32;
 

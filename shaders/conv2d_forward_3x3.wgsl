@@ -21,7 +21,7 @@
 //   of a tap's 16 weights) and subgroupShuffle hands it to all: a kernel row
 //   (3 taps, 12 vec4) costs 2 vec4 loads instead of 12.
 // - inputs: a strip's kernel row needs x[iy, ix0 .. ix0+10]. The texture
-//   copy holds four elements per texel (Gpu::read_window), so input_row
+//   copy holds four elements per texel (Gpu::read_window), so input12
 //   fetches four texels and shifts them into place: 4 fetches, not 10.
 // The three taps of a kernel row are written out (kx unrolled): with the
 // inputs in named vec4 there is no sliding window to shift.
@@ -31,7 +31,7 @@
 // mode bit 1: add the bias. ACCUMULATE (a pipeline constant): add into y
 // instead of writing it. x_base / y_base: the windows' first elements
 // (x_base 0 .. 3 for a texture copy).
-// import texels
+// import texels, conv2d_rows
 
 alias real = f32;
 const REAL_BYTES: u32 = 4u;
@@ -55,39 +55,6 @@ struct ConvForwardParams {
 @group(0) @binding(1) var x: texture_2d_array<f32>;
 @group(0) @binding(2) var<uniform> wu: array<vec4<real>, WINDOW / 4u>;
 @group(0) @binding(3) var<storage, read_write> y: array<real>;
-
-// Twelve consecutive inputs of one row: lo = elements 0 .. 3, mid 4 .. 7,
-// hi 8 .. 11.
-struct Row {
-    lo: vec4<real>,
-    mid: vec4<real>,
-    hi: vec4<real>,
-}
-
-// x[plane, iy, ix0 + j] of the window for j = 0 .. 11, 0 outside the input.
-// The row starts anywhere inside a texel: element e is component e % 4 of
-// texel e / 4, so four fetches from texel ⌊e/4⌋ cover the twelve, and
-// shift4 moves them by e % 4. Elements before the tensor (e < 0) or past
-// its end are padding, masked like every tap outside the input.
-fn input_row(plane: u32, iy: i32, ix0: i32) -> Row {
-    let h = i32(params.h);
-    let w = i32(params.w);
-    let e = i32(plane) + clamp(iy, 0, h - 1) * w + ix0;
-    let k = e >> 2u; // ⌊e / 4⌋ (arithmetic shift)
-    let sh = u32(e - 4 * k);
-    let t0 = tex4_at(x, u32(max(k, 0)));
-    let t1 = tex4_at(x, u32(max(k + 1, 0)));
-    let t2 = tex4_at(x, u32(max(k + 2, 0)));
-    let t3 = tex4_at(x, u32(max(k + 3, 0)));
-    let row_in = vec4<bool>(iy >= 0 && iy < h);
-    let ix = vec4<i32>(ix0) + vec4<i32>(0, 1, 2, 3);
-    let zero = vec4<real>(0.0);
-    return Row(
-        select(zero, shift4(t0, t1, sh), row_in & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(w))),
-        select(zero, shift4(t1, t2, sh), row_in & (ix >= vec4<i32>(-4)) & (ix < vec4<i32>(w - 4))),
-        select(zero, shift4(t2, t3, sh), row_in & (ix >= vec4<i32>(-8)) & (ix < vec4<i32>(w - 8))),
-    );
-}
 
 // One tap's 16 weights as a matrix (column q:
 // channels 4q .. 4q+3), from the vec4 that lanes first .. first+3 loaded.
@@ -168,7 +135,7 @@ fn conv2d_forward_3x3(
     for (var c = 0u; c < params.cc; c = c + 1u) {
         let plane = params.x_base + (n * params.cin + params.ci0 + c) * params.h * params.w;
         for (var ky = 0u; ky < 3u; ky = ky + 1u) {
-            let r = input_row(plane, iy0 + i32(ky), ix0);
+            let r = input12(plane, iy0 + i32(ky), ix0);
             // taps (ky, 0) and (ky, 1) from lanes 0 .. 7, (ky, 2) from lanes 0 .. 3
             let wq = (c * 9u + ky * 3u) * 4u;
             let va = wu[min(wq + (lane & 7u), last)];

@@ -175,6 +175,10 @@ pub const LIBRARIES: &[(&str, &str)] = &[
         include_str!("../shaders/lib/bnpool_backward.wgsl"),
     ),
     (
+        "conv2d_rows",
+        include_str!("../shaders/lib/conv2d_rows.wgsl"),
+    ),
+    (
         "conv2d_weight_3x3",
         include_str!("../shaders/lib/conv2d_weight_3x3.wgsl"),
     ),

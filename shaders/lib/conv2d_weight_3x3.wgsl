@@ -1,23 +1,16 @@
-// conv2d_weight_3x3: the reads both 3×3 weight-gradient kernels
-// (conv2d_backward_weight_3x3 and its subgroup variant) make: eight
-// upstream gradients of a row and the twelve inputs under them, through
-// texture copies, zero in the padding.
+// conv2d_weight_3x3: what both 3×3 weight-gradient kernels
+// (conv2d_backward_weight_3x3 and its subgroup variant) read besides the
+// inputs (lib/conv2d_rows.wgsl): eight upstream gradients of a row,
+// through a texture copy, zero where masked.
 //
-// Expects the importing shader to declare `params: ConvParams`, and `x` and
-// `dy` as texture copies (Gpu::read_window). Imports after texels.
-// Thread mapping: none (functions only). Bounds: input12 returns 0 for taps
-// outside the input; dy8's callers keep the row inside dy.
+// Expects the importing shader to declare `dy` as a texture copy
+// (Gpu::read_window). Imports after texels.
+// Thread mapping: none (functions only). Bounds: dy8's callers keep the row
+// inside dy.
 
 // Eight consecutive values: lo = 0 .. 3, hi = 4 .. 7.
 struct Eight {
     lo: vec4<real>,
-    hi: vec4<real>,
-}
-
-// Twelve consecutive values: lo = 0 .. 3, mid = 4 .. 7, hi = 8 .. 11.
-struct Twelve {
-    lo: vec4<real>,
-    mid: vec4<real>,
     hi: vec4<real>,
 }
 
@@ -30,29 +23,4 @@ fn dy8(i: u32, keep_lo: vec4<bool>, keep_hi: vec4<bool>) -> Eight {
     let t2 = tex4_at(dy, k + 2u);
     let zero = vec4<real>(0.0);
     return Eight(select(zero, shift4(t0, t1, i & 3u), keep_lo), select(zero, shift4(t1, t2, i & 3u), keep_hi));
-}
-
-// x[plane + iy·W + ix + j] for j = 0 .. 11, 0 in the padding (four texel
-// fetches; element e is component e % 4 of texel e / 4).
-fn input12(plane: u32, iy: i32, ix: i32) -> Twelve {
-    let h = i32(params.h);
-    let w = i32(params.w);
-    let e = i32(plane) + clamp(iy, 0, h - 1) * w + ix;
-    let k = e >> 2u; // ⌊e / 4⌋ (arithmetic shift)
-    let sh = u32(e - 4 * k);
-    let t0 = tex4_at(x, u32(max(k, 0)));
-    let t1 = tex4_at(x, u32(max(k + 1, 0)));
-    let t2 = tex4_at(x, u32(max(k + 2, 0)));
-    let t3 = tex4_at(x, u32(max(k + 3, 0)));
-    let cols = vec4<i32>(ix) + vec4<i32>(0, 1, 2, 3);
-    let row = vec4<bool>(iy >= 0 && iy < h);
-    let in_lo = row & (cols >= vec4<i32>(0)) & (cols < vec4<i32>(w));
-    let in_mid = row & (cols >= vec4<i32>(-4)) & (cols < vec4<i32>(w - 4));
-    let in_hi = row & (cols >= vec4<i32>(-8)) & (cols < vec4<i32>(w - 8));
-    let zero = vec4<real>(0.0);
-    return Twelve(
-        select(zero, shift4(t0, t1, sh), in_lo),
-        select(zero, shift4(t1, t2, sh), in_mid),
-        select(zero, shift4(t2, t3, sh), in_hi),
-    );
 }
