@@ -17,13 +17,11 @@ pub const MAX_DECODED_BYTES: u64 = 256 << 20;
 /// says what is wrong with the file and what to do.
 pub fn load_image_file(path: &Path, size: usize) -> std::result::Result<Vec<u8>, String> {
     let bytes = read_image_file(path)?;
-    with_decoder(&bytes, path, |decoder, header, _| {
+    with_decoder(&bytes, path, |decoder, header, corrupt| {
         let img = match header.format {
             Format::Jpeg => decode_jpeg_strictly(&bytes)
                 .map_err(|e| format!("a damaged JPEG file ({e}); download the poster again"))?,
-            Format::Png => image::DynamicImage::from_decoder(decoder).map_err(|e| {
-                format!("a damaged or truncated PNG file ({e}); download the poster again")
-            })?,
+            Format::Png => image::DynamicImage::from_decoder(decoder).map_err(corrupt)?,
         };
         if (img.width(), img.height()) != (header.width, header.height) {
             return Err(format!(
