@@ -81,7 +81,7 @@ fn main() {
         type Work<'a> = Box<dyn FnMut() + 'a>;
         let (gpu, x, w, b, dy, dx) = (&gpu, &x, &w, &b, &dy, &dx);
         let forward = |k: Forward| -> Work {
-            Box::new(move || drop(conv2d_forward_with(gpu, x, w, b, config, k).unwrap()))
+            Box::new(move || drop(conv2d_forward_with(gpu, x, w, Some(b), config, k).unwrap()))
         };
         let backward_input = |k: Forward| -> Work {
             Box::new(move || {

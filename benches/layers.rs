@@ -53,6 +53,7 @@ fn main() {
     let pool = MaxPoolConfig {
         pool: (2, 2),
         stride: (2, 2),
+        padding: (0, 0),
     };
     let bn = BatchNormConfig::default();
     let fused = BatchNormConfig {

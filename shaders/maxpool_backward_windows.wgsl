@@ -1,6 +1,7 @@
 // maxpool_backward_windows: dx[argmax of window (oy, ox)] += dy[n, c, oy, ox]   (windows that do not overlap)
 //
-//   forward:  y[n, c, oy, ox] = max over the window at (oy·SH, ox·SW) of size KH×KW
+//   forward:  y[n, c, oy, ox] = max over the window at (oy·SH − PH, ox·SW − PW) of size KH×KW
+//             (taps in the padding skipped)
 //   backward: each window sends its whole gradient to the position of its
 //             FIRST maximum in row-major scan order (ky, then kx), the rule
 //             maxpool_forward and maxpool_backward follow.
@@ -21,14 +22,9 @@
 // o = gid.x + gid.y · num_workgroups.x · 256 → (plane = n·C + c, oy, ox).
 // Bounds: invocations with o ≥ n·C·OH·OW return.
 // Windows: x_base / y_base are the first elements of the x/dx and dy windows.
+// import maxpool_window
 
 alias real = f32;
-
-struct PoolParams {
-    n: u32, c: u32, h: u32, w: u32,
-    kh: u32, kw: u32, sh: u32, sw: u32,
-    oh: u32, ow: u32, x_base: u32, y_base: u32,
-}
 
 @group(0) @binding(0) var<uniform> params: PoolParams;
 @group(0) @binding(1) var<storage, read> x: array<real>;
@@ -44,18 +40,6 @@ fn maxpool_backward_windows(@builtin(global_invocation_id) gid: vec3<u32>, @buil
     let ox = o % params.ow;
     let oy = (o / params.ow) % params.oh;
     let plane = o / (params.ow * params.oh);
-    let origin = params.x_base + (plane * params.h + oy * params.sh) * params.w + ox * params.sw;
-    var best = x[origin];
-    var arg = origin;
-    for (var ky = 0u; ky < params.kh; ky = ky + 1u) {
-        for (var kx = 0u; kx < params.kw; kx = kx + 1u) {
-            let k = origin + ky * params.w + kx;
-            let v = x[k];
-            if (v > best) {
-                best = v;
-                arg = k;
-            }
-        }
-    }
+    let arg = window_argmax(plane, oy, ox);
     dx[arg] = dx[arg] + dy[params.y_base + o];
 }

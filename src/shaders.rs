@@ -183,6 +183,10 @@ pub const LIBRARIES: &[(&str, &str)] = &[
         include_str!("../shaders/lib/conv2d_weight_3x3.wgsl"),
     ),
     ("batchnorm", include_str!("../shaders/lib/batchnorm.wgsl")),
+    (
+        "maxpool_window",
+        include_str!("../shaders/lib/maxpool_window.wgsl"),
+    ),
 ];
 
 /// The libraries a shader names on its `// import a, b` line.

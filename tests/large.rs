@@ -27,7 +27,7 @@ fn conv2d_forward_and_backward_on_tensors_larger_than_one_binding() {
     let wt = Tensor::from_slice(&gpu, [cout, cin, 3, 3], &wv).unwrap();
     let b = Tensor::from_slice(&gpu, [cout], &bv).unwrap();
 
-    let y = conv2d::conv2d_forward(&gpu, &x, &wt, &b, config).unwrap();
+    let y = conv2d::conv2d_forward(&gpu, &x, &wt, Some(&b), config).unwrap();
     let yv = y.to_vec(&gpu).unwrap();
     // Spot-check outputs, the last sample's last pixel included.
     let conv_at = |n: usize, co: usize, oy: usize, ox: usize| -> f64 {

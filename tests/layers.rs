@@ -65,6 +65,7 @@ fn maxpool_with_overlapping_windows_sums_the_gradients_of_every_window() {
     let config = MaxPoolConfig {
         pool: (3, 3),
         stride: (1, 1),
+        padding: (0, 0),
     };
     let (y, dx) = pool_grad(&gpu, &x, [1, 1, 4, 4], config);
     assert_eq!(y, vec![9.0; 4]);
@@ -78,11 +79,21 @@ fn maxpool_with_overlapping_windows_sums_the_gradients_of_every_window() {
         MaxPoolConfig {
             pool: (1, 1),
             stride: (3, 3),
+            padding: (0, 0),
         },
     );
     assert_eq!(y, vec![0.0, 0.0, 0.0, 0.0]);
     assert_eq!(dx.iter().filter(|&&g| g == 1.0).count(), 4);
     assert_eq!(dx[0] + dx[3] + dx[12] + dx[15], 4.0);
+    // padding never wins: every input negative, ResNet's 3×3 stride-2 pool
+    // with padding 1 takes each window's maximum from the input (a zero
+    // padding would give 0 at the edges)
+    let neg: Vec<f32> = (0..16).map(|i| -1.0 - i as f32).collect();
+    let (y, dx) = pool_grad(&gpu, &neg, [1, 1, 4, 4], MaxPoolConfig::RESNET);
+    // windows start at rows/columns −1 and 1: maxima at (0,0), (0,1), (1,0), (1,1)
+    assert_eq!(y, vec![-1.0, -2.0, -5.0, -6.0]);
+    assert_eq!((dx[0], dx[1], dx[4], dx[5]), (1.0, 1.0, 1.0, 1.0));
+    assert_eq!(dx.iter().sum::<f32>(), 4.0);
 }
 
 #[test]
@@ -238,10 +249,12 @@ fn both_maxpool_backward_kernels_agree_bit_for_bit_where_windows_do_not_overlap(
         MaxPoolConfig {
             pool: (2, 2),
             stride: (3, 3),
+            padding: (0, 0),
         },
         MaxPoolConfig {
             pool: (3, 2),
             stride: (3, 2),
+            padding: (0, 0),
         },
     ] {
         assert_eq!(
@@ -268,6 +281,7 @@ fn both_maxpool_backward_kernels_agree_bit_for_bit_where_windows_do_not_overlap(
     let overlap = MaxPoolConfig {
         pool: (3, 3),
         stride: (2, 2),
+        padding: (0, 0),
     };
     assert_eq!(
         MaxPoolBackward::for_config(overlap),

@@ -181,7 +181,7 @@ fn shared_helpers_live_once_in_the_library_and_each_is_imported() {
     assert!(
         err.contains("shaders/x.wgsl")
             && err
-                .contains("imports `nowhere`, which shaders/lib/ does not hold (it holds: texels, dropout_mask, bnpool, bnpool_backward, conv2d_rows, conv2d_weight_3x3, batchnorm)"),
+                .contains("imports `nowhere`, which shaders/lib/ does not hold (it holds: texels, dropout_mask, bnpool, bnpool_backward, conv2d_rows, conv2d_weight_3x3, batchnorm, maxpool_window)"),
         "{err}"
     );
 }

@@ -69,7 +69,7 @@ fn sigmoid_cases(rng: &mut Rng) -> Vec<Case> {
 }
 
 fn conv2d_cases(rng: &mut Rng) -> Vec<Case> {
-    use ops::conv2d::Padding::{Same, Valid};
+    use ops::conv2d::Padding::{Explicit, Same, Valid};
     // (n, cin, h, w, cout, k, stride, padding)
     [
         (1, 1, 5, 5, 2, 3, 1, Valid),
@@ -106,10 +106,31 @@ fn conv2d_cases(rng: &mut Rng) -> Vec<Case> {
         (1, 48, 11, 11, 4, 5, 2, Valid),
     ]
     .into_iter()
-    .map(|(n, cin, h, w, cout, k, s, pad)| {
-        conv_case(rng, [n, cin, h, w], [cout, cin, k, k], s, pad)
+    .map(|(n, cin, h, w, cout, k, s, pad)| (n, cin, h, w, cout, k, s, pad, Bias::Added))
+    // torchvision's ResNet convs (no bias, symmetric padding) at their real
+    // widths, one image: the 7×7 stem on 224→112, the bottleneck's strided
+    // 3×3 (56→28), the strided 1×1 downsample, a 1×1 expansion, and small
+    // ones that cut a strip of eight mid-row at stride 2
+    .chain([
+        (1, 3, 224, 224, 64, 7, 2, Explicit(3), Bias::None),
+        (1, 128, 56, 56, 128, 3, 2, Explicit(1), Bias::None),
+        (1, 256, 56, 56, 512, 1, 2, Explicit(0), Bias::None),
+        (1, 64, 56, 56, 256, 1, 1, Explicit(0), Bias::None),
+        (2, 5, 13, 11, 6, 3, 2, Explicit(1), Bias::None),
+        (2, 3, 10, 21, 4, 7, 2, Explicit(3), Bias::Added),
+        (2, 9, 7, 7, 18, 1, 1, Explicit(0), Bias::None),
+    ])
+    .map(|(n, cin, h, w, cout, k, s, pad, bias)| {
+        conv_case(rng, [n, cin, h, w], [cout, cin, k, k], s, pad, bias)
     })
     .collect()
+}
+
+/// Whether a conv case has a bias input (torchvision's convs have none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Bias {
+    Added,
+    None,
 }
 
 fn batchnorm_cases(rng: &mut Rng) -> Vec<Case> {
@@ -147,7 +168,24 @@ fn maxpool_cases(rng: &mut Rng) -> Vec<Case> {
         ([1, 16, 348, 348], (2, 2), (2, 2)), // the first block's pooling, one poster
     ]
     .into_iter()
-    .map(|(x, pool, stride)| maxpool_case(rng, x, ops::MaxPoolConfig { pool, stride }))
+    .map(|(x, pool, stride)| (x, pool, stride, (0, 0)))
+    // padded windows (PyTorch's padding=p): the padding never wins
+    .chain([
+        ([2, 3, 7, 7], (3, 3), (2, 2), (1, 1)), // ResNet's pool, odd side
+        ([1, 2, 8, 10], (3, 3), (2, 2), (1, 1)), // even sides: the last window hangs over
+        ([1, 2, 6, 9], (2, 3), (2, 1), (1, 1)),  // non-square, padding = half the window
+        // ResNet's stem pool at its real size (112 → 56), one channel (the
+        // distinct values overlapping windows need grow with the count)
+        ([1, 1, 112, 112], (3, 3), (2, 2), (1, 1)),
+    ])
+    .map(|(x, pool, stride, padding)| {
+        let config = ops::MaxPoolConfig {
+            pool,
+            stride,
+            padding,
+        };
+        maxpool_case(rng, x, config)
+    })
     .collect()
 }
 
@@ -280,6 +318,7 @@ pub(super) fn conv_case(
     ws: [usize; 4],
     stride: usize,
     padding: ops::conv2d::Padding,
+    bias: Bias,
 ) -> Case {
     let config = ops::Conv2dConfig { stride, padding };
     let g = ops::conv2d::ConvGeometry::new(&xs, &ws, config).expect("valid case");
@@ -287,47 +326,56 @@ pub(super) fn conv_case(
     let limit = (6.0 / (fan_in + ws[0] * ws[2] * ws[3]) as f64).sqrt();
     let x = rng.vec_f32(xs.iter().product(), -1.0, 1.0);
     let w = rng.vec_f32(ws.iter().product(), -limit, limit);
-    let b = rng.vec_f32(ws[0], -0.5, 0.5);
+    let mut inputs = vec![
+        Input {
+            name: "x",
+            shape: xs.to_vec(),
+            data: x,
+            grad: true,
+        },
+        Input {
+            name: "w",
+            shape: ws.to_vec(),
+            data: w,
+            grad: true,
+        },
+    ];
+    if bias == Bias::Added {
+        inputs.push(Input {
+            name: "b",
+            shape: vec![ws[0]],
+            data: rng.vec_f32(ws[0], -0.5, 0.5),
+            grad: true,
+        });
+    }
+    let cout = ws[0];
     Case {
         op: "conv2d",
         shape: format!(
-            "{}x{}x{}x{} k{} s{} {}",
+            "{}x{}x{}x{} k{} s{} {}{}",
             xs[0],
             xs[1],
             xs[2],
             xs[3],
             ws[2],
             stride,
-            match padding {
-                ops::conv2d::Padding::Valid => "valid",
-                ops::conv2d::Padding::Same => "same",
-            }
+            padding,
+            if bias == Bias::None { " nobias" } else { "" }
         ),
-        inputs: vec![
-            Input {
-                name: "x",
-                shape: xs.to_vec(),
-                data: x,
-                grad: true,
-            },
-            Input {
-                name: "w",
-                shape: ws.to_vec(),
-                data: w,
-                grad: true,
-            },
-            Input {
-                name: "b",
-                shape: vec![ws[0]],
-                data: b,
-                grad: true,
-            },
-        ],
-        gpu: Box::new(move |tape, v| ops::conv2d(tape, &v[0], &v[1], &v[2], config)),
-        cpu_forward: Box::new(move |x| ops::conv2d::cpu::conv2d_forward(&g, &x[0], &x[1], &x[2])),
+        inputs,
+        gpu: Box::new(move |tape, v| ops::conv2d(tape, &v[0], &v[1], v.get(2), config)),
+        cpu_forward: Box::new(move |x| {
+            let zero = vec![0.0; cout];
+            let b = x.get(2).map_or(&zero[..], |b| &b[..]);
+            ops::conv2d::cpu::conv2d_forward(&g, &x[0], &x[1], b)
+        }),
         cpu_backward: Box::new(move |x, dy| {
             let (dx, dw, db) = ops::conv2d::cpu::conv2d_backward(&g, &x[0], &x[1], dy);
-            vec![Some(dx), Some(dw), Some(db)]
+            let mut grads = vec![Some(dx), Some(dw)];
+            if bias == Bias::Added {
+                grads.push(Some(db));
+            }
+            grads
         }),
         ref_tol: REF_TOL_SUMS,
         fd_eps: FD_EPS,
@@ -433,7 +481,9 @@ pub(super) fn maxpool_case(rng: &mut Rng, x: [usize; 4], config: ops::MaxPoolCon
     // would outgrow f32's resolution): values in [−1, 0] with one element of
     // every window lifted into [0.5, 1] — a margin of 0.5.
     let n: usize = x.iter().product();
-    let overlapping = config.stride.0 < config.pool.0 || config.stride.1 < config.pool.1;
+    let overlapping = config.stride.0 < config.pool.0
+        || config.stride.1 < config.pool.1
+        || config.padding != (0, 0);
     let data: Vec<f32> = if n <= ELEMENTWISE_MAX || overlapping {
         let mut d: Vec<f32> = (0..n)
             .map(|i| (i as f64 * 0.05 - n as f64 * 0.025) as f32)
@@ -458,12 +508,16 @@ pub(super) fn maxpool_case(rng: &mut Rng, x: [usize; 4], config: ops::MaxPoolCon
     Case {
         op: "maxpool",
         shape: format!(
-            "{} k{}x{} s{}x{}",
+            "{} k{}x{} s{}x{}{}",
             shape_str(&x),
             config.pool.0,
             config.pool.1,
             config.stride.0,
-            config.stride.1
+            config.stride.1,
+            match config.padding {
+                (0, 0) => String::new(),
+                (ph, pw) => format!(" p{ph}x{pw}"),
+            }
         ),
         inputs: vec![Input {
             name: "x",

@@ -366,7 +366,7 @@ impl Model {
                         tape,
                         &h,
                         &tape.param(w),
-                        &tape.param(b),
+                        Some(&tape.param(b)),
                         Conv2dConfig::default(),
                     )?;
                     activate(z, *activation)?

@@ -1,5 +1,7 @@
-//! maxpool: max over KH×KW windows at stride (SH, SW), valid padding, NCHW;
-//! any window and stride, kernel ≠ stride included. Shaders
+//! maxpool: max over KH×KW windows at stride (SH, SW), NCHW, without
+//! padding (Keras) or with PyTorch's `padding=p` (taps in the padding never
+//! win: ResNet's 3×3 stride-2 pool with padding 1); any window and stride,
+//! kernel ≠ stride included. Shaders
 //! `maxpool_forward`, `maxpool_backward` (any windows) and
 //! `maxpool_backward_windows` (windows that do not overlap); page
 //! `docs/kernels/maxpool.md`.
@@ -9,11 +11,15 @@ use crate::gpu::Gpu;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
-/// Window and stride (Keras's default: 2×2 windows at stride 2).
+/// Window, stride and padding (Keras's default: 2×2 windows at stride 2,
+/// no padding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MaxPoolConfig {
     pub pool: (usize, usize),
     pub stride: (usize, usize),
+    /// Rows above and below, columns left and right, that windows may
+    /// overlap but never take their maximum from (at most half the window).
+    pub padding: (usize, usize),
 }
 
 impl Default for MaxPoolConfig {
@@ -21,8 +27,18 @@ impl Default for MaxPoolConfig {
         MaxPoolConfig {
             pool: (2, 2),
             stride: (2, 2),
+            padding: (0, 0),
         }
     }
+}
+
+impl MaxPoolConfig {
+    /// torchvision ResNet's pool after the stem: 3×3, stride 2, padding 1.
+    pub const RESNET: MaxPoolConfig = MaxPoolConfig {
+        pool: (3, 3),
+        stride: (2, 2),
+        padding: (1, 1),
+    };
 }
 
 crate::uniform! {
@@ -40,6 +56,9 @@ crate::uniform! {
         pub ow: u32,
         pub x_base: u32,
         pub y_base: u32,
+        pub ph: u32,
+        pub pw: u32,
+        pub _pad: [u32; 2],
     }
 }
 
@@ -56,15 +75,35 @@ pub fn output_shape(x: &[usize], config: MaxPoolConfig) -> Result<[usize; 4]> {
             ),
         });
     }
-    if x.len() != 4 || x[2] < kh || x[3] < kw {
-        return Err(Error::Shape {
-            op: "maxpool",
-            what: format!("a {kh}×{kw} pool needs an input [batch, channels, ≥{kh}, ≥{kw}]"),
-            got: crate::Shape(x.to_vec()),
-            expected: format!("[batch, channels, ≥{kh}, ≥{kw}]"),
+    let (ph, pw) = config.padding;
+    if 2 * ph > kh || 2 * pw > kw {
+        return Err(Error::Config {
+            what: "maxpool".into(),
+            message: format!(
+                "padding {:?} must be at most half the {kh}×{kw} pool (as PyTorch), so that \
+                 every window holds an input element",
+                config.padding
+            ),
         });
     }
-    Ok([x[0], x[1], (x[2] - kh) / sh + 1, (x[3] - kw) / sw + 1])
+    let (mh, mw) = (kh.saturating_sub(2 * ph), kw.saturating_sub(2 * pw));
+    if x.len() != 4 || x[2] < mh.max(1) || x[3] < mw.max(1) {
+        return Err(Error::Shape {
+            op: "maxpool",
+            what: format!(
+                "a {kh}×{kw} pool with padding {:?} needs an input [batch, channels, ≥{mh}, ≥{mw}]",
+                config.padding
+            ),
+            got: crate::Shape(x.to_vec()),
+            expected: format!("[batch, channels, ≥{}, ≥{}]", mh.max(1), mw.max(1)),
+        });
+    }
+    Ok([
+        x[0],
+        x[1],
+        (x[2] + 2 * ph - kh) / sh + 1,
+        (x[3] + 2 * pw - kw) / sw + 1,
+    ])
 }
 
 fn params(
@@ -88,6 +127,9 @@ fn params(
         ow: o[3] as u32,
         x_base,
         y_base,
+        ph: config.padding.0 as u32,
+        pw: config.padding.1 as u32,
+        _pad: [0; 2],
     }
 }
 
@@ -218,11 +260,16 @@ pub mod cpu {
         oy: usize,
         ox: usize,
     ) -> usize {
-        let (h, w) = (dims[2], dims[3]);
+        let (h, w) = (dims[2] as isize, dims[3] as isize);
         let mut best = (f64::NEG_INFINITY, 0);
         for ky in 0..c.pool.0 {
             for kx in 0..c.pool.1 {
-                let i = (plane * h + oy * c.stride.0 + ky) * w + ox * c.stride.1 + kx;
+                let iy = (oy * c.stride.0 + ky) as isize - c.padding.0 as isize;
+                let ix = (ox * c.stride.1 + kx) as isize - c.padding.1 as isize;
+                if iy < 0 || ix < 0 || iy >= h || ix >= w {
+                    continue; // padding never wins
+                }
+                let i = ((plane as isize * h + iy) * w + ix) as usize;
                 if x[i] > best.0 {
                     best = (x[i], i);
                 }

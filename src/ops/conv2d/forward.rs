@@ -5,8 +5,8 @@ use super::*;
 
 /// How `conv2d_pack_weights` lays out the kernel.
 pub(super) enum Packing<'t> {
-    /// As stored, with this bias (the forward).
-    WithBias(&'t Tensor),
+    /// As stored, with this bias or none (the forward).
+    AsStored(Option<&'t Tensor>),
     /// Transposed and flipped, no bias (backward-input at stride 1).
     TransposedFlipped,
 }
@@ -49,8 +49,9 @@ pub(super) fn pack_weights(
     let windows = g.cout.div_ceil(GROUP) * chunks;
     let tensor = Tensor::uninit(gpu, [windows * window], "conv2d_pack_weights")?;
     let (mode, b) = match packing {
-        Packing::WithBias(b) => (PACK_BIAS, b),
+        Packing::AsStored(Some(b)) => (PACK_BIAS, b),
         // the kernel binds a bias either way; it reads none here
+        Packing::AsStored(None) => (0, w),
         Packing::TransposedFlipped => (PACK_TRANSPOSED, w),
     };
     let p = PackParams {
@@ -202,12 +203,12 @@ pub(super) fn forward_tiles(
     Ok(())
 }
 
-/// y = conv(x, w) + b.
+/// y = conv(x, w) + b (no bias for `b` None).
 pub fn conv2d_forward(
     gpu: &Gpu,
     x: &Tensor,
     w: &Tensor,
-    b: &Tensor,
+    b: Option<&Tensor>,
     config: Conv2dConfig,
 ) -> Result<Tensor> {
     let g = ConvGeometry::new(x.dims(), w.dims(), config)?;
@@ -220,14 +221,16 @@ pub fn conv2d_forward_with(
     gpu: &Gpu,
     x: &Tensor,
     w: &Tensor,
-    b: &Tensor,
+    b: Option<&Tensor>,
     config: Conv2dConfig,
     kernel: Forward,
 ) -> Result<Tensor> {
     let g = ConvGeometry::new(x.dims(), w.dims(), config)?;
-    b.expect_shape("conv2d", "bias must be [out channels]", &[g.cout])?;
+    if let Some(b) = b {
+        b.expect_shape("conv2d", "bias must be [out channels]", &[g.cout])?;
+    }
     let y = Tensor::uninit(gpu, g.output_shape(), "conv2d_forward")?;
-    let packed = pack_weights(gpu, &g, w, Packing::WithBias(b))?;
+    let packed = pack_weights(gpu, &g, w, Packing::AsStored(b))?;
     forward_tiles(gpu, &g, x, &packed, &y, false, kernel)?;
     Ok(y)
 }

@@ -1,5 +1,6 @@
-//! conv2d: y = conv(x, w) + b in NCHW, Keras semantics (cross-correlation,
-//! `valid` or `same` padding, any stride). x: [N, Cin, H, W],
+//! conv2d: y = conv(x, w) (+ b) in NCHW, cross-correlation with Keras's
+//! `valid` or `same` padding or PyTorch's symmetric `padding=p`, any
+//! stride, bias optional (torchvision's convs have none). x: [N, Cin, H, W],
 //! w: [Cout, Cin, KH, KW], b: [Cout], y: [N, Cout, OH, OW].
 //! Shaders `conv2d_forward` (+ `conv2d_pack_weights`; it also runs
 //! backward-input for stride 1), `conv2d_backward_input` (other strides),
@@ -11,6 +12,7 @@ use crate::gpu::{Bind, Constants, Gpu};
 use crate::ops::reduce::reduce_partials;
 use crate::tape::{GradWrite, Tape, Var};
 use crate::tensor::Tensor;
+use std::fmt;
 
 mod backward;
 pub mod cpu;
@@ -19,7 +21,7 @@ mod forward;
 pub use backward::*;
 pub use forward::*;
 
-/// Keras's padding modes.
+/// Keras's padding modes and PyTorch's explicit one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Padding {
     /// No padding: OH = ⌊(H − KH)/s⌋ + 1.
@@ -27,6 +29,20 @@ pub enum Padding {
     /// Zero padding so that OH = ⌈H/s⌉; the extra row/column goes at the
     /// bottom/right when the total is odd (as TensorFlow).
     Same,
+    /// PyTorch's `padding=p`: p zero rows and columns on every side,
+    /// OH = ⌊(H + 2p − KH)/s⌋ + 1. Unlike `Same`, a stride-2 conv of an
+    /// even input starts its windows p rows above it (torchvision's ResNets).
+    Explicit(usize),
+}
+
+impl fmt::Display for Padding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Padding::Valid => f.write_str("valid"),
+            Padding::Same => f.write_str("same"),
+            Padding::Explicit(p) => write!(f, "p{p}"),
+        }
+    }
 }
 
 /// Stride and padding of a convolution.
@@ -111,6 +127,29 @@ impl ConvGeometry {
                 let pad_h = ((oh - 1) * s + kh).saturating_sub(h);
                 let pad_w = ((ow - 1) * s + kw).saturating_sub(wd);
                 (oh, ow, pad_h / 2, pad_w / 2)
+            }
+            Padding::Explicit(p) => {
+                if h + 2 * p < kh || wd + 2 * p < kw {
+                    return Err(shape_err(
+                        &format!(
+                            "a {kh}×{kw} convolution with padding {p} needs an input of at \
+                             least {}×{}",
+                            kh.saturating_sub(2 * p).max(1),
+                            kw.saturating_sub(2 * p).max(1)
+                        ),
+                        x,
+                        format!("[{}, {}, ≥{}, ≥{}]", x[0], x[1], kh.saturating_sub(2 * p).max(1), kw.saturating_sub(2 * p).max(1)),
+                    ));
+                }
+                if p >= kh || p >= kw {
+                    return Err(Error::Config {
+                        what: "conv2d padding".into(),
+                        message: format!(
+                            "padding {p} must be smaller than the {kh}×{kw} kernel (every output would see padding only)"
+                        ),
+                    });
+                }
+                ((h + 2 * p - kh) / s + 1, (wd + 2 * p - kw) / s + 1, p, p)
             }
         };
         Ok(ConvGeometry {
@@ -312,18 +351,32 @@ fn sample_ranges(gpu: &Gpu, g: &ConvGeometry) -> Vec<std::ops::Range<usize>> {
     gpu.batch_chunks(g.n, &[x_bytes, y_bytes])
 }
 
-/// conv2d on the tape; saves x and w for the backward pass.
-pub fn conv2d(tape: &Tape, x: &Var, w: &Var, b: &Var, config: Conv2dConfig) -> Result<Var> {
-    let y = conv2d_forward(tape.gpu(), &x.value, &w.value, &b.value, config)?;
+/// conv2d on the tape, with a bias or without (`b` None: torchvision's
+/// convs, followed by a batch norm); saves x and w for the backward pass.
+pub fn conv2d(
+    tape: &Tape,
+    x: &Var,
+    w: &Var,
+    b: Option<&Var>,
+    config: Conv2dConfig,
+) -> Result<Var> {
+    let y = conv2d_forward(
+        tape.gpu(),
+        &x.value,
+        &w.value,
+        b.map(|b| &b.value),
+        config,
+    )?;
     let (xs, ws) = (x.value.clone(), w.value.clone());
+    let inputs: Vec<&Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
     // dx may be the tape's fresh buffer (GradWrite::Write): the stride-1
     // kernel then writes it instead of adding into a zeroed one
     Ok(
-        tape.record_writing_first(y, &[x, w, b], move |gpu, dy, grads, write| {
+        tape.record_writing_first(y, &inputs, move |gpu, dy, grads, write| {
             if let Some(dx) = &grads[0] {
                 backward_input(gpu, dy, &ws, dx, config, write)?;
             }
-            match (&grads[1], &grads[2]) {
+            match (&grads[1], grads.get(2).and_then(|g| g.as_ref())) {
                 (Some(dw), Some(db)) => conv2d_backward_params(gpu, &xs, dy, dw, db, config)?,
                 (Some(dw), None) => conv2d_backward_weight(gpu, &xs, dy, dw, config)?,
                 (None, Some(db)) => conv2d_backward_bias(gpu, dy, db)?,
