@@ -18,7 +18,23 @@ use crate::error::{Error, Result};
 /// (name, source) of every shader in `shaders/`.
 pub const SHADERS: &[(&str, &str)] = &[
     ("adam_step", include_str!("../shaders/adam_step.wgsl")),
+    (
+        "add_relu_backward",
+        include_str!("../shaders/add_relu_backward.wgsl"),
+    ),
+    (
+        "add_relu_forward",
+        include_str!("../shaders/add_relu_forward.wgsl"),
+    ),
     ("add_scaled", include_str!("../shaders/add_scaled.wgsl")),
+    (
+        "avgpool_backward",
+        include_str!("../shaders/avgpool_backward.wgsl"),
+    ),
+    (
+        "avgpool_forward",
+        include_str!("../shaders/avgpool_forward.wgsl"),
+    ),
     (
         "batchnorm_backward_input",
         include_str!("../shaders/batchnorm_backward_input.wgsl"),

@@ -23,6 +23,8 @@ pub fn cases(op: &str, seed: u64) -> Vec<Case> {
         "dropout" => dropout_cases(rng),
         "bnpool" => bnpool_cases(rng),
         "bce" => bce_cases(rng),
+        "avgpool" => avgpool_cases(rng),
+        "add_relu" => add_relu_cases(rng),
         _ => vec![],
     }
 }
@@ -152,6 +154,105 @@ fn batchnorm_cases(rng: &mut Rng) -> Vec<Case> {
             .map(|s| (s, ops::BnInput::Relu)),
     )
     .map(|(s, input)| batchnorm_case(rng, s, input))
+    .collect::<Vec<_>>()
+    .into_iter()
+    // frozen (moving statistics while training, as a frozen ResNet
+    // backbone): ResNet-50's first batch norm on one 224×224 image (64
+    // channels of 112×112), a bottleneck's at 7×7, a small odd one
+    .chain(
+        [vec![1, 64, 112, 112], vec![2, 512, 7, 7], vec![3, 5, 3, 7]]
+            .into_iter()
+            .map(|s| batchnorm_frozen_case(rng, s))
+            .collect::<Vec<_>>(),
+    )
+    .collect()
+}
+
+fn avgpool_cases(rng: &mut Rng) -> Vec<Case> {
+    // ResNet-50's head at 224×224 (2048 planes of 7×7, batch 2), one plane
+    // of one pixel, planes wider than a workgroup, 300 planes (two workgroups
+    // of the forward, a partial second)
+    [
+        [2, 2048, 7, 7],
+        [1, 1, 1, 1],
+        [2, 3, 17, 19],
+        [3, 100, 2, 3],
+    ]
+    .into_iter()
+    .map(|s| {
+        let plane = s[2] * s[3];
+        let n: usize = s.iter().product();
+        Case {
+            op: "avgpool",
+            shape: shape_str(&s),
+            inputs: vec![Input {
+                name: "x",
+                shape: s.to_vec(),
+                data: rng.vec_f32(n, -1.0, 1.0),
+                grad: true,
+            }],
+            gpu: Box::new(|tape, v| ops::avgpool(tape, &v[0])),
+            cpu_forward: Box::new(move |x| ops::avgpool::cpu::avgpool_forward(&x[0], plane)),
+            cpu_backward: Box::new(move |_, dy| {
+                vec![Some(ops::avgpool::cpu::avgpool_backward(dy, plane))]
+            }),
+            ref_tol: REF_TOL_SUMS,
+            fd_eps: FD_EPS,
+            fd_tol: FD_TOL,
+            reduction: plane,
+            forward_reduction: plane,
+        }
+    })
+    .collect()
+}
+
+fn add_relu_cases(rng: &mut Rng) -> Vec<Case> {
+    // a bottleneck's output at layer1 (256 × 56 × 56, one image: 802,816
+    // elements, a folded grid) and at layer4, a single element, an odd size
+    [
+        vec![1, 1],
+        vec![3, 37],
+        vec![2, 2048, 7, 7],
+        vec![1, 256, 56, 56],
+    ]
+    .into_iter()
+    .map(|s| {
+        let n: usize = s.iter().product();
+        // a + b away from the kink by at least 0.1 (so no difference
+        // step crosses it): a random, b = target − a
+        let a = rng.vec_f32(n, -1.0, 1.0);
+        let target = rng.vec_away_from_zero(n, 0.1, 2.0);
+        let b: Vec<f32> = a.iter().zip(&target).map(|(a, t)| t - a).collect();
+        Case {
+            op: "add_relu",
+            shape: shape_str(&s),
+            inputs: vec![
+                Input {
+                    name: "a",
+                    shape: s.clone(),
+                    data: a,
+                    grad: true,
+                },
+                Input {
+                    name: "b",
+                    shape: s.clone(),
+                    data: b,
+                    grad: true,
+                },
+            ],
+            gpu: Box::new(|tape, v| ops::add_relu(tape, &v[0], &v[1])),
+            cpu_forward: Box::new(|x| ops::add_relu::cpu::add_relu_forward(&x[0], &x[1])),
+            cpu_backward: Box::new(|x, dy| {
+                let g = ops::add_relu::cpu::add_relu_backward(&x[0], &x[1], dy);
+                vec![Some(g.clone()), Some(g)]
+            }),
+            ref_tol: REF_TOL_ELEMENTWISE,
+            fd_eps: FD_EPS,
+            fd_tol: FD_TOL,
+            reduction: 1,
+            forward_reduction: 1,
+        }
+    })
     .collect()
 }
 
@@ -173,7 +274,7 @@ fn maxpool_cases(rng: &mut Rng) -> Vec<Case> {
     .chain([
         ([2, 3, 7, 7], (3, 3), (2, 2), (1, 1)), // ResNet's pool, odd side
         ([1, 2, 8, 10], (3, 3), (2, 2), (1, 1)), // even sides: the last window hangs over
-        ([1, 2, 6, 9], (2, 3), (2, 1), (1, 1)),  // non-square, padding = half the window
+        ([1, 2, 6, 9], (2, 3), (2, 1), (1, 1)), // non-square, padding = half the window
         // ResNet's stem pool at its real size (112 → 56), one channel (the
         // distinct values overlapping windows need grow with the count)
         ([1, 1, 112, 112], (3, 3), (2, 2), (1, 1)),
@@ -470,6 +571,51 @@ pub(super) fn batchnorm_case(rng: &mut Rng, shape: Vec<usize>, input: ops::BnInp
         fd_tol: FD_TOL,
         reduction: n * plane,
         forward_reduction: n * plane,
+    }
+}
+
+/// A frozen batch norm ([`ops::BnStatistics::Frozen`]) on a training
+/// tape: torchvision's ε, moving statistics away from 0 and 1 (and away from
+/// the batch's, so that normalising with the batch's would fail).
+pub(super) fn batchnorm_frozen_case(rng: &mut Rng, shape: Vec<usize>) -> Case {
+    use ops::batchnorm::cpu as bn;
+    let (_, c, plane) = bn_layout(&shape);
+    let count = shape.iter().product();
+    let x = rng.vec_f32(count, -1.0, 1.5);
+    let gamma = rng.vec_f32(c, 0.5, 1.5);
+    let beta = rng.vec_f32(c, -0.5, 0.5);
+    let mean: Vec<f32> = rng.vec_f32(c, -0.8, 0.8);
+    let var: Vec<f32> = rng.vec_f32(c, 0.3, 2.5);
+    let config = ops::BatchNormConfig {
+        statistics: ops::BnStatistics::Frozen,
+        ..ops::BatchNormConfig::TORCH
+    };
+    let eps = config.epsilon as f64;
+    let moving = |v: &[f32]| v.iter().map(|&m| m as f64).collect::<Vec<f64>>();
+    let (m64, v64) = (moving(&mean), moving(&var));
+    let (m2, v2) = (m64.clone(), v64.clone());
+    Case {
+        op: "batchnorm",
+        shape: format!("{} frozen", shape_str(&shape)),
+        inputs: normalised_inputs("x", shape.clone(), x, gamma, beta),
+        gpu: Box::new(move |tape, v| {
+            let state = ops::BatchNormState::new(tape.gpu(), c)?;
+            state.moving_mean.write(tape.gpu(), &mean)?;
+            state.moving_var.write(tape.gpu(), &var)?;
+            ops::batch_norm(tape, &v[0], &v[1], &v[2], &state, config)
+        }),
+        cpu_forward: Box::new(move |x| {
+            bn::forward_with(&x[0], &x[1], &x[2], &m64, &v64, eps, c, plane)
+        }),
+        cpu_backward: Box::new(move |x, dy| {
+            let (dx, dg, db) = bn::backward_fixed(&x[0], &x[1], dy, &m2, &v2, eps, c, plane);
+            vec![Some(dx), Some(dg), Some(db)]
+        }),
+        ref_tol: REF_TOL_SUMS,
+        fd_eps: FD_EPS,
+        fd_tol: FD_TOL,
+        reduction: count / c,
+        forward_reduction: 1,
     }
 }
 

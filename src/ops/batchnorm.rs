@@ -25,12 +25,28 @@ pub enum BnInput {
     Relu,
 }
 
-/// Keras's defaults: momentum 0.99, ε 1e-3; the input as given.
+/// Which statistics a batch norm normalises with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BnStatistics {
+    /// The tape's mode decides: the batch's statistics while training (and
+    /// the moving ones updated), the moving ones at inference.
+    #[default]
+    FollowTape,
+    /// Frozen: the moving statistics always, never updated, also while
+    /// training (a frozen backbone; Keras's `trainable = False`). The
+    /// gradient still flows: dx = dy·γ·invstd, dγ = Σ dy·x̂, dβ = Σ dy.
+    Frozen,
+}
+
+/// Keras's defaults: momentum 0.99, ε 1e-3; the input as given; the
+/// statistics the tape's mode picks. (torchvision's: momentum 0.9 in these
+/// terms, ε 1e-5: [`BatchNormConfig::TORCH`].)
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormConfig {
     pub momentum: f32,
     pub epsilon: f32,
     pub input: BnInput,
+    pub statistics: BnStatistics,
 }
 
 impl Default for BatchNormConfig {
@@ -39,6 +55,25 @@ impl Default for BatchNormConfig {
             momentum: 0.99,
             epsilon: 1e-3,
             input: BnInput::AsIs,
+            statistics: BnStatistics::FollowTape,
+        }
+    }
+}
+
+impl BatchNormConfig {
+    /// PyTorch's BatchNorm2d defaults: moving = 0.9·moving + 0.1·batch, ε 1e-5.
+    pub const TORCH: BatchNormConfig = BatchNormConfig {
+        momentum: 0.9,
+        epsilon: 1e-5,
+        input: BnInput::AsIs,
+        statistics: BnStatistics::FollowTape,
+    };
+
+    /// The mode the batch norm runs in on a tape in `tape` mode.
+    pub fn mode(&self, tape: Mode) -> Mode {
+        match self.statistics {
+            BnStatistics::FollowTape => tape,
+            BnStatistics::Frozen => Mode::Inference,
         }
     }
 }
@@ -425,7 +460,7 @@ pub(crate) fn backward_params(
 }
 
 /// batchnorm on the tape. Training: batch statistics, moving statistics
-/// updated; inference: moving statistics. Saves x and the statistics. With
+/// updated; inference, or [`BnStatistics::Frozen`]: moving statistics. Saves x and the statistics. With
 /// `config.input` = [`BnInput::Relu`] it is batchnorm(relu(x)) in one op.
 pub fn batch_norm(
     tape: &Tape,
@@ -436,7 +471,7 @@ pub fn batch_norm(
     config: BatchNormConfig,
 ) -> Result<Var> {
     let gpu = tape.gpu();
-    let mode = tape.mode();
+    let mode = config.mode(tape.mode());
     let stats = batchnorm_statistics(gpu, &x.value, state, config, mode)?;
     let input = config.input;
     let y = batchnorm_forward(gpu, &x.value, &gamma.value, &beta.value, &stats, input)?;
@@ -531,6 +566,31 @@ pub mod cpu {
             .map(|(a, b)| mo * a + (1.0 - mo) * b)
             .collect();
         (y, mm, mv)
+    }
+
+    /// Backward with fixed statistics (inference, or a frozen batch norm):
+    /// (dx, dγ, dβ) with dx = dy·γ/√(var + ε), dγ = Σ dy·x̂, dβ = Σ dy.
+    #[allow(clippy::too_many_arguments)] // the reference mirrors the formula's symbols one by one
+    pub fn backward_fixed(
+        x: &[f64],
+        gamma: &[f64],
+        dy: &[f64],
+        mean: &[f64],
+        var: &[f64],
+        eps: f64,
+        c: usize,
+        plane: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut dx = vec![0.0; x.len()];
+        let (mut dg, mut db) = (vec![0.0; c], vec![0.0; c]);
+        for (i, (&v, &g)) in x.iter().zip(dy).enumerate() {
+            let ch = (i / plane) % c;
+            let invstd = 1.0 / (var[ch] + eps).sqrt();
+            dx[i] = g * gamma[ch] * invstd;
+            dg[ch] += g * (v - mean[ch]) * invstd;
+            db[ch] += g;
+        }
+        (dx, dg, db)
     }
 
     /// Training-mode backward: (dx, dγ, dβ), differentiating through the

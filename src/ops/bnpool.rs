@@ -426,6 +426,14 @@ pub fn bnpool(
     config: BnPoolConfig,
 ) -> Result<Var> {
     let gpu = tape.gpu();
+    if config.batchnorm.statistics != crate::ops::BnStatistics::FollowTape {
+        // its kernels tie the statistics to the tape's mode (dropout only
+        // while training); a frozen batch norm runs as batch_norm + maxpool
+        return Err(crate::Error::Config {
+            what: "bnpool".into(),
+            message: "a frozen batch norm cannot run fused; use batch_norm then maxpool".into(),
+        });
+    }
     let mode = tape.mode();
     let (zv, gv, bv) = (&z.value, &gamma.value, &beta.value);
     let g = checked(zv, gv, bv, &config)?;

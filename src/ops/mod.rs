@@ -6,6 +6,8 @@
 //! `docs/kernels/<op>.md`, its gradient check `gradcheck::<op>`.
 
 pub mod adam;
+pub mod add_relu;
+pub mod avgpool;
 pub mod batchnorm;
 pub mod bce;
 pub mod bnpool;
@@ -23,7 +25,9 @@ pub mod sigmoid;
 
 pub use crate::tensor::FillParams;
 pub use adam::{Adam, AdamConfig};
-pub use batchnorm::{batch_norm, BatchNormConfig, BatchNormState, BnInput};
+pub use add_relu::add_relu;
+pub use avgpool::avgpool;
+pub use batchnorm::{batch_norm, BatchNormConfig, BatchNormState, BnInput, BnStatistics};
 pub use bce::{binary_cross_entropy, BCE_EPSILON};
 pub use bnpool::{bnpool, BnPoolConfig};
 pub use conv2d::{conv2d, Conv2dConfig, Padding};

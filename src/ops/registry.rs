@@ -11,6 +11,7 @@
 //! its op's page.
 
 use super::adam::AdamParams;
+use super::avgpool::AvgPoolParams;
 use super::batchnorm::BnParams;
 use super::bce::BceParams;
 use super::bnpool::BnPoolParams;
@@ -129,12 +130,30 @@ pub const OPS: &[Op] = &[
     },
     Op {
         name: "maxpool",
-        summary: "max over 2×2 windows, stride 2",
+        summary: "max over windows of any size, stride and padding (padding never wins)",
         gradcheck: true,
         kernels: &[
             kernel!("maxpool_forward", PoolParams),
             kernel!("maxpool_backward", PoolParams),
             kernel!("maxpool_backward_windows", PoolParams),
+        ],
+    },
+    Op {
+        name: "avgpool",
+        summary: "global average pooling, [N, C, H, W] → [N, C] (ResNet's head)",
+        gradcheck: true,
+        kernels: &[
+            kernel!("avgpool_forward", AvgPoolParams),
+            kernel!("avgpool_backward", AvgPoolParams),
+        ],
+    },
+    Op {
+        name: "add_relu",
+        summary: "y = max(a + b, 0): a residual block's shortcut add and relu in one pass",
+        gradcheck: true,
+        kernels: &[
+            kernel!("add_relu_forward", ElementwiseParams),
+            kernel!("add_relu_backward", ElementwiseParams),
         ],
     },
     Op {

@@ -138,7 +138,13 @@ impl ConvGeometry {
                             kw.saturating_sub(2 * p).max(1)
                         ),
                         x,
-                        format!("[{}, {}, ≥{}, ≥{}]", x[0], x[1], kh.saturating_sub(2 * p).max(1), kw.saturating_sub(2 * p).max(1)),
+                        format!(
+                            "[{}, {}, ≥{}, ≥{}]",
+                            x[0],
+                            x[1],
+                            kh.saturating_sub(2 * p).max(1),
+                            kw.saturating_sub(2 * p).max(1)
+                        ),
                     ));
                 }
                 if p >= kh || p >= kw {
@@ -353,20 +359,8 @@ fn sample_ranges(gpu: &Gpu, g: &ConvGeometry) -> Vec<std::ops::Range<usize>> {
 
 /// conv2d on the tape, with a bias or without (`b` None: torchvision's
 /// convs, followed by a batch norm); saves x and w for the backward pass.
-pub fn conv2d(
-    tape: &Tape,
-    x: &Var,
-    w: &Var,
-    b: Option<&Var>,
-    config: Conv2dConfig,
-) -> Result<Var> {
-    let y = conv2d_forward(
-        tape.gpu(),
-        &x.value,
-        &w.value,
-        b.map(|b| &b.value),
-        config,
-    )?;
+pub fn conv2d(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>, config: Conv2dConfig) -> Result<Var> {
+    let y = conv2d_forward(tape.gpu(), &x.value, &w.value, b.map(|b| &b.value), config)?;
     let (xs, ws) = (x.value.clone(), w.value.clone());
     let inputs: Vec<&Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
     // dx may be the tape's fresh buffer (GradWrite::Write): the stride-1
