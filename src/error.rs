@@ -110,6 +110,11 @@ pub enum Error {
         message: String,
     },
 
+    /// A pretrained weights file (`--weights`) is unreadable or does not
+    /// fit the model.
+    #[error("weights {path}: {message}")]
+    Weights { path: String, message: String },
+
     /// A checkpoint file is unreadable or does not fit the model.
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: String, message: String },

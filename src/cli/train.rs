@@ -22,9 +22,15 @@ pub struct TrainArgs {
     /// Dataset directory in the tutorial's layout (train.csv + Images/<Id>.jpg). Default: the embedded synthetic posters.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// poster (the tutorial's CNN), poster5 (its 5×5 variant) or mlp.
+    /// poster (the tutorial's CNN), poster5 (its 5×5 variant), mlp, or torchvision's resnet18, resnet34, resnet50.
     #[arg(long, default_value = "poster")]
     model: String,
+    /// Pretrained weights for a ResNet: a torchvision state_dict as safetensors or .pth (docs/training.md says which file). Its fc head is kept when it has the genres' shape, replaced otherwise.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// none (every parameter trains) or backbone (only the head trains, batch norms frozen, features computed once and cached in the run directory).
+    #[arg(long, default_value = "none")]
+    freeze: String,
     /// tutorial (Keras's settings exactly) or tuned (prior-initialised output bias, batch-norm momentum 0.9, dropout halved, random flips).
     #[arg(long, default_value = "tutorial")]
     recipe: String,
@@ -109,6 +115,8 @@ pub fn cmd_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let config = train::TrainConfig {
         data: a.data,
         model,
+        weights: a.weights,
+        freeze: a.freeze.parse()?,
         recipe: a.recipe.parse()?,
         size: a.size,
         epochs: a.epochs,
@@ -272,6 +280,33 @@ impl Progress {
                         "  {samples}/{} posters, {rate:.1} posters/s, loss {loss:.4}, ETA {:.0} s",
                         self.epoch_total,
                         (self.epoch_total - samples) as f64 / rate.max(1e-9)
+                    );
+                }
+            }
+            Event::Extracting { done, total } => {
+                if done == 0 {
+                    self.bar.set_draw_target(ProgressDrawTarget::stderr());
+                    self.bar.reset();
+                    self.bar.set_length(total as u64);
+                    self.bar.set_style(
+                        ProgressStyle::with_template(
+                            "features [{bar:28}] {pos}/{len} posters · {per_sec} · ETA {eta}",
+                        )
+                        .expect("template")
+                        .progress_chars("=> "),
+                    );
+                    self.epoch_started = Instant::now();
+                    self.last_line = Instant::now();
+                }
+                self.bar.set_position(done as u64);
+                if done >= total {
+                    self.bar.finish_and_clear();
+                } else if self.plain && self.last_line.elapsed().as_secs() >= 30 {
+                    self.last_line = Instant::now();
+                    let rate = done as f64 / self.epoch_started.elapsed().as_secs_f64().max(1e-9);
+                    eprintln!(
+                        "  features: {done}/{total} posters, {rate:.1} posters/s, ETA {:.0} s",
+                        (total - done) as f64 / rate.max(1e-9)
                     );
                 }
             }

@@ -15,9 +15,12 @@ use std::fmt;
 pub mod check;
 mod mlp;
 mod model;
+pub mod resnet;
+pub mod weights;
 
 pub use mlp::*;
 pub use model::*;
+pub use resnet::{BlockKind, Freeze, ResNet, ResNetSpec};
 
 /// The models `postergrad train --model` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,6 +33,11 @@ pub enum ModelKind {
     Poster5,
     /// A feed-forward net on the flattened pixels: dense 64, 64, 32 (relu).
     Mlp,
+    /// torchvision's ResNet-18, -34 and -50 (v1.5) with a `labels`-wide
+    /// sigmoid head (`nn::resnet`).
+    ResNet18,
+    ResNet34,
+    ResNet50,
 }
 
 impl fmt::Display for ModelKind {
@@ -46,7 +54,10 @@ impl std::str::FromStr for ModelKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| Error::Config {
                 what: "--model".into(),
-                message: format!("unknown model `{s}`; choose poster, poster5 or mlp"),
+                message: format!(
+                    "unknown model `{s}`; choose {}",
+                    ModelKind::ALL.map(|k| k.name()).join(", ")
+                ),
             })
     }
 }
@@ -73,6 +84,23 @@ pub enum LayerSpec {
         units: usize,
         activation: Activation,
     },
+    /// A row of a ResNet's summary (the network itself is `nn::resnet`).
+    Residual(ResidualRow),
+}
+
+/// The rows a ResNet's summary shows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ResidualRow {
+    /// conv1 7×7/2 → bn1 → relu → maxpool 3×3/2 (padding 1).
+    Stem,
+    /// `blocks` residual blocks of `width` (the first strides by 2 after layer1).
+    Stage {
+        blocks: usize,
+        width: usize,
+        block: BlockKind,
+    },
+    /// Global average pooling.
+    AvgPool,
 }
 
 impl LayerSpec {
@@ -85,6 +113,7 @@ impl LayerSpec {
             LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::Flatten => "flatten",
             LayerSpec::Dense { .. } => "dense",
+            LayerSpec::Residual(_) => "residual",
         }
     }
 
@@ -103,6 +132,11 @@ impl LayerSpec {
             LayerSpec::Dropout { rate } => format!("Dropout {rate}"),
             LayerSpec::Flatten => "Flatten".into(),
             LayerSpec::Dense { activation, .. } => format!("Dense, {}", act(activation)),
+            LayerSpec::Residual(ResidualRow::Stem) => "7×7 conv, BN, relu, pool".into(),
+            LayerSpec::Residual(ResidualRow::Stage { blocks, block, .. }) => {
+                format!("{blocks} × {block:?}")
+            }
+            LayerSpec::Residual(ResidualRow::AvgPool) => "GlobalAveragePooling".into(),
         }
     }
 }

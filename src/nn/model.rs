@@ -4,30 +4,53 @@
 use super::*;
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 3] = [ModelKind::Poster, ModelKind::Poster5, ModelKind::Mlp];
+    pub const ALL: [ModelKind; 6] = [
+        ModelKind::Poster,
+        ModelKind::Poster5,
+        ModelKind::Mlp,
+        ModelKind::ResNet18,
+        ModelKind::ResNet34,
+        ModelKind::ResNet50,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Poster => "poster",
             ModelKind::Poster5 => "poster5",
             ModelKind::Mlp => "mlp",
+            ModelKind::ResNet18 => "resnet18",
+            ModelKind::ResNet34 => "resnet34",
+            ModelKind::ResNet50 => "resnet50",
         }
     }
 
-    /// The input size its tutorial used.
+    /// The input size its tutorial (or torchvision) used.
     pub fn default_size(self) -> usize {
         match self {
             ModelKind::Poster | ModelKind::Mlp => 350,
             ModelKind::Poster5 => 400,
+            ModelKind::ResNet18 | ModelKind::ResNet34 | ModelKind::ResNet50 => 224,
         }
     }
 
-    /// The layer list for `labels` outputs.
+    /// The ResNet this kind is, if it is one.
+    pub fn resnet(self) -> Option<ResNetSpec> {
+        match self {
+            ModelKind::ResNet18 => Some(ResNetSpec::RESNET18),
+            ModelKind::ResNet34 => Some(ResNetSpec::RESNET34),
+            ModelKind::ResNet50 => Some(ResNetSpec::RESNET50),
+            _ => None,
+        }
+    }
+
+    /// The layer list for `labels` outputs (empty for a ResNet, which is
+    /// not sequential: `nn::resnet`).
     pub fn layers(self, labels: usize) -> Vec<LayerSpec> {
         use Activation::{Relu, Sigmoid};
         use LayerSpec::*;
         let mut l = Vec::new();
         match self {
+            ModelKind::ResNet18 | ModelKind::ResNet34 | ModelKind::ResNet50 => return l,
             ModelKind::Poster => {
                 for (filters, rate) in [(16, 0.3), (32, 0.3), (64, 0.4), (128, 0.5)] {
                     l.extend([
@@ -97,6 +120,9 @@ impl ModelKind {
     /// counts, for square inputs of `size` pixels; an error names the layer
     /// whose output would be empty and the smallest size that works.
     pub fn describe(self, size: usize, labels: usize) -> Result<Vec<LayerInfo>> {
+        if let Some(spec) = self.resnet() {
+            return Ok(spec.describe(size, labels));
+        }
         self.try_describe(size, labels).map_err(|(name, got)| {
             let min = (1..=4096)
                 .find(|&s| self.try_describe(s, labels).is_ok())
@@ -155,6 +181,7 @@ impl ModelKind {
                     trainable = shape[0] * units + units;
                     shape = vec![units];
                 }
+                LayerSpec::Residual(_) => unreachable!("a sequential model has no residual rows"),
             }
             out.push(LayerInfo {
                 name,
@@ -208,6 +235,8 @@ pub struct Model {
     /// Seeds the initialisation and the dropout masks.
     pub seed: u64,
     pub layers: Vec<Layer>,
+    /// The network when `kind` is a ResNet (`layers` is then empty).
+    pub resnet: Option<ResNet>,
     /// Momentum and ε of every batch-norm layer.
     pub batchnorm: BatchNormConfig,
     /// Whether layers run fused (the default) or one op per layer.
@@ -226,12 +255,15 @@ pub enum Fusion {
     Off,
 }
 
-/// Departures from the Keras defaults (used by the `tuned` recipe).
+/// Departures from the Keras defaults (used by the `tuned` recipe), and
+/// what trains (ResNets).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModelOptions {
     /// Every dropout rate is multiplied by this (1: the model's own rates).
     pub dropout_scale: f32,
+    /// The sequential models' batch norms (a ResNet keeps torchvision's).
     pub batchnorm: BatchNormConfig,
+    pub freeze: Freeze,
 }
 
 impl Default for ModelOptions {
@@ -239,6 +271,7 @@ impl Default for ModelOptions {
         ModelOptions {
             dropout_scale: 1.0,
             batchnorm: BatchNormConfig::default(),
+            freeze: Freeze::None,
         }
     }
 }
@@ -264,6 +297,29 @@ impl Model {
             return Err(Error::Config {
                 what: "model".into(),
                 message: "needs at least one output (genre)".into(),
+            });
+        }
+        if let Some(spec) = kind.resnet() {
+            let mut net = ResNet::new(gpu, spec, labels, seed)?;
+            net.freeze = options.freeze;
+            return Ok(Model {
+                kind,
+                size,
+                labels,
+                seed,
+                layers: Vec::new(),
+                resnet: Some(net),
+                batchnorm: net_batchnorm(),
+                fusion: Fusion::Off,
+            });
+        }
+        if options.freeze != Freeze::None {
+            return Err(Error::Config {
+                what: "--freeze".into(),
+                message: format!(
+                    "model {kind} has no pretrained backbone to freeze; --freeze backbone is for \
+                     the ResNets"
+                ),
             });
         }
         let infos = kind.describe(size, labels)?;
@@ -313,6 +369,7 @@ impl Model {
             labels,
             seed,
             layers,
+            resnet: None,
             batchnorm: options.batchnorm,
             fusion: Fusion::default(),
         })
@@ -337,6 +394,10 @@ impl Model {
         mut each: impl FnMut(&Layer, &Var) -> Result<()>,
     ) -> Result<Var> {
         let dims = x.shape().dims();
+        if let (Some(net), true) = (&self.resnet, dims.len() == 2) {
+            // cached features: the head alone
+            return net.head(tape, x);
+        }
         if dims.len() != 4 || dims[1..] != [3, self.size, self.size] {
             return Err(Error::Shape {
                 op: "model",
@@ -347,6 +408,9 @@ impl Model {
                 got: x.shape().clone(),
                 expected: format!("[batch, 3, {0}, {0}]", self.size),
             });
+        }
+        if let Some(net) = &self.resnet {
+            return net.forward(tape, x);
         }
         let mut h = x.clone();
         let mut dropouts = 0u32;
@@ -473,11 +537,16 @@ impl Model {
     /// training frequency, clipped to [1e-3, 1 − 1e-3]), so the untrained
     /// model already predicts the base rates instead of ½ everywhere.
     pub fn init_output_bias(&self, gpu: &Gpu, prior: &[f64]) -> Result<()> {
-        let Some(Weights::Affine { b, .. }) = self.layers.last().map(|l| &l.weights) else {
-            return Err(Error::Config {
-                what: "model".into(),
-                message: "the last layer has no bias".into(),
-            });
+        let last = self.layers.last().map(|l| &l.weights);
+        let b = match (&self.resnet, last) {
+            (Some(net), _) => &net.fc_bias,
+            (None, Some(Weights::Affine { b, .. })) => b,
+            _ => {
+                return Err(Error::Config {
+                    what: "model".into(),
+                    message: "the last layer has no bias".into(),
+                })
+            }
         };
         let logits: Vec<f32> = prior
             .iter()
@@ -489,8 +558,12 @@ impl Model {
         b.value.write(gpu, &logits)
     }
 
-    /// Trainable parameters, in layer order (kernel, bias, γ, β).
+    /// Trainable parameters, in layer order (kernel, bias, γ, β); a ResNet's
+    /// under its [`Freeze`] (the head alone with a frozen backbone).
     pub fn params(&self) -> Vec<&Param> {
+        if let Some(net) = &self.resnet {
+            return net.params();
+        }
         let mut out = Vec::new();
         for l in &self.layers {
             match &l.weights {
@@ -504,12 +577,18 @@ impl Model {
 
     /// The parameter called `name` ("conv2d_1.kernel").
     pub fn param(&self, name: &str) -> Option<&Param> {
-        self.params().into_iter().find(|p| p.name == name)
+        match &self.resnet {
+            Some(net) => net.all_params().into_iter().find(|p| p.name == name),
+            None => self.params().into_iter().find(|p| p.name == name),
+        }
     }
 
     /// Everything a checkpoint holds, by name: the parameters, then each
     /// batch-norm layer's `moving_mean` and `moving_variance`.
     pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
+        if let Some(net) = &self.resnet {
+            return net.named_tensors();
+        }
         let mut out: Vec<(String, &Tensor)> = self
             .params()
             .into_iter()
@@ -530,6 +609,11 @@ impl Model {
     /// (trainable, non-trainable) parameter counts; the non-trainable ones
     /// are the batch-norm moving statistics.
     pub fn param_counts(&self) -> (usize, usize) {
+        if let Some(net) = &self.resnet {
+            let (all, stats) = net.spec.param_counts(self.labels);
+            let trainable: usize = net.params().iter().map(|p| p.value.numel()).sum();
+            return (trainable, stats + all - trainable);
+        }
         let trainable = self.layers.iter().map(|l| l.info.trainable).sum();
         let frozen = self.layers.iter().map(|l| l.info.non_trainable).sum();
         (trainable, frozen)
@@ -548,4 +632,9 @@ pub(super) fn bn_params(gpu: &Gpu, name: &str, c: usize) -> Result<(Param, Param
         )?,
         BatchNormState::new(gpu, c)?,
     ))
+}
+
+/// The batch-norm settings a ResNet model reports (torchvision's).
+fn net_batchnorm() -> BatchNormConfig {
+    BatchNormConfig::TORCH
 }

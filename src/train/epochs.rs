@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::data::{epoch_order, Prepared};
+use super::features::FeatureTable;
 use super::run_dir::{describe_state, save_epoch, save_state, Resumed};
 use super::{Event, MetricsReport, PartialEpoch, Recipe, StopPoint, TrainConfig, TrainSummary};
 use crate::checkpoint::CheckpointInfo;
@@ -44,6 +45,9 @@ pub(super) struct Run<'g, F: FnMut(Event)> {
     causes: Vec<String>,
     last: Option<Metrics>,
     val_count: usize,
+    /// Cached backbone features (a frozen backbone): batches come from here
+    /// instead of the image loader, and only the head runs.
+    features: Option<Arc<FeatureTable>>,
 }
 
 /// How an epoch's training part ended.
@@ -90,6 +94,24 @@ impl<'g, F: FnMut(Event)> Run<'g, F> {
             reported: HashSet::new(),
             causes: Vec::new(),
             last: None,
+            features: None,
+        }
+    }
+
+    /// Trains the head on cached features instead of images.
+    pub fn use_features(&mut self, features: Option<Arc<FeatureTable>>) {
+        if let Some(t) = &features {
+            let failed = t.failed.clone();
+            self.remember_failures(&failed);
+        }
+        self.features = features;
+    }
+
+    /// The shape of a batch of `n` inputs: images, or cached features.
+    fn input_shape(&self, n: usize) -> Vec<usize> {
+        match &self.features {
+            Some(t) => vec![n, t.dim],
+            None => vec![n, 3, self.data.size, self.data.size],
         }
     }
 
@@ -203,14 +225,25 @@ impl<'g, F: FnMut(Event)> Run<'g, F> {
             });
         }
         let flips = (config.recipe == Recipe::Tuned).then_some(config.seed ^ (epoch as u64) << 32);
-        let mut loader = Loader::with_flips(
-            self.set.clone(),
-            self.cache.clone(),
-            todo,
-            self.data.size,
-            config.workers,
-            flips,
-        );
+        let mut loader: Box<dyn Iterator<Item = Batch>> = match &self.features {
+            Some(t) => {
+                let (t, set) = (t.clone(), self.set.clone());
+                let first = sums.batches_done;
+                Box::new(
+                    todo.into_iter()
+                        .enumerate()
+                        .map(move |(k, rows)| t.batch(&set, first + k, &rows)),
+                )
+            }
+            None => Box::new(Loader::with_flips(
+                self.set.clone(),
+                self.cache.clone(),
+                todo,
+                self.data.size,
+                config.workers,
+                flips,
+            )),
+        };
         loop {
             let asked = Instant::now();
             let Some(b) = loader.next() else { break };
@@ -254,8 +287,8 @@ impl<'g, F: FnMut(Event)> Run<'g, F> {
     ) -> Result<()> {
         let n = b.rows.len();
         let step = self.adam.t + 1;
-        let (size, genres) = (self.data.size, self.data.genres());
-        let (l, probs) = train_step(self.gpu, &self.model, &mut self.adam, b, size, genres)
+        let (shape, genres) = (self.input_shape(n), self.data.genres());
+        let (l, probs) = train_step(self.gpu, &self.model, &mut self.adam, b, shape, genres)
             .map_err(|e| {
                 let at = format!(
                     "epoch {epoch}, step {step} (batch {} of {total})",
@@ -285,16 +318,19 @@ impl<'g, F: FnMut(Event)> Run<'g, F> {
         if self.data.val_rows.is_empty() {
             return Ok(None);
         }
-        let pr = predict_rows(
-            self.gpu,
-            &self.model,
-            &self.set,
-            &self.cache,
-            &self.data.val_rows,
-            self.config.batch,
-            self.config.workers,
-            |_| {},
-        )
+        let pr = match &self.features {
+            Some(t) => predict_features(self.gpu, &self.model, &self.set, t, &self.data.val_rows),
+            None => predict_rows(
+                self.gpu,
+                &self.model,
+                &self.set,
+                &self.cache,
+                &self.data.val_rows,
+                self.config.batch,
+                self.config.workers,
+                |_| {},
+            ),
+        }
         .map_err(|e| {
             stopped(
                 e,
@@ -437,6 +473,36 @@ pub fn predict_rows(
     Ok(out)
 }
 
+/// The head's predictions for `rows` from cached features (posters without
+/// features are left out: they failed while extracting).
+fn predict_features(
+    gpu: &Gpu,
+    model: &Model,
+    set: &PosterSet,
+    t: &FeatureTable,
+    rows: &[usize],
+) -> Result<Predictions> {
+    let mut out = Predictions {
+        rows: vec![],
+        probabilities: vec![],
+        targets: vec![],
+        failed: vec![],
+    };
+    for (k, chunk) in batches(rows, 256).into_iter().enumerate() {
+        let b = t.batch(set, k, &chunk);
+        if b.rows.is_empty() {
+            continue;
+        }
+        let tape = Tape::new(gpu, Mode::Inference);
+        let x = tape.constant(Tensor::from_slice(gpu, [b.rows.len(), t.dim], &b.x)?);
+        let p = model.forward(&tape, &x, 0)?;
+        out.probabilities.extend(p.value.to_vec(gpu)?);
+        out.targets.extend(b.y);
+        out.rows.extend(b.rows);
+    }
+    Ok(out)
+}
+
 /// The error for a run left with no poster to learn from or to score after
 /// decoding: the counts and the first causes; nothing of this epoch is
 /// saved.
@@ -471,13 +537,13 @@ fn train_step(
     model: &Model,
     adam: &mut Adam,
     b: &crate::loader::Batch,
-    size: usize,
+    shape: Vec<usize>,
     genres: usize,
 ) -> Result<(f64, Vec<f32>)> {
     let n = b.rows.len();
     let params = model.params();
     let tape = Tape::new(gpu, Mode::Training);
-    let x = tape.constant(Tensor::from_slice(gpu, [n, 3, size, size], &b.x)?);
+    let x = tape.constant(Tensor::from_slice(gpu, shape, &b.x)?);
     let y = tape.constant(Tensor::from_slice(gpu, [n, genres], &b.y)?);
     let step = adam.t as u32;
     let p = model.forward(&tape, &x, step)?;

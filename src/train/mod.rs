@@ -16,6 +16,7 @@
 
 mod data;
 mod epochs;
+mod features;
 mod mlp;
 mod run_dir;
 
@@ -35,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::loader::{ImageCache, Loader};
 use crate::metrics::Metrics;
-use crate::nn::{Model, ModelKind, ModelOptions};
+use crate::nn::{Freeze, Model, ModelKind, ModelOptions};
 use crate::ops::{Adam, AdamConfig, BatchNormConfig};
 use crate::plot::EpochRecord;
 use crate::posters::SyntheticConfig;
@@ -80,6 +81,11 @@ pub struct TrainConfig {
     pub data: Option<PathBuf>,
     pub synthetic: SyntheticConfig,
     pub model: ModelKind,
+    /// Pretrained weights (a torchvision state_dict, safetensors or .pth)
+    /// for a ResNet; None: torchvision's initialisation.
+    pub weights: Option<PathBuf>,
+    /// What trains (ResNets): everything, or the head on cached features.
+    pub freeze: Freeze,
     pub recipe: Recipe,
     /// Input size (square); None: 350 for real posters (400 for poster5),
     /// 48 for the synthetic ones (or the model's smallest size).
@@ -116,6 +122,8 @@ impl Default for TrainConfig {
             data: None,
             synthetic: SyntheticConfig::default(),
             model: ModelKind::Poster,
+            weights: None,
+            freeze: Freeze::None,
             recipe: Recipe::Tutorial,
             size: None,
             epochs: 5,
@@ -171,6 +179,11 @@ pub enum Event<'a> {
     /// Validation started.
     Validating {
         samples: usize,
+    },
+    /// Features extracted so far with a frozen backbone (once per run).
+    Extracting {
+        done: usize,
+        total: usize,
     },
     EpochEnd(&'a EpochRecord),
 }
@@ -245,16 +258,20 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
     let _lock = run_dir::open(config)?;
     // 3. The model and its optimizer: fresh, or as the run left them.
     let tuned = config.recipe == Recipe::Tuned;
-    let options = if tuned {
-        ModelOptions {
-            dropout_scale: 0.5,
-            batchnorm: BatchNormConfig {
-                momentum: 0.9,
+    let options = ModelOptions {
+        freeze: config.freeze,
+        ..if tuned {
+            ModelOptions {
+                dropout_scale: 0.5,
+                batchnorm: BatchNormConfig {
+                    momentum: 0.9,
+                    ..Default::default()
+                },
                 ..Default::default()
-            },
+            }
+        } else {
+            ModelOptions::default()
         }
-    } else {
-        ModelOptions::default()
     };
     let model = Model::with_options(
         gpu,
@@ -264,6 +281,10 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         config.seed,
         options,
     )?;
+    if let Some(w) = &config.weights {
+        let imported = crate::nn::weights::load_file(gpu, &model, w)?;
+        on(Event::Info(describe_import(w, &imported, data.genres())));
+    }
     if tuned {
         model.init_output_bias(gpu, &data.prior)?;
     }
@@ -320,9 +341,50 @@ pub fn train(gpu: &Gpu, config: &TrainConfig, mut on: impl FnMut(Event)) -> Resu
         config.cache_bytes as f64 / 1e6,
         size = data.size,
     )));
-    // 4. The epochs.
+    // 4. With a frozen backbone and no augmentation: every poster's
+    // features, once.
+    let features = if config.freeze == Freeze::Backbone && !tuned {
+        let mut rows = data.train_rows.clone();
+        rows.extend(&data.val_rows);
+        let set = data.set.clone();
+        let t = features::extract_or_load(gpu, config, &model, &set, &cache, &rows, &mut on)?;
+        Some(Arc::new(t))
+    } else {
+        None
+    };
+    // 5. The epochs.
     let start = resumed.start_epoch + 1;
     let mut run = epochs::Run::new(gpu, config, on, data, cache, model, adam, resumed);
+    run.use_features(features);
     let stopped = run.epochs(start..=config.epochs)?;
     Ok(run.summary(stopped))
+}
+
+/// One line on what `--weights` loaded.
+fn describe_import(
+    path: &std::path::Path,
+    i: &crate::nn::weights::Imported,
+    genres: usize,
+) -> String {
+    use crate::nn::weights::Head;
+    format!(
+        "weights: {} tensors from {}{}{}; {}",
+        i.loaded,
+        path.display(),
+        if i.converted > 0 {
+            format!(" ({} converted from 16-bit floats)", i.converted)
+        } else {
+            String::new()
+        },
+        if i.ignored > 0 {
+            format!(", {} num_batches_tracked counters not needed", i.ignored)
+        } else {
+            String::new()
+        },
+        match &i.head {
+            Head::Loaded => "head (fc) loaded".to_string(),
+            Head::Replaced { file_shape } =>
+                format!("the file's head fc {file_shape:?} replaced by a fresh {genres}-genre head"),
+        }
+    )
 }
