@@ -71,6 +71,19 @@ impl ResNetSpec {
         widths: [64, 128, 256, 512],
     };
 
+    /// torchvision's name for it ("resnet50"), or the shape of another one.
+    pub fn name(&self) -> String {
+        match *self {
+            ResNetSpec::RESNET18 => "resnet18".into(),
+            ResNetSpec::RESNET34 => "resnet34".into(),
+            ResNetSpec::RESNET50 => "resnet50".into(),
+            s => format!(
+                "a ResNet of {:?} {:?} blocks (stem {}, widths {:?})",
+                s.blocks, s.block, s.stem, s.widths
+            ),
+        }
+    }
+
     /// Channels of the pooled features the head reads (2048 for resnet50).
     pub fn features(&self) -> usize {
         self.widths[3] * self.block.expansion()
@@ -264,10 +277,16 @@ impl ConvBn {
         })
     }
 
-    /// bn(conv(x)).
+    /// bn(conv(x)); with a frozen batch norm the weights enter the tape as
+    /// constants, so no gradient is computed for them (nor, before the
+    /// first trainable op, for anything else).
     fn forward(&self, tape: &Tape, x: &Var, bn: BatchNormConfig) -> Result<Var> {
-        let z = conv2d(tape, x, &tape.param(&self.conv), None, self.config)?;
-        let (g, b) = (tape.param(&self.gamma), tape.param(&self.beta));
+        let var = |p: &Param| match bn.statistics {
+            BnStatistics::Frozen => tape.constant(p.value.clone()),
+            BnStatistics::FollowTape => tape.param(p),
+        };
+        let z = conv2d(tape, x, &var(&self.conv), None, self.config)?;
+        let (g, b) = (var(&self.gamma), var(&self.beta));
         batch_norm(tape, &z, &g, &b, &self.state, bn)
     }
 
@@ -405,6 +424,11 @@ impl ResNet {
             ones: Tensor::full(gpu, [3], 1.0, "normalise gamma")?,
             zeros: Tensor::zeros(gpu, [3], "normalise beta")?,
         })
+    }
+
+    /// Outputs of the head.
+    pub fn labels(&self) -> usize {
+        self.fc_bias.value.numel()
     }
 
     /// The backbone's batch-norm settings under the current [`Freeze`].

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use super::Model;
+use super::{Model, ResNet};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 
@@ -171,20 +171,13 @@ fn decode(kind: Kind, data: &[u8]) -> Vec<f32> {
     }
 }
 
-/// Loads `dict` into a ResNet `model` by torchvision's names (the rules in
-/// the module's comment); nothing is written unless every check passes.
-pub fn load_into(gpu: &Gpu, model: &Model, path: &Path, dict: &StateDict) -> Result<Imported> {
-    let Some(net) = &model.resnet else {
-        return Err(Error::Config {
-            what: "--weights".into(),
-            message: format!(
-                "model {} has no torchvision counterpart; --weights is for the ResNets",
-                model.kind
-            ),
-        });
-    };
+/// Loads `dict` (read from `path`) into `net` by torchvision's names (the
+/// rules in the module's comment); nothing is written unless every check
+/// passes.
+pub fn load_into(gpu: &Gpu, net: &ResNet, path: &Path, dict: &StateDict) -> Result<Imported> {
     let wanted = net.named_tensors();
-    let (features, labels) = (net.spec.features(), model.labels);
+    let (features, labels) = (net.spec.features(), net.labels());
+    let arch = net.spec.name();
     let mut missing = Vec::new();
     let mut wrong = Vec::new();
     let mut plan: Vec<(&crate::tensor::Tensor, &Loaded)> = Vec::new();
@@ -195,9 +188,8 @@ pub fn load_into(gpu: &Gpu, model: &Model, path: &Path, dict: &StateDict) -> Res
         match dict.get(name) {
             None => missing.push(name.clone()),
             Some(l) if l.shape != t.dims() => wrong.push(format!(
-                "`{name}`: the file has {:?}, {} needs {:?}",
+                "`{name}`: the file has {:?}, {arch} needs {:?}",
                 l.shape,
-                model.kind,
                 t.dims()
             )),
             Some(l) => plan.push((t, l)),
@@ -226,8 +218,8 @@ pub fn load_into(gpu: &Gpu, model: &Model, path: &Path, dict: &StateDict) -> Res
         }
         (Some(w), _) => {
             wrong.push(format!(
-                "`fc.weight`: the file has {:?}, {} needs [classes, {features}]",
-                w.shape, model.kind
+                "`fc.weight`: the file has {:?}, {arch} needs [classes, {features}]",
+                w.shape
             ));
             Head::Replaced {
                 file_shape: w.shape.clone(),
@@ -239,7 +231,7 @@ pub fn load_into(gpu: &Gpu, model: &Model, path: &Path, dict: &StateDict) -> Res
         }
     };
     if !(missing.is_empty() && wrong.is_empty() && unknown.is_empty()) {
-        let mut m = format!("does not fit model {}", model.kind);
+        let mut m = format!("does not fit {arch}");
         let list = |title: &str, items: &[String]| {
             let shown: Vec<&str> = items.iter().take(12).map(String::as_str).collect();
             let more = items.len().saturating_sub(shown.len());
@@ -302,10 +294,21 @@ pub fn load_into(gpu: &Gpu, model: &Model, path: &Path, dict: &StateDict) -> Res
     })
 }
 
-/// Reads `path` and loads it into `model` ([`read_state_dict`], [`load_into`]).
+/// Reads `path` and loads it into `model`, a ResNet ([`read_state_dict`],
+/// [`load_into`]).
 pub fn load_file(gpu: &Gpu, model: &Model, path: &Path) -> Result<Imported> {
+    let Some(net) = &model.resnet else {
+        return Err(Error::Config {
+            what: "--weights".into(),
+            message: format!(
+                "model {} has no torchvision counterpart; --weights is for the ResNets \
+                 (--model resnet18, resnet34, resnet50)",
+                model.kind
+            ),
+        });
+    };
     let dict = read_state_dict(path)?;
-    load_into(gpu, model, path, &dict)
+    load_into(gpu, net, path, &dict)
 }
 
 /// The `.pth` reader: the zip, the pickle's opcodes that `torch.save` writes

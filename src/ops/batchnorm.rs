@@ -38,6 +38,16 @@ pub enum BnStatistics {
     Frozen,
 }
 
+/// Which batch variance the moving variance averages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MovingVariance {
+    /// The biased one (÷ M), the one that normalises: Keras.
+    #[default]
+    Biased,
+    /// The unbiased one (÷ (M − 1)): PyTorch's `running_var`.
+    Unbiased,
+}
+
 /// Keras's defaults: momentum 0.99, ε 1e-3; the input as given; the
 /// statistics the tape's mode picks. (torchvision's: momentum 0.9 in these
 /// terms, ε 1e-5: [`BatchNormConfig::TORCH`].)
@@ -47,6 +57,7 @@ pub struct BatchNormConfig {
     pub epsilon: f32,
     pub input: BnInput,
     pub statistics: BnStatistics,
+    pub moving_variance: MovingVariance,
 }
 
 impl Default for BatchNormConfig {
@@ -56,17 +67,20 @@ impl Default for BatchNormConfig {
             epsilon: 1e-3,
             input: BnInput::AsIs,
             statistics: BnStatistics::FollowTape,
+            moving_variance: MovingVariance::Biased,
         }
     }
 }
 
 impl BatchNormConfig {
-    /// PyTorch's BatchNorm2d defaults: moving = 0.9·moving + 0.1·batch, ε 1e-5.
+    /// PyTorch's BatchNorm2d defaults: moving = 0.9·moving + 0.1·batch
+    /// (the unbiased variance), ε 1e-5.
     pub const TORCH: BatchNormConfig = BatchNormConfig {
         momentum: 0.9,
         epsilon: 1e-5,
         input: BnInput::AsIs,
         statistics: BnStatistics::FollowTape,
+        moving_variance: MovingVariance::Unbiased,
     };
 
     /// The mode the batch norm runs in on a tape in `tape` mode.
@@ -123,7 +137,10 @@ crate::uniform! {
         /// First element of the dx window (`batchnorm_backward_input`, whose x
         /// may be a texture copy starting at 0).
         pub dx_base: u32,
-        pub _pad: [u32; 2],
+        /// The factor on the batch variance in the moving update: 1, or
+        /// M/(M − 1) ([`MovingVariance::Unbiased`]).
+        pub moving_var_scale: f32,
+        pub _pad: u32,
     }
 }
 
@@ -189,7 +206,18 @@ impl Plan {
             count: (self.n * self.plane) as u32,
             relu_input: (config.input == BnInput::Relu) as u32,
             dx_base: 0,
-            _pad: [0; 2],
+            moving_var_scale: match config.moving_variance {
+                MovingVariance::Biased => 1.0,
+                MovingVariance::Unbiased => {
+                    let m = (self.n * self.plane) as f32;
+                    if m > 1.0 {
+                        m / (m - 1.0)
+                    } else {
+                        1.0
+                    }
+                }
+            },
+            _pad: 0,
         }
     }
     fn per_sample(&self) -> usize {

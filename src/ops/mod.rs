@@ -27,7 +27,9 @@ pub use crate::tensor::FillParams;
 pub use adam::{Adam, AdamConfig};
 pub use add_relu::add_relu;
 pub use avgpool::avgpool;
-pub use batchnorm::{batch_norm, BatchNormConfig, BatchNormState, BnInput, BnStatistics};
+pub use batchnorm::{
+    batch_norm, BatchNormConfig, BatchNormState, BnInput, BnStatistics, MovingVariance,
+};
 pub use bce::{binary_cross_entropy, BCE_EPSILON};
 pub use bnpool::{bnpool, BnPoolConfig};
 pub use conv2d::{conv2d, Conv2dConfig, Padding};
