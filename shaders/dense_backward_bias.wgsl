@@ -16,8 +16,8 @@ struct DenseParams {
     a_base: u32,  // first element of the first input in its texture copy
     b_base: u32,  // first element of the second input in its texture copy
     k_slice: u32, // dense_forward's split-K slice; unused here
-    _pad1: u32,
-    _pad2: u32,
+    out_base: u32, // first element of the output in its bound window (0 but for conv2d's 1×1 GEMMs)
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DenseParams;

@@ -34,8 +34,8 @@ struct DenseParams {
     a_base: u32,  // first element of the first input in its texture copy
     b_base: u32,  // first element of the second input in its texture copy
     k_slice: u32, // dense_forward's split-K slice; unused here
-    _pad1: u32,
-    _pad2: u32,
+    out_base: u32, // first element of the output in its bound window (0 but for conv2d's 1×1 GEMMs)
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DenseParams;
@@ -84,11 +84,11 @@ fn add_row(row: u32, n0: u32, lo: vec4<real>, hi: vec4<real>) {
     }
     for (var j = 0u; j < 4u; j = j + 1u) {
         if (n0 + j < N) {
-            let idx = row * N + n0 + j;
+            let idx = params.out_base + row * N + n0 + j;
             dw[idx] = dw[idx] + lo[j];
         }
         if (n0 + 4u + j < N) {
-            let idx = row * N + n0 + 4u + j;
+            let idx = params.out_base + row * N + n0 + 4u + j;
             dw[idx] = dw[idx] + hi[j];
         }
     }

@@ -39,8 +39,8 @@ struct DenseParams {
     a_base: u32,  // first element of the first input in its texture copy
     b_base: u32,  // first element of the second input in its texture copy
     k_slice: u32, // k values per slice of a split-K dispatch (multiple of 4)
-    _pad1: u32,
-    _pad2: u32,
+    out_base: u32, // first element of the output in its bound window (0 but for conv2d's 1×1 GEMMs)
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DenseParams;
@@ -153,7 +153,7 @@ fn dense_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         for (var j = 0u; j < 8u; j = j + 1u) {
             if (n0 + j < N) {
-                let idx = slice + (m0 + i) * N + n0 + j;
+                let idx = params.out_base + slice + (m0 + i) * N + n0 + j;
                 let acc = tile[i * 2u + j / 4u][j % 4u];
                 y[idx] = acc + bias * b[n0 + j];
             }

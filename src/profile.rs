@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Timer};
 use crate::nn::{LayerSpec, Model, ModelKind};
+use crate::ops::conv2d::gemm::GEMM_1X1;
 use crate::ops::conv2d::{BackwardWeight, ConvGeometry, Forward, BACKWARD_INPUT};
 use crate::ops::{Adam, AdamConfig, Conv2dConfig};
 use crate::rng::Rng;
@@ -23,6 +24,33 @@ pub struct ProfileConfig {
     /// Timed steps, after one untimed warm-up step (compilation, allocation).
     pub steps: usize,
     pub labels: usize,
+    pub pass: Pass,
+}
+
+/// Which pass a profiled step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pass {
+    /// Forward, BCE, backward, Adam: a training step.
+    #[default]
+    Training,
+    /// The forward alone in inference mode, its output read back: what
+    /// scoring a batch (or extracting a frozen backbone's features) costs.
+    Inference,
+}
+
+impl std::str::FromStr for Pass {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Pass> {
+        match s {
+            "training" => Ok(Pass::Training),
+            "inference" => Ok(Pass::Inference),
+            _ => Err(Error::Config {
+                what: "--pass".into(),
+                message: format!("unknown pass `{s}`; choose training or inference"),
+            }),
+        }
+    }
 }
 
 /// One kernel's total over the timed steps, per step.
@@ -48,10 +76,12 @@ pub struct ProfileReport {
     pub adapter: String,
     pub timer: String,
     pub model: String,
+    pub pass: Pass,
     pub size: usize,
     pub batch: usize,
     pub steps: usize,
-    /// Wall time of one training step (forward, backward, Adam, loss read).
+    /// Wall time of one step (training: forward, backward, Adam, loss read;
+    /// inference: forward, probabilities read).
     pub step_ms: f64,
     pub ms_per_sample: f64,
     /// Sum of the kernel times of one step.
@@ -89,6 +119,17 @@ pub fn step_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Res
     .sum())
 }
 
+/// Convolution and dense FLOP of one inference pass per sample.
+pub fn forward_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Result<f64> {
+    Ok(flop_by_kernel(model, size, labels, 1, &|_| {
+        (Forward::Strips, BackwardWeight::Tiles)
+    })?
+    .iter()
+    .filter(|(k, _)| k == "conv2d_forward" || k.starts_with("dense_forward"))
+    .map(|(_, f)| f)
+    .sum())
+}
+
 /// The convolution and dense FLOP of one training step of `batch` samples,
 /// per kernel (entry point): which kernel computes each product follows the
 /// ops' own choices on this adapter (the forward's variant from
@@ -109,14 +150,7 @@ pub fn kernel_flop(
     })
 }
 
-/// A profile row's name: the kernel, and the pass it served where its
-/// kernel serves two (`conv2d_forward_3x3 (backward-input)`).
-pub fn row_name(kernel: &str, pass: Option<&str>) -> String {
-    match pass {
-        Some(p) => format!("{kernel} ({p})"),
-        None => kernel.to_string(),
-    }
-}
+pub use crate::gpu::row_name;
 
 fn flop_by_kernel(
     model: ModelKind,
@@ -132,6 +166,32 @@ fn flop_by_kernel(
         Some((_, v)) => *v += f,
         None => out.push((name, f)),
     };
+    if let Some(spec) = model.resnet() {
+        for (i, g) in spec.convs(size, batch)?.iter().enumerate() {
+            let f = g.flops() as f64;
+            let (forward, weight) = kernels(g);
+            add(forward.row(), f);
+            if i > 0 {
+                // the stem's input is the image: no input gradient
+                let dx = match forward {
+                    Forward::Gemm1x1 => row_name("dense_backward_weight", Some(GEMM_1X1)),
+                    _ if g.stride == 1 => row_name(forward.kernel(), Some(BACKWARD_INPUT)),
+                    _ => "conv2d_backward_input".into(),
+                };
+                add(dx, f);
+            }
+            add(weight.row(), f);
+        }
+        let f = 2.0 * (batch * spec.features() * labels) as f64;
+        for k in [
+            "dense_forward",
+            "dense_backward_input",
+            "dense_backward_weight",
+        ] {
+            add(k.into(), f);
+        }
+        return Ok(out);
+    }
     for (i, l) in layers.iter().enumerate() {
         match &l.spec {
             LayerSpec::Conv2d {
@@ -209,6 +269,16 @@ impl<'g> RandomStep<'g> {
         })
     }
 
+    /// The forward alone in inference mode; returns the first probability,
+    /// read back with the rest (which waits for the GPU).
+    pub fn infer(&mut self) -> Result<f32> {
+        let tape = Tape::new(self.gpu, Mode::Inference);
+        let p = self
+            .model
+            .forward(&tape, &tape.constant(self.x.clone()), 0)?;
+        Ok(p.value.to_vec(self.gpu)?[0])
+    }
+
     /// One step (forward, BCE, backward, Adam) with dropout step `step`;
     /// returns the loss, read back (which waits for the GPU).
     pub fn step(&mut self, step: u32) -> Result<f32> {
@@ -234,7 +304,11 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
         });
     }
     let mut run = RandomStep::new(gpu, config.model, config.size, config.batch, config.labels)?;
-    run.step(0)?;
+    let once = |run: &mut RandomStep, i: u32| match config.pass {
+        Pass::Training => run.step(i),
+        Pass::Inference => run.infer(),
+    };
+    once(&mut run, 0)?;
     let mut wall = 0.0;
     let mut rows: Vec<KernelRow> = Vec::new();
     let mut timer = Timer::Timestamps;
@@ -242,7 +316,7 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
     for i in 1..=config.steps {
         gpu.profile_begin()?;
         let t = Instant::now();
-        run.step(i as u32)?;
+        once(&mut run, i as u32)?;
         wall += t.elapsed().as_secs_f64();
         let prof = gpu.profile_end()?;
         timer = prof.timer;
@@ -270,7 +344,14 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
     let n = config.steps as f64;
     let after = gpu.stats();
     let kernel_ms: f64 = rows.iter().map(|r| r.ms).sum::<f64>() / n;
-    let flop_by_kernel = kernel_flop(gpu, config.model, config.size, config.labels, config.batch)?;
+    let mut flop_by_kernel =
+        kernel_flop(gpu, config.model, config.size, config.labels, config.batch)?;
+    if config.pass == Pass::Inference {
+        // the forward kernels' own rows (no backward-input share)
+        flop_by_kernel.retain(|(k, _)| {
+            k.starts_with("conv2d_forward") && !k.contains('(') || k.starts_with("dense_forward")
+        });
+    }
     for r in &mut rows {
         r.calls /= n;
         r.ms /= n;
@@ -285,7 +366,10 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
     rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
     let step_ms = wall / n * 1e3;
     let (size, batch) = (config.size, config.batch);
-    let flop = step_flop_per_sample(config.model, size, config.labels)?;
+    let flop = match config.pass {
+        Pass::Training => step_flop_per_sample(config.model, size, config.labels)?,
+        Pass::Inference => forward_flop_per_sample(config.model, size, config.labels)?,
+    };
     let gflops = flop * batch as f64 / (step_ms * 1e-3) / 1e9;
     Ok(ProfileReport {
         adapter: gpu.adapter().to_string(),
@@ -296,6 +380,7 @@ pub fn profile(gpu: &Gpu, config: ProfileConfig) -> Result<ProfileReport> {
             }
         },
         model: config.model.name().into(),
+        pass: config.pass,
         size,
         batch,
         steps: config.steps,
@@ -351,8 +436,19 @@ pub fn conv_kernels(gpu: &Gpu) -> Result<String> {
 /// The report as a table.
 pub fn table(r: &ProfileReport) -> String {
     let mut out = format!(
-        "adapter: {}\ntimer: {}\nkernels: {}\n{} at {}×{}, batch {}, {} timed step(s) after 1 warm-up\n\n",
-        r.adapter, r.timer, r.conv_kernels, r.model, r.size, r.size, r.batch, r.steps
+        "adapter: {}\ntimer: {}\nkernels: {}\n{} at {}×{}, batch {}, {} timed {} step(s) after 1 warm-up\n\n",
+        r.adapter,
+        r.timer,
+        r.conv_kernels,
+        r.model,
+        r.size,
+        r.size,
+        r.batch,
+        r.steps,
+        match r.pass {
+            Pass::Training => "training",
+            Pass::Inference => "inference",
+        }
     );
     // the name column as wide as the longest kernel name
     let width = r
@@ -382,8 +478,11 @@ pub fn table(r: &ProfileReport) -> String {
         );
     }
     out += &format!(
-        "\nkernels {:.1} ms of a {:.1} ms step ({:.1} ms/sample)\n",
-        r.kernel_ms, r.step_ms, r.ms_per_sample
+        "\nkernels {:.1} ms of a {:.1} ms step ({:.1} ms/sample, {:.2} samples/s)\n",
+        r.kernel_ms,
+        r.step_ms,
+        r.ms_per_sample,
+        1e3 / r.ms_per_sample.max(1e-12)
     );
     out += &format!(
         "inputs of the conv and dense kernels, the batch-norm statistics and backward, bnpool, Adam and the non-finite guard: {}; {:.0} texture copies per step ({:.1} MB), timed with the rest of the step outside the kernels ({:.1} ms)\n",

@@ -74,9 +74,12 @@ pub struct GradcheckArgs {
 
 #[derive(clap::Args)]
 pub struct ProfileArgs {
-    /// poster, poster5 or mlp.
+    /// poster, poster5, mlp, resnet18, resnet34 or resnet50.
     #[arg(long, default_value = "poster")]
     model: String,
+    /// training (forward, backward, Adam) or inference (the forward alone: scoring, feature extraction).
+    #[arg(long, default_value = "training")]
+    pass: String,
     /// Input size (square); default: the model's tutorial size.
     #[arg(long, value_parser = at_least_one)]
     size: Option<usize>,
@@ -300,6 +303,7 @@ fn print_report(
 pub fn cmd_profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     let ProfileArgs {
         model,
+        pass,
         size,
         batch,
         steps,
@@ -312,6 +316,7 @@ pub fn cmd_profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         batch,
         steps,
         labels: 25,
+        pass: pass.parse()?,
     };
     let gpu = device(Precision::F32)?;
     let report = postergrad::profile::profile(&gpu, config)?;

@@ -30,7 +30,7 @@ mod uniform;
 pub use adapter::AdapterSummary;
 pub use dispatch::Bind;
 pub use pool::{DeviceArray, PooledBuffer, ReadWindow, TexCopy, TEX_LAYER, TEX_ROW};
-pub use timing::{DispatchTime, Profile, Timer};
+pub use timing::{row_name, DispatchTime, Profile, Timer};
 pub use uniform::{Uniform, UniformField};
 
 use std::cell::{Cell, RefCell};

@@ -184,3 +184,13 @@ impl Gpu {
         Ok(())
     }
 }
+
+/// A profile row's name: the kernel, and the pass it served where its
+/// kernel serves two (`conv2d_forward_3x3 (backward-input)`,
+/// `dense_forward (conv2d 1x1)`).
+pub fn row_name(kernel: &str, pass: Option<&str>) -> String {
+    match pass {
+        Some(p) => format!("{kernel} ({p})"),
+        None => kernel.to_string(),
+    }
+}

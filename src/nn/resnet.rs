@@ -19,6 +19,7 @@
 //! ```
 
 use super::*;
+use crate::ops::conv2d::ConvGeometry;
 use crate::ops::{add_relu, avgpool, BnStatistics, Padding};
 
 /// torchvision's two residual blocks.
@@ -121,6 +122,42 @@ impl ResNetSpec {
         let l3 = conv(l2, 3, 2, 1);
         let l4 = conv(l3, 3, 2, 1);
         [stem, pool, pool, l2, l3, l4]
+    }
+
+    /// Every convolution's geometry at `size`×`size` and `batch` samples, in
+    /// order: the stem, then each block's convs and downsample (for the
+    /// profiler's FLOP counts).
+    pub fn convs(&self, size: usize, batch: usize) -> Result<Vec<ConvGeometry>> {
+        let geometry = |cin: usize, side: usize, cout: usize, k: usize, stride: usize| {
+            let config = Conv2dConfig {
+                stride,
+                padding: Padding::Explicit(k / 2),
+            };
+            ConvGeometry::new(&[batch, cin, side, side], &[cout, cin, k, k], config)
+        };
+        let sides = self.sides(size);
+        let mut out = vec![geometry(3, size, self.stem, 7, 2)?];
+        let mut side = sides[1];
+        for (_, cin, width, stride, downsample) in self.block_plan() {
+            let cout = width * self.block.expansion();
+            let after = (side + 2 - 3) / stride + 1;
+            match self.block {
+                BlockKind::Basic => {
+                    out.push(geometry(cin, side, width, 3, stride)?);
+                    out.push(geometry(width, after, width, 3, 1)?);
+                }
+                BlockKind::Bottleneck => {
+                    out.push(geometry(cin, side, width, 1, 1)?);
+                    out.push(geometry(width, side, width, 3, stride)?);
+                    out.push(geometry(width, after, cout, 1, 1)?);
+                }
+            }
+            if downsample {
+                out.push(geometry(cin, side, cout, 1, stride)?);
+            }
+            side = after;
+        }
+        Ok(out)
     }
 
     /// The summary's rows: stem, the four stages, pooling, head.

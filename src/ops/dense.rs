@@ -24,7 +24,11 @@ crate::uniform! {
         /// `dense_forward`: values of k per slice of a split-K dispatch
         /// (workgroup z = slice; a multiple of 4); unused by the other kernels.
         pub k_slice: u32,
-        pub _pad: [u32; 2],
+        /// First element of the output in its bound window: 0, but for
+        /// conv2d's 1×1 convolutions, which run these kernels per sample on
+        /// windows of their NCHW tensors (`ops::conv2d::gemm`).
+        pub out_base: u32,
+        pub _pad: u32,
     }
 }
 
@@ -32,7 +36,7 @@ crate::uniform! {
 const TILE: usize = 8;
 const WG: usize = 8;
 
-fn tiles(n: usize) -> u32 {
+pub(crate) fn tiles(n: usize) -> u32 {
     n.div_ceil(TILE * WG) as u32
 }
 
@@ -60,7 +64,7 @@ fn check(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<DenseParams> {
     Ok(params(rows, k, cols))
 }
 
-fn params(rows: usize, k: usize, cols: usize) -> DenseParams {
+pub(crate) fn params(rows: usize, k: usize, cols: usize) -> DenseParams {
     DenseParams {
         rows: rows as u32,
         k: k as u32,
@@ -68,7 +72,8 @@ fn params(rows: usize, k: usize, cols: usize) -> DenseParams {
         a_base: 0,
         b_base: 0,
         k_slice: k.next_multiple_of(4) as u32,
-        _pad: [0; 2],
+        out_base: 0,
+        _pad: 0,
     }
 }
 

@@ -56,6 +56,9 @@ pub fn conv2d_backward_input_with(
         "dy must match the output",
         &g.output_shape(),
     )?;
+    if kernel == Forward::Gemm1x1 && gemm::fits(&g) {
+        return gemm::backward_input(gpu, &g, dy, w, dx, write);
+    }
     if g.stride == 1 {
         // dx = full correlation of dy with the flipped, transposed kernel:
         // the forward kernel with the roles swapped and padding KH − 1 − pt.
@@ -116,6 +119,9 @@ pub enum BackwardWeight {
     /// shuffles. 3×3, stride 1, at least 8 input channels, on adapters with
     /// subgroups of at least 8 invocations.
     Subgroup3x3,
+    /// `dense_backward_input` per sample: dW += dY[n] · X[n]ᵀ. 1×1, stride
+    /// 1, no padding (`gemm`).
+    Gemm1x1,
 }
 
 /// Input channels from which `Subgroup3x3` is picked: with fewer, most
@@ -136,6 +142,7 @@ impl BackwardWeight {
             BackwardWeight::Tiles,
             BackwardWeight::Rows3x3,
             BackwardWeight::Subgroup3x3,
+            BackwardWeight::Gemm1x1,
         ];
         let preferred = variants
             .into_iter()
@@ -143,7 +150,9 @@ impl BackwardWeight {
         if let Some(v) = preferred {
             return v;
         }
-        if !gpu.adapter().is_cpu {
+        if BackwardWeight::Gemm1x1.fits(gpu, g) {
+            BackwardWeight::Gemm1x1
+        } else if !gpu.adapter().is_cpu {
             BackwardWeight::Tiles
         } else if BackwardWeight::Subgroup3x3.fits(gpu, g) && g.cin >= SUBGROUP_MIN_CIN {
             BackwardWeight::Subgroup3x3
@@ -164,6 +173,15 @@ impl BackwardWeight {
             BackwardWeight::Subgroup3x3 => {
                 three && gpu.adapter().subgroups && gpu.adapter().subgroup_max_size <= 64
             }
+            BackwardWeight::Gemm1x1 => gemm::fits(g),
+        }
+    }
+
+    /// Its profile row: the kernel, labelled when it serves a conv's GEMM.
+    pub fn row(self) -> String {
+        match self {
+            BackwardWeight::Gemm1x1 => crate::gpu::row_name(self.kernel(), Some(gemm::GEMM_1X1)),
+            _ => self.kernel().to_string(),
         }
     }
 
@@ -173,6 +191,7 @@ impl BackwardWeight {
             BackwardWeight::Tiles => "conv2d_backward_weight",
             BackwardWeight::Rows3x3 => "conv2d_backward_weight_3x3",
             BackwardWeight::Subgroup3x3 => "conv2d_backward_weight_3x3_subgroup",
+            BackwardWeight::Gemm1x1 => "dense_backward_input",
         }
     }
 }
@@ -227,8 +246,8 @@ pub fn conv2d_backward_params(
             db.expect_shape("conv2d_backward_bias", "db must be [channels]", &[g.cout])?;
             weight_pass(gpu, x, dy, dw, Some(db), config, k)
         }
-        BackwardWeight::Tiles => {
-            weight_pass(gpu, x, dy, dw, None, config, BackwardWeight::Tiles)?;
+        k @ (BackwardWeight::Tiles | BackwardWeight::Gemm1x1) => {
+            weight_pass(gpu, x, dy, dw, None, config, k)?;
             conv2d_backward_bias(gpu, dy, db)
         }
     }
@@ -252,12 +271,17 @@ pub(super) fn weight_pass(
         &g.output_shape(),
     )?;
     if !kernel.fits(gpu, &g) {
-        let needs = if kernel == BackwardWeight::Subgroup3x3 {
-            "a 3×3 kernel at stride 1 and an adapter with subgroups of 8 to 64 invocations"
-        } else {
-            "a 3×3 kernel at stride 1"
+        let needs = match kernel {
+            BackwardWeight::Subgroup3x3 => {
+                "a 3×3 kernel at stride 1 and an adapter with subgroups of 8 to 64 invocations"
+            }
+            BackwardWeight::Gemm1x1 => "a 1×1 kernel at stride 1 without padding",
+            _ => "a 3×3 kernel at stride 1",
         };
         return Err(misfit(gpu, &g, kernel.kernel(), needs, "BackwardWeight"));
+    }
+    if kernel == BackwardWeight::Gemm1x1 {
+        return gemm::backward_weight(gpu, &g, x, dy, dw);
     }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     let taps = g.cin * g.kh * g.kw;
@@ -278,6 +302,7 @@ pub(super) fn weight_pass(
                     gpu.grid_1d(chunks * taps.div_ceil(8) * g.cout.div_ceil(8), 64),
                 )?
             }
+            BackwardWeight::Gemm1x1 => unreachable!("handled above"),
             BackwardWeight::Rows3x3 | BackwardWeight::Subgroup3x3 => {
                 // x and dy through texture copies (f32; see the shaders)
                 let xt = gpu.read_window(x, r.start * xs, n * xs)?;

@@ -86,6 +86,9 @@ pub(super) fn pack_weights(
 pub enum Forward {
     /// `conv2d_forward`: any kernel size and stride, on every adapter.
     Strips,
+    /// `dense_forward` per sample: 1×1 at stride 1 without padding or bias
+    /// (ResNet's bottleneck convs), on every adapter (`gemm`).
+    Gemm1x1,
     /// `conv2d_forward_3x3`: 3×3 at stride 1, on adapters with subgroups of
     /// at least 8 invocations ([`Gpu::adapter`]`.subgroups`); shares each
     /// weight load across 8 lanes and reads four inputs per texel fetch.
@@ -97,13 +100,15 @@ impl Forward {
     /// `Subgroup3x3` for 3×3 kernels at stride 1 where subgroups exist
     /// (benches/conv.rs).
     pub fn for_geometry(gpu: &Gpu, g: &ConvGeometry) -> Forward {
-        let preferred = [Forward::Strips, Forward::Subgroup3x3]
+        let preferred = [Forward::Strips, Forward::Subgroup3x3, Forward::Gemm1x1]
             .into_iter()
             .find(|v| gpu.tuning().prefers(v.kernel()) && v.fits(gpu, g));
         if let Some(v) = preferred {
             return v;
         }
-        if Forward::Subgroup3x3.fits(gpu, g) {
+        if Forward::Gemm1x1.fits(gpu, g) {
+            Forward::Gemm1x1
+        } else if Forward::Subgroup3x3.fits(gpu, g) {
             Forward::Subgroup3x3
         } else {
             Forward::Strips
@@ -113,6 +118,7 @@ impl Forward {
     fn fits(self, gpu: &Gpu, g: &ConvGeometry) -> bool {
         match self {
             Forward::Strips => true,
+            Forward::Gemm1x1 => gemm::fits(g),
             Forward::Subgroup3x3 => {
                 gpu.adapter().subgroups && g.kh == 3 && g.kw == 3 && g.stride == 1
             }
@@ -124,6 +130,15 @@ impl Forward {
         match self {
             Forward::Strips => "conv2d_forward",
             Forward::Subgroup3x3 => "conv2d_forward_3x3",
+            Forward::Gemm1x1 => "dense_forward",
+        }
+    }
+
+    /// Its profile row: the kernel, labelled when it serves a conv's GEMM.
+    pub fn row(self) -> String {
+        match self {
+            Forward::Gemm1x1 => crate::gpu::row_name(self.kernel(), Some(gemm::GEMM_1X1)),
+            _ => self.kernel().to_string(),
         }
     }
 }
@@ -228,6 +243,23 @@ pub fn conv2d_forward_with(
     let g = ConvGeometry::new(x.dims(), w.dims(), config)?;
     if let Some(b) = b {
         b.expect_shape("conv2d", "bias must be [out channels]", &[g.cout])?;
+    }
+    // the GEMM has no per-channel bias: with one, the strips kernel runs
+    let kernel = match (kernel, b) {
+        (Forward::Gemm1x1, Some(_)) => Forward::Strips,
+        (k, _) => k,
+    };
+    if kernel == Forward::Gemm1x1 {
+        if !gemm::fits(&g) {
+            return Err(misfit(
+                gpu,
+                &g,
+                "conv2d 1x1 GEMM",
+                "a 1×1 kernel at stride 1 without padding",
+                "Forward",
+            ));
+        }
+        return gemm::forward(gpu, &g, x, w);
     }
     let y = Tensor::uninit(gpu, g.output_shape(), "conv2d_forward")?;
     let packed = pack_weights(gpu, &g, w, Packing::AsStored(b))?;

@@ -17,6 +17,7 @@ use std::fmt;
 mod backward;
 pub mod cpu;
 mod forward;
+pub mod gemm;
 
 pub use backward::*;
 pub use forward::*;
