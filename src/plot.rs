@@ -1,6 +1,6 @@
 //! `learning_curve.png`: training and validation loss per epoch (with the
-//! label-prior baseline's loss as a dashed line), and validation mAP and
-//! precision@3 beside their baselines — the tutorial's plot, plus the lines
+//! label-prior baseline's loss as a dashed line), and validation mAP,
+//! precision@3 and recall@3 beside their baselines — the tutorial's plot, plus the lines
 //! that say whether anything was learned. Drawn with `plotters`; the font
 //! (DejaVu Sans Mono, see `src/fonts/DejaVu-LICENSE.txt`) is embedded so the
 //! plot looks the same on every machine.
@@ -27,6 +27,9 @@ pub struct EpochRecord {
     pub val_map: f64,
     pub val_micro_f1: f64,
     pub val_precision_at_3: f64,
+    /// The sources' "top-3 accuracy" (absent from older histories: 0).
+    #[serde(default)]
+    pub val_recall_at_3: f64,
     pub seconds: f64,
     pub samples_per_second: f64,
     /// Time the training loop waited for the loader (decoding) this epoch.
@@ -123,12 +126,27 @@ pub fn learning_curve(
         "precision@3, baseline",
     )
     .map_err(|e| err(&e))?;
+    let orange = RGBColor(220, 110, 0);
+    solid(
+        &mut chart,
+        series(|r| r.val_recall_at_3),
+        orange,
+        "val recall@3",
+    )
+    .map_err(|e| err(&e))?;
+    dashed(
+        &mut chart,
+        flat(baseline.recall_at_3),
+        orange,
+        "recall@3, baseline",
+    )
+    .map_err(|e| err(&e))?;
     // The legend goes where no curve is: the upper half when every value
     // is below 0.5 (real posters: mAP ≈ 0.1–0.2), else the lower right.
     let highest = history
         .iter()
-        .flat_map(|r| [r.val_map, r.val_precision_at_3])
-        .chain([baseline.map, baseline.precision_at_3])
+        .flat_map(|r| [r.val_map, r.val_precision_at_3, r.val_recall_at_3])
+        .chain([baseline.map, baseline.precision_at_3, baseline.recall_at_3])
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
     chart
@@ -207,6 +225,7 @@ mod tests {
             val_map: 0.3 + 0.1 * epoch as f64,
             val_micro_f1: 0.2,
             val_precision_at_3: 0.4,
+            val_recall_at_3: 0.5,
             seconds: 1.0,
             samples_per_second: 10.0,
             loader_wait_seconds: 0.0,

@@ -22,6 +22,7 @@ pub fn print_metric_rows(m: &Metrics, b: &Metrics) {
         ("mAP (macro)", m.map, b.map),
         ("micro-F1 @0.5", m.micro_f1, b.micro_f1),
         ("precision@3", m.precision_at_3, b.precision_at_3),
+        ("recall@3 (top-3 accuracy)", m.recall_at_3, b.recall_at_3),
     ] {
         println!("  {name:<26}{x:>8.4}{y:>12.4}");
     }

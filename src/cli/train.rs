@@ -317,7 +317,7 @@ impl Progress {
             Event::EpochEnd(r) => {
                 self.bar.finish_and_clear();
                 println!(
-                    "epoch {:>2}/{} - {:.0}s {:.0} ms/poster - loss: {:.4} - binary_accuracy: {:.4} - val_loss: {:.4} - val_binary_accuracy: {:.4} - val_map: {:.4} - val_precision@3: {:.4}",
+                    "epoch {:>2}/{} - {:.0}s {:.0} ms/poster - loss: {:.4} - binary_accuracy: {:.4} - val_loss: {:.4} - val_binary_accuracy: {:.4} - val_map: {:.4} - val_precision@3: {:.4} - val_recall@3: {:.4}",
                     r.epoch,
                     self.epochs,
                     r.seconds,
@@ -327,7 +327,8 @@ impl Progress {
                     r.val_loss,
                     r.val_binary_accuracy,
                     r.val_map,
-                    r.val_precision_at_3
+                    r.val_precision_at_3,
+                    r.val_recall_at_3
                 );
                 if r.loader_wait_seconds > 0.05 * r.seconds {
                     println!(

@@ -378,6 +378,7 @@ impl<'g, F: FnMut(Event)> Run<'g, F> {
             val_map: v.map,
             val_micro_f1: v.micro_f1,
             val_precision_at_3: v.precision_at_3,
+            val_recall_at_3: v.recall_at_3,
             seconds: sums.seconds + started.elapsed().as_secs_f64(),
             samples_per_second: sums.seen as f64 / train_seconds.max(1e-9),
             loader_wait_seconds: sums.waited,
