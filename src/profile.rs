@@ -6,7 +6,6 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Timer};
 use crate::nn::{LayerSpec, Model, ModelKind};
-use crate::ops::conv2d::gemm::GEMM_1X1;
 use crate::ops::conv2d::{BackwardWeight, ConvGeometry, Forward, BACKWARD_INPUT};
 use crate::ops::{Adam, AdamConfig, Conv2dConfig};
 use crate::rng::Rng;
@@ -112,7 +111,7 @@ pub struct ProfileReport {
 /// weight gradient — the sum of [`kernel_flop`] for one sample.
 pub fn step_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Result<f64> {
     Ok(flop_by_kernel(model, size, labels, 1, &|_| {
-        (Forward::Strips, BackwardWeight::Tiles)
+        (Forward::Strips, BackwardWeight::Tiles, String::new())
     })?
     .iter()
     .map(|(_, f)| f)
@@ -122,7 +121,7 @@ pub fn step_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Res
 /// Convolution and dense FLOP of one inference pass per sample.
 pub fn forward_flop_per_sample(model: ModelKind, size: usize, labels: usize) -> Result<f64> {
     Ok(flop_by_kernel(model, size, labels, 1, &|_| {
-        (Forward::Strips, BackwardWeight::Tiles)
+        (Forward::Strips, BackwardWeight::Tiles, String::new())
     })?
     .iter()
     .filter(|(k, _)| k == "conv2d_forward" || k.starts_with("dense_forward"))
@@ -146,6 +145,7 @@ pub fn kernel_flop(
         (
             Forward::for_geometry(gpu, g),
             BackwardWeight::for_geometry(gpu, g),
+            crate::ops::conv2d::backward_input_row(gpu, g),
         )
     })
 }
@@ -157,7 +157,7 @@ fn flop_by_kernel(
     size: usize,
     labels: usize,
     batch: usize,
-    kernels: &dyn Fn(&ConvGeometry) -> (Forward, BackwardWeight),
+    kernels: &dyn Fn(&ConvGeometry) -> (Forward, BackwardWeight, String),
 ) -> Result<Vec<(String, f64)>> {
     let layers = model.describe(size, labels)?;
     let mut input = vec![3usize, size, size];
@@ -169,15 +169,10 @@ fn flop_by_kernel(
     if let Some(spec) = model.resnet() {
         for (i, g) in spec.convs(size, batch)?.iter().enumerate() {
             let f = g.flops() as f64;
-            let (forward, weight) = kernels(g);
+            let (forward, weight, dx) = kernels(g);
             add(forward.row(), f);
             if i > 0 {
                 // the stem's input is the image: no input gradient
-                let dx = match forward {
-                    Forward::Gemm1x1 => row_name("dense_backward_weight", Some(GEMM_1X1)),
-                    _ if g.stride == 1 => row_name(forward.kernel(), Some(BACKWARD_INPUT)),
-                    _ => "conv2d_backward_input".into(),
-                };
                 add(dx, f);
             }
             add(weight.row(), f);
@@ -205,7 +200,7 @@ fn flop_by_kernel(
                     &[*filters, input[0], *kernel, *kernel],
                     Conv2dConfig::default(),
                 )?;
-                let (forward, weight) = kernels(&g);
+                let (forward, weight, _) = kernels(&g);
                 add(forward.kernel().into(), f);
                 if i > 0 {
                     // stride 1: dx is the forward kernel with the roles swapped

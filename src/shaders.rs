@@ -94,6 +94,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../shaders/conv2d_backward_weight_3x3_subgroup.wgsl"),
     ),
     (
+        "conv2d_dilate",
+        include_str!("../shaders/conv2d_dilate.wgsl"),
+    ),
+    (
         "conv2d_forward",
         include_str!("../shaders/conv2d_forward.wgsl"),
     ),

@@ -85,15 +85,6 @@ fn maxpool_with_overlapping_windows_sums_the_gradients_of_every_window() {
     assert_eq!(y, vec![0.0, 0.0, 0.0, 0.0]);
     assert_eq!(dx.iter().filter(|&&g| g == 1.0).count(), 4);
     assert_eq!(dx[0] + dx[3] + dx[12] + dx[15], 4.0);
-    // padding never wins: every input negative, ResNet's 3×3 stride-2 pool
-    // with padding 1 takes each window's maximum from the input (a zero
-    // padding would give 0 at the edges)
-    let neg: Vec<f32> = (0..16).map(|i| -1.0 - i as f32).collect();
-    let (y, dx) = pool_grad(&gpu, &neg, [1, 1, 4, 4], MaxPoolConfig::RESNET);
-    // windows start at rows/columns −1 and 1: maxima at (0,0), (0,1), (1,0), (1,1)
-    assert_eq!(y, vec![-1.0, -2.0, -5.0, -6.0]);
-    assert_eq!((dx[0], dx[1], dx[4], dx[5]), (1.0, 1.0, 1.0, 1.0));
-    assert_eq!(dx.iter().sum::<f32>(), 4.0);
 }
 
 #[test]
@@ -606,4 +597,27 @@ fn dense_forward_splits_a_long_k_and_matches_the_f64_reference() {
             );
         }
     }
+}
+
+#[test]
+fn maxpool_padding_never_wins() {
+    let gpu = Gpu::new().unwrap();
+    // every input negative: ResNet's 3×3 stride-2 pool with padding 1 takes
+    // each window's maximum from the input (a zero padding would give 0 at
+    // the edges, as would a kernel that forgot to skip it)
+    let neg: Vec<f32> = (0..16).map(|i| -1.0 - i as f32).collect();
+    let (y, dx) = pool_grad(&gpu, &neg, [1, 1, 4, 4], MaxPoolConfig::RESNET);
+    // windows start at rows/columns −1 and 1: maxima at (0,0), (0,1), (1,0), (1,1)
+    assert_eq!(y, vec![-1.0, -2.0, -5.0, -6.0]);
+    assert_eq!((dx[0], dx[1], dx[4], dx[5]), (1.0, 1.0, 1.0, 1.0));
+    assert_eq!(dx.iter().sum::<f32>(), 4.0);
+    // padding past half the window is refused (as PyTorch)
+    let wide = MaxPoolConfig {
+        padding: (2, 2),
+        ..MaxPoolConfig::RESNET
+    };
+    let err = maxpool::output_shape(&[1, 1, 4, 4], wide)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most half the 3×3 pool"), "{err}");
 }

@@ -24,9 +24,12 @@ const TINY: ResNetSpec = ResNetSpec {
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    // POSTERGRAD_RESNET_FIXTURES: another directory the tools script wrote
+    // (the full ResNet-50 check, below)
+    let dir = std::env::var_os("POSTERGRAD_RESNET_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
+    dir.join(name)
 }
 
 /// The check file's tensors by name.
@@ -150,6 +153,34 @@ fn narrow_resnet_matches_torchvision_in_f64() {
     assert!(loss < 1e-6, "{loss}");
     assert!(grads < 1e-5, "{grads}");
     assert!(stats < 1e-6, "{stats}");
+}
+
+/// The full ResNet-50 against torchvision (not in the default run: its
+/// fixture is 100 MB). Make it and run it with
+///   python3 tools/torch_resnet_fixture.py --arch resnet50 --labels 25 --size 224 --batch 2 --out /tmp/r50
+///   POSTERGRAD_RESNET_FIXTURES=/tmp/r50 cargo test --release --test resnet -- --ignored --nocapture
+/// docs/training.md records what it printed.
+#[test]
+#[ignore]
+fn resnet50_matches_torchvision() {
+    let gpu = Gpu::new().unwrap();
+    let [eval, loss, grads, stats] = compare(
+        &gpu,
+        ResNetSpec::RESNET50,
+        "resnet_resnet50",
+        "resnet_resnet50.pth",
+    );
+    eprintln!("resnet50 (f32): probabilities {eval:.2e}, loss {loss:.2e}, gradients {grads:.2e}, statistics {stats:.2e}");
+    assert!(eval < 1e-4 && loss < 1e-4 && grads < 1e-3 && stats < 1e-4);
+    if let Some(gpu) = common::f64_gpu() {
+        let [eval, loss, grads, stats] = compare(
+            &gpu,
+            ResNetSpec::RESNET50,
+            "resnet_resnet50",
+            "resnet_resnet50.safetensors",
+        );
+        eprintln!("resnet50 (f64): probabilities {eval:.2e}, loss {loss:.2e}, gradients {grads:.2e}, statistics {stats:.2e}");
+    }
 }
 
 #[test]

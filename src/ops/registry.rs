@@ -109,6 +109,7 @@ pub const OPS: &[Op] = &[
             kernel!("conv2d_forward_3x3", ConvForwardParams),
             kernel!("conv2d_pack_weights", PackParams),
             kernel!("conv2d_backward_input", ConvParams),
+            kernel!("conv2d_dilate", ConvParams),
             kernel!("conv2d_backward_weight", ConvParams),
             kernel!("conv2d_backward_weight_3x3", ConvParams),
             kernel!("conv2d_backward_weight_3x3_subgroup", ConvParams),

@@ -62,27 +62,17 @@ pub fn conv2d_backward_input_with(
     if g.stride == 1 {
         // dx = full correlation of dy with the flipped, transposed kernel:
         // the forward kernel with the roles swapped and padding KH − 1 − pt.
-        let roles = ConvGeometry {
-            n: g.n,
-            cin: g.cout,
-            h: g.oh,
-            w: g.ow,
-            cout: g.cin,
-            kh: g.kh,
-            kw: g.kw,
-            stride: 1,
-            oh: g.h,
-            ow: g.w,
-            pad_top: g.kh - 1 - g.pad_top,
-            pad_left: g.kw - 1 - g.pad_left,
-        };
-        let accumulate = write == GradWrite::Add;
-        return gpu.in_pass(BACKWARD_INPUT, || {
-            let packed = pack_weights(gpu, &roles, w, Packing::TransposedFlipped)?;
-            forward_tiles(gpu, &roles, dy, &packed, dx, accumulate, kernel)
-        });
+        return flipped(gpu, &g, dy, (g.oh, g.ow), w, dx, write, kernel);
     }
-    // the strided kernel adds into dx
+    if !gpu.tuning().prefers("conv2d_backward_input") {
+        // Strided: dy spread out by the stride (conv2d_dilate), then the
+        // same stride-1 correlation over it.
+        let (dh, dw) = ((g.oh - 1) * g.stride + 1, (g.ow - 1) * g.stride + 1);
+        let d = dilate(gpu, &g, dy, dh, dw)?;
+        let kernel = Forward::for_geometry(gpu, &flipped_roles(&g, (dh, dw)));
+        return flipped(gpu, &g, &d, (dh, dw), w, dx, write, kernel);
+    }
+    // the direct strided kernel adds into dx
     if write == GradWrite::Write {
         gpu.clear(dx);
     }
@@ -101,6 +91,101 @@ pub fn conv2d_backward_input_with(
         )?;
     }
     Ok(())
+}
+
+/// The profile row that computes `g`'s input gradient on this adapter
+/// (its useful FLOP are `g.flops()`; a strided one runs s² as many
+/// multiply-adds over the dilated dy).
+pub fn backward_input_row(gpu: &Gpu, g: &ConvGeometry) -> String {
+    let forward = Forward::for_geometry(gpu, g);
+    if forward == Forward::Gemm1x1 && gemm::fits(g) {
+        return crate::gpu::row_name("dense_backward_weight", Some(gemm::GEMM_1X1));
+    }
+    if g.stride > 1 && gpu.tuning().prefers("conv2d_backward_input") {
+        return "conv2d_backward_input".into();
+    }
+    let size = if g.stride == 1 {
+        (g.oh, g.ow)
+    } else {
+        ((g.oh - 1) * g.stride + 1, (g.ow - 1) * g.stride + 1)
+    };
+    let kernel = match Forward::for_geometry(gpu, &flipped_roles(g, size)) {
+        Forward::Gemm1x1 => Forward::Strips,
+        k => k,
+    };
+    crate::gpu::row_name(kernel.kernel(), Some(BACKWARD_INPUT))
+}
+
+/// The geometry the forward kernels see when they compute an input
+/// gradient: dy (or its dilation, `dy_size`) in, dx out, the kernel
+/// transposed and flipped, padding KH − 1 − pt.
+fn flipped_roles(g: &ConvGeometry, dy_size: (usize, usize)) -> ConvGeometry {
+    ConvGeometry {
+        n: g.n,
+        cin: g.cout,
+        h: dy_size.0,
+        w: dy_size.1,
+        cout: g.cin,
+        kh: g.kh,
+        kw: g.kw,
+        stride: 1,
+        oh: g.h,
+        ow: g.w,
+        pad_top: g.kh - 1 - g.pad_top,
+        pad_left: g.kw - 1 - g.pad_left,
+    }
+}
+
+/// dx (+)= the stride-1 correlation of `dy` (of size `dy_size`) with the
+/// flipped, transposed kernel, on the forward kernels.
+#[allow(clippy::too_many_arguments)] // the gradient's tensors and the choices made for it
+fn flipped(
+    gpu: &Gpu,
+    g: &ConvGeometry,
+    dy: &Tensor,
+    dy_size: (usize, usize),
+    w: &Tensor,
+    dx: &Tensor,
+    write: GradWrite,
+    kernel: Forward,
+) -> Result<()> {
+    let roles = flipped_roles(g, dy_size);
+    // the GEMM variant fits only a same-size 1×1: the flipped roles of a
+    // dilated gradient run the strips kernel
+    let kernel = match kernel {
+        Forward::Gemm1x1 => Forward::Strips,
+        k => k,
+    };
+    let accumulate = write == GradWrite::Add;
+    gpu.in_pass(BACKWARD_INPUT, || {
+        let packed = pack_weights(gpu, &roles, w, Packing::TransposedFlipped)?;
+        forward_tiles(gpu, &roles, dy, &packed, dx, accumulate, kernel)
+    })
+}
+
+/// dy spread out by the stride with zeros between: [N, Cout, dh, dw].
+fn dilate(gpu: &Gpu, g: &ConvGeometry, dy: &Tensor, dh: usize, dw: usize) -> Result<Tensor> {
+    let d = Tensor::uninit(gpu, [g.n, g.cout, dh, dw], "conv2d_dilate")?;
+    let (ys, ds) = (g.cout * g.oh * g.ow, g.cout * dh * dw);
+    for r in gpu.batch_chunks(g.n, &[(ds * gpu.real_bytes()) as u64]) {
+        let n = r.len();
+        let (dyw, yb) = gpu.window(dy, r.start * ys, n * ys);
+        let (dw_, db) = gpu.window(&d, r.start * ds, n * ds);
+        let p = ConvParams {
+            n: n as u32,
+            cout: g.cout as u32,
+            oh: g.oh as u32,
+            ow: g.ow as u32,
+            stride: g.stride as u32,
+            h: dh as u32,
+            w: dw as u32,
+            y_base: yb,
+            x_base: db,
+            ..bytemuck::Zeroable::zeroed()
+        };
+        gpu.dispatch_bound("conv2d_dilate", &p, &[dyw, dw_], gpu.grid_1d(n * ds, 256))?;
+    }
+    Ok(d)
 }
 
 /// The three weight-gradient kernels (see `docs/kernels/conv2d.md`).

@@ -16,9 +16,16 @@ use crate::ops::dense::{params, tiles, DenseParams};
 /// (profile rows read `dense_forward (conv2d 1x1)`).
 pub const GEMM_1X1: &str = "conv2d 1x1";
 
-/// Whether the geometry is a 1×1 convolution at stride 1 without padding.
+/// Whether the geometry is a 1×1 convolution at stride 1 without padding
+/// (output as large as the input: not the dilated input gradient of a
+/// strided one, whose input is one pixel short).
 pub fn fits(g: &ConvGeometry) -> bool {
-    g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad_top == 0 && g.pad_left == 0
+    g.kh == 1
+        && g.kw == 1
+        && g.stride == 1
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && (g.oh, g.ow) == (g.h, g.w)
 }
 
 /// One dense product per sample: `a` (bound whole), `b` a window of

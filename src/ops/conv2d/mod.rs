@@ -3,7 +3,9 @@
 //! stride, bias optional (torchvision's convs have none). x: [N, Cin, H, W],
 //! w: [Cout, Cin, KH, KW], b: [Cout], y: [N, Cout, OH, OW].
 //! Shaders `conv2d_forward` (+ `conv2d_pack_weights`; it also runs
-//! backward-input for stride 1), `conv2d_backward_input` (other strides),
+//! backward-input, at other strides over dy spread out by
+//! `conv2d_dilate`), `conv2d_backward_input` (the direct strided kernel,
+//! a variant),
 //! `conv2d_backward_weight`, `conv2d_backward_bias` (+ `reduce_partials`);
 //! page `docs/kernels/conv2d.md`.
 
@@ -303,7 +305,14 @@ const GPU_CHUNK_MAX: usize = 2048;
 /// run), the 3×3 rows weight gradient, and the subgroup kernels; each is a
 /// [`Tuning::prefer`](crate::gpu::Tuning), with whether it needs subgroups.
 pub const VARIANT_SETS: &[(&[&str], bool)] = &[
-    (&["conv2d_forward", "conv2d_backward_weight"], false),
+    (
+        &[
+            "conv2d_forward",
+            "conv2d_backward_weight",
+            "conv2d_backward_input",
+        ],
+        false,
+    ),
     (&["conv2d_backward_weight_3x3"], false),
     (
         &["conv2d_forward_3x3", "conv2d_backward_weight_3x3_subgroup"],
