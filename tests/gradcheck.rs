@@ -128,8 +128,8 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
         ),
         ("bce_backward", "(q - t[i])", "(t[i] - q)", "bce", "dp"),
         (
-            "conv2d_backward_input",
-            "ty % S == 0 && tx % S == 0",
+            "conv2d_dilate",
+            "j % s == 0u && i % s == 0u",
             "true",
             "conv2d",
             "dx",
@@ -368,6 +368,14 @@ fn failing_small_cases_with_mutation(
         "mutation target not found once in {shader}"
     );
     let gpu = Gpu::new().unwrap();
+    if shader == "conv2d_backward_input" {
+        // the direct strided kernel is a variant: run it wherever it fits
+        gpu.set_tuning(postergrad::gpu::Tuning {
+            prefer: &["conv2d_backward_input"],
+            ..Default::default()
+        })
+        .unwrap();
+    }
     gpu.override_shader(shader, src.replacen(from, to, 1))
         .unwrap();
     let mut failed = vec![];
@@ -500,6 +508,20 @@ fn catches_a_flipped_sign_in_conv2d_backward_input() {
         "conv2d_backward_input",
         "dx[idx] = dx[idx] + acc[j][i];",
         "dx[idx] = dx[idx] - acc[j][i];",
+        "conv2d",
+        20_000,
+    );
+    assert_caught(&f, "dx");
+}
+
+#[test]
+fn catches_a_dilation_that_keeps_every_position() {
+    // conv2d_dilate copies dy everywhere instead of onto the stride's grid:
+    // every strided input gradient is wrong
+    let f = failing_small_cases_with_mutation(
+        "conv2d_dilate",
+        "j % s == 0u && i % s == 0u",
+        "true",
         "conv2d",
         20_000,
     );
