@@ -56,7 +56,8 @@ pub struct GradcheckArgs {
     pub mutants: Option<usize>,
     /// Check a whole model instead of the ops: the loss's gradient with
     /// respect to every parameter tensor against central differences of the
-    /// whole model, in f64 where the adapter has it (poster, poster5, mlp).
+    /// whole model, in f64 where the adapter has it (poster, poster5, mlp;
+    /// resnet18/34/50 too, slowly).
     #[arg(long)]
     pub model: Option<String>,
     /// With --model: the input size (square).
