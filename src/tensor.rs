@@ -55,10 +55,14 @@ impl Tensor {
             return Err(Error::EmptyTensor { op, shape });
         }
         let buf = gpu.take_buffer((shape.numel() * gpu.real_bytes()) as u64, op)?;
-        Ok(Tensor {
+        let t = Tensor {
             buf: Rc::new(buf),
             shape,
-        })
+        };
+        if gpu.tuning().poison {
+            t.fill(gpu, f32::NAN)?;
+        }
+        Ok(t)
     }
 
     /// A tensor filled with zeros (cleared on the GPU, in order with the

@@ -111,6 +111,12 @@ pub struct Tuning {
     /// `conv2d_backward_weight`, …): how the gradient checks reach every
     /// variant any adapter picks, and how a benchmark pins one.
     pub prefer: &'static [&'static str],
+    /// Fill every new tensor (`Tensor::uninit`) with NaN before a kernel
+    /// writes it: the gradient checks' folded-grid and variant passes set
+    /// it, so that an element a kernel forgets to write shows as a NaN
+    /// instead of the value a pooled buffer still holds from the last
+    /// case. Off by default (it costs a pass over every new tensor).
+    pub poison: bool,
 }
 
 impl Tuning {

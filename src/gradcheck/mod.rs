@@ -438,8 +438,10 @@ fn folded(
     options: &Options,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Row>> {
+    // fresh tensors start as NaN: an element the folded index skips shows
     let fold = |t: crate::gpu::Tuning| crate::gpu::Tuning {
         fold_groups: Some(FOLD_AT),
+        poison: true,
         ..t
     };
     let rows = with_tuning(gpu, fold, || {
@@ -461,7 +463,11 @@ fn with_variants(
     options: &Options,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Row>> {
-    let prefer = |t: crate::gpu::Tuning| crate::gpu::Tuning { prefer: set, ..t };
+    let prefer = |t: crate::gpu::Tuning| crate::gpu::Tuning {
+        prefer: set,
+        poison: true,
+        ..t
+    };
     let rows = with_tuning(gpu, prefer, || {
         small_cases(gpu, "conv2d", VARIANT_MAX_ELEMENTS, options)
     })?;
