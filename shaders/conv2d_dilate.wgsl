@@ -1,7 +1,9 @@
 // conv2d_dilate: d[n, co, j, i] = dy[n, co, j / s, i / s] where s divides j and i, else 0
 //
 // The strided convolution's input gradient, step one: dy spread out by the
-// stride, zeros between, d: [N, Cout, (OH − 1)·s + 1, (OW − 1)·s + 1].
+// stride, zeros between, d: [N, Cout, (OH − 1)·s + 1, (OW − 1)·s + 1] (or
+// larger: a strided 1×1 convolution spreads its GEMM's result, Wᵀ·dy, over
+// the whole of dx, zeros past the source too).
 // Then dx = the stride-1 correlation of d with the flipped, transposed
 // kernel (padding KH − 1 − pt), which the fast forward kernels compute
 // (conv2d.rs, "Strided input gradients"): s² times the useful
@@ -37,7 +39,9 @@ fn conv2d_dilate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let j = (k / params.w) % params.h;
     let plane = k / (params.w * params.h);
     let s = params.stride;
-    let on_grid = j % s == 0u && i % s == 0u;
+    // on the stride's grid and inside the source (d may extend past it:
+    // a strided 1×1 convolution's input gradient fills all of dx)
+    let on_grid = j % s == 0u && i % s == 0u && j / s < params.oh && i / s < params.ow;
     let src = params.y_base + (plane * params.oh + j / s) * params.ow + i / s;
     d[params.x_base + k] = select(real(0.0), dy[min(src, arrayLength(&dy) - 1u)], on_grid);
 }

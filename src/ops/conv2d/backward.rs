@@ -64,6 +64,9 @@ pub fn conv2d_backward_input_with(
         // the forward kernel with the roles swapped and padding KH − 1 − pt.
         return flipped(gpu, &g, dy, (g.oh, g.ow), w, dx, write, kernel);
     }
+    if strided_1x1(&g) && !gpu.tuning().prefers("conv2d_backward_input") {
+        return strided_1x1_input(gpu, &g, dy, w, dx, write);
+    }
     if !gpu.tuning().prefers("conv2d_backward_input") {
         // Strided: dy spread out by the stride (conv2d_dilate), then the
         // same stride-1 correlation over it.
@@ -103,6 +106,9 @@ pub fn backward_input_row(gpu: &Gpu, g: &ConvGeometry) -> String {
     }
     if g.stride > 1 && gpu.tuning().prefers("conv2d_backward_input") {
         return "conv2d_backward_input".into();
+    }
+    if strided_1x1(g) {
+        return crate::gpu::row_name("dense_backward_weight", Some(gemm::GEMM_1X1));
     }
     let size = if g.stride == 1 {
         (g.oh, g.ow)
@@ -166,11 +172,20 @@ fn flipped(
 /// dy spread out by the stride with zeros between: [N, Cout, dh, dw].
 fn dilate(gpu: &Gpu, g: &ConvGeometry, dy: &Tensor, dh: usize, dw: usize) -> Result<Tensor> {
     let d = Tensor::uninit(gpu, [g.n, g.cout, dh, dw], "conv2d_dilate")?;
+    dilate_into(gpu, g, dy, &d)?;
+    Ok(d)
+}
+
+/// Writes `src` [N, g.cout, g.oh, g.ow] spread out by g.stride into every
+/// element of `dst` [N, g.cout, dh, dw] (zeros off the grid and past the
+/// source).
+fn dilate_into(gpu: &Gpu, g: &ConvGeometry, src: &Tensor, dst: &Tensor) -> Result<()> {
+    let (dh, dw) = (dst.dims()[2], dst.dims()[3]);
     let (ys, ds) = (g.cout * g.oh * g.ow, g.cout * dh * dw);
     for r in gpu.batch_chunks(g.n, &[(ds * gpu.real_bytes()) as u64]) {
         let n = r.len();
-        let (dyw, yb) = gpu.window(dy, r.start * ys, n * ys);
-        let (dw_, db) = gpu.window(&d, r.start * ds, n * ds);
+        let (dyw, yb) = gpu.window(src, r.start * ys, n * ys);
+        let (dw_, db) = gpu.window(dst, r.start * ds, n * ds);
         let p = ConvParams {
             n: n as u32,
             cout: g.cout as u32,
@@ -185,7 +200,43 @@ fn dilate(gpu: &Gpu, g: &ConvGeometry, dy: &Tensor, dh: usize, dw: usize) -> Res
         };
         gpu.dispatch_bound("conv2d_dilate", &p, &[dyw, dw_], gpu.grid_1d(n * ds, 256))?;
     }
-    Ok(d)
+    Ok(())
+}
+
+/// Whether `g` is a strided 1×1 convolution without padding (ResNet's
+/// downsamples), whose input gradient is a GEMM on the stride's grid.
+fn strided_1x1(g: &ConvGeometry) -> bool {
+    g.kh == 1 && g.kw == 1 && g.stride > 1 && g.pad_top == 0 && g.pad_left == 0
+}
+
+/// A strided 1×1 convolution's input gradient: Wᵀ · dY[n] on the output's
+/// grid (the GEMM of `gemm::backward_input`, [N, Cin, OH, OW]), then spread
+/// onto dx's grid by `conv2d_dilate` — no multiply-add on a zero.
+fn strided_1x1_input(
+    gpu: &Gpu,
+    g: &ConvGeometry,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    write: GradWrite,
+) -> Result<()> {
+    let on_grid = ConvGeometry {
+        h: g.oh,
+        w: g.ow,
+        stride: 1,
+        ..*g
+    };
+    let grad = Tensor::uninit(gpu, [g.n, g.cin, g.oh, g.ow], "conv2d 1x1 strided dx")?;
+    gemm::backward_input(gpu, &on_grid, dy, w, &grad, GradWrite::Write)?;
+    let spread = ConvGeometry { cout: g.cin, ..*g };
+    match write {
+        GradWrite::Write => dilate_into(gpu, &spread, &grad, dx),
+        GradWrite::Add => {
+            let d = Tensor::uninit(gpu, dx.shape().clone(), "conv2d_dilate")?;
+            dilate_into(gpu, &spread, &grad, &d)?;
+            crate::ops::add_scaled(gpu, &d, 1.0, dx)
+        }
+    }
 }
 
 /// The three weight-gradient kernels (see `docs/kernels/conv2d.md`).
