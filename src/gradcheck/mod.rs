@@ -22,6 +22,7 @@
 //! `report.rs` prints them (table, details, JSON, JUnit); `mutants.rs` makes
 //! the mutants that `--mutants` runs.
 
+mod builders;
 mod cases;
 mod check;
 pub mod mutants;

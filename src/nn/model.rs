@@ -309,7 +309,7 @@ impl Model {
                 seed,
                 layers: Vec::new(),
                 resnet: Some(net),
-                batchnorm: net_batchnorm(),
+                batchnorm: BatchNormConfig::TORCH,
                 fusion: Fusion::Off,
             });
         }
@@ -632,9 +632,4 @@ pub(super) fn bn_params(gpu: &Gpu, name: &str, c: usize) -> Result<(Param, Param
         )?,
         BatchNormState::new(gpu, c)?,
     ))
-}
-
-/// The batch-norm settings a ResNet model reports (torchvision's).
-fn net_batchnorm() -> BatchNormConfig {
-    BatchNormConfig::TORCH
 }
