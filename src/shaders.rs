@@ -173,7 +173,9 @@ pub const SHADERS: &[(&str, &str)] = &[
 
 /// log2 of the texels per row (and rows per layer) of a texture copy:
 /// `Gpu::read_window` lays copies out with it and `lib/texels.wgsl` reads
-/// them with it ([`resolve`] writes it into the shader).
+/// them with it ([`resolve`] declares it as the default of the pipeline
+/// constant `TEX_ROW_BITS`; a smaller layout, `Tuning::texture_row_bits`,
+/// sets that constant when the kernel is compiled).
 pub const TEX_ROW_BITS: u32 = 12;
 /// Texels per row of a texture copy (64 KiB of rgba32float, a multiple of
 /// the 256-byte row alignment of buffer-to-texture copies).
@@ -223,7 +225,7 @@ pub fn imports(source: &str) -> Vec<&str> {
 /// The constants the host shares with a library, as WGSL declarations.
 fn shared_constants(library: &str) -> String {
     match library {
-        "texels" => format!("const TEX_ROW_BITS: u32 = {TEX_ROW_BITS}u;\n"),
+        "texels" => format!("override TEX_ROW_BITS: u32 = {TEX_ROW_BITS}u;\n"),
         _ => String::new(),
     }
 }

@@ -321,7 +321,8 @@ impl<'g> Tape<'g> {
 
     /// The buffer node `j`'s gradient accumulates into, zeroed when first used
     /// ([`GradWrite::Add`]); when first used by an op that `may_write` it,
-    /// and not a parameter's, handed over unzeroed ([`GradWrite::Write`]).
+    /// and not a parameter's, handed over unzeroed ([`GradWrite::Write`]),
+    /// unless the device's tuning asks for `accumulate_gradients`.
     fn grad_buffer(
         &self,
         node: &Node,
@@ -336,7 +337,7 @@ impl<'g> Tape<'g> {
                 self.gpu.clear(p);
                 (p.clone(), GradWrite::Add)
             }
-            None if may_write => (
+            None if may_write && !self.gpu.tuning().accumulate_gradients => (
                 Tensor::uninit(self.gpu, node.shape.clone(), "gradient")?,
                 GradWrite::Write,
             ),

@@ -4,10 +4,12 @@
 // Gpu::read_window copies a window of a tensor into an rgba32float 2-D
 // array texture, four consecutive elements per texel: element i is
 // component i % 4 of texel k = i / 4, at column k % TEX_ROW, row
-// (k / TEX_ROW) % TEX_ROW of layer k / TEX_ROW². TEX_ROW_BITS (log2 of
-// TEX_ROW) is not written here: the loader (src/shaders.rs, `resolve`)
-// prepends it from the host's `shaders::TEX_ROW_BITS`, the one place the
-// host's copies and these reads take it from.
+// (k / TEX_ROW) % TEX_ROW of layer k / TEX_ROW². TEX_ROW_BITS, log2 of
+// TEX_ROW, is a pipeline constant: the loader (src/shaders.rs, `resolve`)
+// declares it with the host's default, `shaders::TEX_ROW_BITS` (4096-texel
+// rows), and the host sets it when it compiles a kernel to the layout its
+// copies use (`Gpu::texture_row_bits`; the gradient checks' small-limits
+// pass lays copies out in 16-texel rows).
 //
 // In f64 the kernels' calls tex_at(t, i) and tex4_at(t, k) are rewritten to
 // storage reads (`instantiate`): textures hold no f64.
@@ -16,7 +18,7 @@
 // Thread mapping: none (functions only). Bounds: none; callers keep i and
 // k inside the copy.
 
-const TEX_ROW_MASK: u32 = (1u << TEX_ROW_BITS) - 1u;
+override TEX_ROW_MASK: u32 = (1u << TEX_ROW_BITS) - 1u;
 
 // Element i of a texture copy.
 fn tex_at(t: texture_2d_array<f32>, i: u32) -> real {

@@ -70,7 +70,7 @@ pub fn run(
             }
             let source = shaders::standalone(k.name)?;
             let (mut kk, mut ks, mut ki) = (0, 0, 0);
-            for m in mutants::mutants(k.name, &source, per_kernel, seed) {
+            for m in mutants::mutants(k.name, &source, per_kernel, seed, gpu.precision()) {
                 std::fs::write(dir.join(format!("{}.wgsl", k.name)), m.apply(&source))?;
                 match fate(&exe, &dir, op, k.name, seed, dtype)? {
                     Fate::Killed => kk += 1,

@@ -262,7 +262,7 @@ impl Gpu {
         len: usize,
     ) -> (Bind<'t>, u32) {
         let e = self.real_bytes() as u64;
-        let align = self.limits.min_storage_buffer_offset_alignment.max(8) as u64;
+        let align = self.binding_align().max(8);
         let start_bytes = start as u64 * e;
         let offset = start_bytes / align * align;
         let end = ((start + len) as u64 * e).min(t.bytes());
@@ -276,14 +276,31 @@ impl Gpu {
         (bind, ((start_bytes - offset) / e) as u32)
     }
 
+    /// The alignment of storage binding offsets: the adapter's, or 256 bytes
+    /// under [`Tuning::max_binding_bytes`](super::Tuning::max_binding_bytes).
+    fn binding_align(&self) -> u64 {
+        let adapter = self.limits.min_storage_buffer_offset_alignment as u64;
+        match self.tuning.get().max_binding_bytes {
+            Some(_) => adapter.max(256),
+            None => adapter,
+        }
+    }
+
+    /// The largest storage binding ops plan their windows for: the
+    /// adapter's limit, or the tuning's lower cap.
+    fn max_binding_bytes(&self) -> u64 {
+        let adapter = self.limits.max_storage_buffer_binding_size;
+        self.tuning
+            .get()
+            .max_binding_bytes
+            .map_or(adapter, |cap| cap.min(adapter))
+    }
+
     /// Splits `n` samples into consecutive ranges whose windows fit one
     /// binding, given the bytes one sample occupies in each bound tensor.
     pub fn batch_chunks(&self, n: usize, bytes_per_sample: &[u64]) -> Vec<std::ops::Range<usize>> {
-        let align = self.limits.min_storage_buffer_offset_alignment.max(4) as u64;
-        let room = self
-            .limits
-            .max_storage_buffer_binding_size
-            .saturating_sub(align);
+        let align = self.binding_align().max(4);
+        let room = self.max_binding_bytes().saturating_sub(align);
         let widest = bytes_per_sample.iter().copied().max().unwrap_or(1).max(1);
         let per = ((room / widest) as usize).clamp(1, n.max(1));
         (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect()

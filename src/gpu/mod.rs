@@ -117,6 +117,29 @@ pub struct Tuning {
     /// instead of the value a pooled buffer still holds from the last
     /// case. Off by default (it costs a pass over every new tensor).
     pub poison: bool,
+    /// Cap storage bindings at this many bytes (below the adapter's limit)
+    /// and align their offsets to 256 bytes, the coarsest alignment any
+    /// adapter asks: ops then split every batch into per-sample windows
+    /// whose first elements (`x_base`, `y_base`) are non-zero and differ
+    /// between tensors, as they are on a large batch. The gradient checks'
+    /// small-limits pass sets it; `None`: the adapter's limit.
+    pub max_binding_bytes: Option<u64>,
+    /// log2 of the texels per row, and rows per layer, of a texture copy
+    /// (4 ..= 12; `None`: [`TEX_ROW_BITS`](crate::shaders::TEX_ROW_BITS),
+    /// 4096 × 4096 texels a layer). The small-limits pass sets 4 (256
+    /// texels a layer), so that copies of small tensors span many rows and
+    /// layers and every term of `lib/texels.wgsl`'s address runs.
+    pub texture_row_bits: Option<u32>,
+    /// Hand every backward a zeroed gradient buffer to add into
+    /// (`GradWrite::Add`), as when a tensor feeds two ops, instead of a
+    /// fresh one to write (`GradWrite::Write`, which the ops recorded with
+    /// `Tape::record_writing_first` take where they can): the gradient
+    /// checks' split-batch pass sets it, so that those ops' adding paths
+    /// are checked too. Off by default (writing skips a zeroing pass).
+    pub accumulate_gradients: bool,
+    /// Quads per chunk of bnpool's split sums (`bnpool_backward_partials`;
+    /// at least 1). `None`: 256 (1,024 windows).
+    pub bnpool_chunk: Option<usize>,
 }
 
 impl Tuning {
@@ -128,6 +151,8 @@ impl Tuning {
 
 /// The range [`Tuning::weight_chunk`] accepts.
 pub const WEIGHT_CHUNK_RANGE: std::ops::RangeInclusive<usize> = 64..=65536;
+/// The range [`Tuning::texture_row_bits`] accepts.
+pub const TEXTURE_ROW_BITS_RANGE: std::ops::RangeInclusive<u32> = 4..=12;
 
 /// Counters for tests and reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -203,6 +228,14 @@ impl Gpu {
         self.tuning.get()
     }
 
+    /// log2 of a texture copy's row length in texels ([`Tuning::texture_row_bits`]).
+    pub fn texture_row_bits(&self) -> u32 {
+        self.tuning
+            .get()
+            .texture_row_bits
+            .unwrap_or(crate::shaders::TEX_ROW_BITS)
+    }
+
     /// Replaces the device's [`Tuning`]; a value out of range is an
     /// [`Error::Config`] naming it.
     pub fn set_tuning(&self, tuning: Tuning) -> Result<()> {
@@ -216,6 +249,23 @@ impl Gpu {
                     ),
                 });
             }
+        }
+        if let Some(bits) = tuning.texture_row_bits {
+            if !TEXTURE_ROW_BITS_RANGE.contains(&bits) {
+                return Err(Error::Config {
+                    what: "texture row bits".into(),
+                    message: format!(
+                        "'{bits}' is not in 4 ..= 12 (16 to 4096 texels a row: a row must \
+                         be a multiple of the 256-byte copy alignment)"
+                    ),
+                });
+            }
+        }
+        if tuning.bnpool_chunk == Some(0) {
+            return Err(Error::Config {
+                what: "bnpool chunk".into(),
+                message: "must be at least 1 quad".into(),
+            });
         }
         if tuning.fold_groups == Some(0) {
             return Err(Error::Config {

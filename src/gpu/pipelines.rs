@@ -8,8 +8,12 @@ use super::{Constants, Gpu, Kernel};
 use crate::error::{Error, Result};
 use crate::shaders::{self, Precision};
 
-/// A compiled pipeline's key: the kernel and its [`Constants`] (as bits).
+/// A compiled pipeline's key: the kernel and its [`Constants`] (as bits),
+/// the texture layout's among them.
 pub(super) type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+
+/// The pipeline constant that holds the texture layout (`lib/texels.wgsl`).
+const TEX_ROW_BITS: &str = "TEX_ROW_BITS";
 
 pub(super) struct CachedPipeline {
     pub(super) pipeline: wgpu::ComputePipeline,
@@ -64,10 +68,13 @@ impl Gpu {
         kernel: Kernel,
         constants: Constants,
     ) -> Result<Rc<CachedPipeline>> {
-        let key = (
-            kernel,
-            constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
-        );
+        // the texture layout is a constant of every kernel that reads
+        // texture copies (lib/texels.wgsl), set only where it is declared
+        let tex_bits = self.texture_row_bits();
+        let mut key_constants: Vec<(&'static str, u64)> =
+            constants.iter().map(|&(n, v)| (n, v.to_bits())).collect();
+        key_constants.push((TEX_ROW_BITS, tex_bits as u64));
+        let key = (kernel, key_constants);
         if let Some(p) = self.pipelines.borrow().get(&key) {
             return Ok(p.clone());
         }
@@ -77,6 +84,10 @@ impl Gpu {
         };
         let source = shaders::resolve(kernel, &source)?;
         let source = shaders::instantiate(&source, self.precision);
+        let mut constants = constants.to_vec();
+        if source.contains(&format!("override {TEX_ROW_BITS}")) {
+            constants.push((TEX_ROW_BITS, tex_bits as f64));
+        }
         // A shader module is the parsed WGSL; a compute pipeline is one entry
         // point of it, compiled for this device. `layout: None` lets wgpu derive
         // the bind-group layout from the bindings the entry point uses.
@@ -95,7 +106,7 @@ impl Gpu {
                 module: &module,
                 entry_point: Some(kernel),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
+                    constants: &constants,
                     ..Default::default()
                 },
                 cache: None,

@@ -40,7 +40,7 @@ impl<A: DeviceArray + ?Sized> DeviceArray for &A {
 pub(crate) struct Pool {
     pub(super) free: HashMap<u64, Vec<wgpu::Buffer>>,
     /// Texture copies by (rows, layers).
-    pub(super) textures: HashMap<(u32, u32), Vec<wgpu::Texture>>,
+    pub(super) textures: HashMap<(u32, u32, u32), Vec<wgpu::Texture>>,
 }
 
 /// A storage buffer on loan from the pool; it goes back when dropped.
@@ -86,7 +86,7 @@ pub use crate::shaders::{TEX_LAYER, TEX_ROW};
 pub struct TexCopy {
     texture: Option<wgpu::Texture>,
     pub(super) view: wgpu::TextureView,
-    key: (u32, u32),
+    key: (u32, u32, u32),
     pub(super) len: usize,
     base: u32,
     pool: Rc<RefCell<Pool>>,
@@ -200,8 +200,9 @@ impl Gpu {
     /// pooled texture (f32 devices: textures hold no f64), whole texels of
     /// four elements from `start` rounded down to a multiple of four (tensor
     /// buffers are whole texels long, see `take_buffer`). Textures have
-    /// 4096-texel rows, a power of two of rows up to 4096 and as many layers
-    /// as needed, so the pool reuses them across nearby sizes.
+    /// 4096-texel rows (or the tuning's smaller layout), a power of two of
+    /// rows up to as many and as many layers as needed, so the pool reuses
+    /// them across nearby sizes.
     pub(super) fn texture_copy(
         &self,
         t: &(impl DeviceArray + ?Sized),
@@ -220,20 +221,29 @@ impl Gpu {
         let base = start % 4;
         let first_texel = start / 4;
         let texels = (base + len).div_ceil(4);
-        let rows = texels.div_ceil(TEX_ROW);
+        // the layout: 4096-texel rows and layers of 4096 rows, unless the
+        // tuning sets a smaller one (the kernels read it as the pipeline
+        // constant TEX_ROW_BITS, `Gpu::pipeline`)
+        let row_len = 1usize << self.texture_row_bits();
+        let layer_len = row_len * row_len;
+        let rows = texels.div_ceil(row_len);
         // GL makes a one-layer texture a TEXTURE_2D, which cannot be viewed
         // as an array: there every copy gets at least two layers.
         let min_layers = if self.summary.backend == "Gl" { 2 } else { 1 };
-        let layers = rows.div_ceil(TEX_ROW).max(min_layers);
-        let key = (rows.min(TEX_ROW).next_power_of_two() as u32, layers as u32);
+        let layers = rows.div_ceil(row_len).max(min_layers);
+        let key = (
+            row_len as u32,
+            rows.min(row_len).next_power_of_two() as u32,
+            layers as u32,
+        );
         if layers as u32 > self.limits.max_texture_array_layers
+            || key.1 > self.limits.max_texture_dimension_2d
             || key.0 > self.limits.max_texture_dimension_2d
-            || TEX_ROW as u32 > self.limits.max_texture_dimension_2d
         {
             return Err(Error::TooLarge {
                 op: "texture_copy",
                 bytes: len as u64 * 4,
-                limit: self.limits.max_texture_array_layers as u64 * TEX_LAYER as u64 * 16,
+                limit: self.limits.max_texture_array_layers as u64 * layer_len as u64 * 16,
                 what: "texture",
             });
         }
@@ -250,9 +260,9 @@ impl Gpu {
                 self.device.create_texture(&wgpu::TextureDescriptor {
                     label: Some("texture copy"),
                     size: wgpu::Extent3d {
-                        width: TEX_ROW as u32,
-                        height: key.0,
-                        depth_or_array_layers: key.1,
+                        width: key.0,
+                        height: key.1,
+                        depth_or_array_layers: key.2,
                     },
                     mip_level_count: 1,
                     sample_count: 1,
@@ -267,14 +277,14 @@ impl Gpu {
         // (`first` and `count` in texels).
         self.with_encoder(|e| {
             let mut copy = |first: usize, count: usize| {
-                let (row, layer) = ((first / TEX_ROW) % TEX_ROW, first / TEX_LAYER);
-                let width = count.min(TEX_ROW);
+                let (row, layer) = ((first / row_len) % row_len, first / layer_len);
+                let width = count.min(row_len);
                 e.copy_buffer_to_texture(
                     wgpu::TexelCopyBufferInfo {
                         buffer: t.buffer().raw(),
                         layout: wgpu::TexelCopyBufferLayout {
                             offset: ((first_texel + first) * 16) as u64,
-                            bytes_per_row: Some((TEX_ROW * 16) as u32),
+                            bytes_per_row: Some((row_len * 16) as u32),
                             rows_per_image: None,
                         },
                     },
@@ -290,14 +300,14 @@ impl Gpu {
                     },
                     wgpu::Extent3d {
                         width: width as u32,
-                        height: count.div_ceil(TEX_ROW) as u32,
+                        height: count.div_ceil(row_len) as u32,
                         depth_or_array_layers: 1,
                     },
                 );
             };
-            let whole = texels / TEX_ROW * TEX_ROW;
-            for first in (0..whole).step_by(TEX_LAYER) {
-                copy(first, (whole - first).min(TEX_LAYER));
+            let whole = texels / row_len * row_len;
+            for first in (0..whole).step_by(layer_len) {
+                copy(first, (whole - first).min(layer_len));
             }
             if whole < texels {
                 copy(whole, texels - whole);

@@ -35,14 +35,20 @@ fn dense_cases(rng: &mut Rng) -> Vec<Case> {
         .collect()
 }
 
+/// Elementwise shapes: one element, not a multiple of 256, 12 workgroups
+/// (exactly 4 folded rows of 3 in the small-limits pass: no slack in the
+/// last row, so an index that overlaps rows leaves its last elements
+/// unwritten, NaN there), 64,000 elements.
+const ELEMENTWISE_SHAPES: [[usize; 2]; 4] = [[1, 1], [3, 37], [3, 1024], [64, 1000]];
+
 fn relu_cases(rng: &mut Rng) -> Vec<Case> {
-    [vec![1, 1], vec![3, 37], vec![64, 1000]]
+    ELEMENTWISE_SHAPES
         .into_iter()
         .map(|s| {
             let n = s.iter().product();
             unary_case(
                 "relu",
-                s,
+                s.to_vec(),
                 rng.vec_away_from_zero(n, 0.1, 2.0),
                 ops::relu::relu,
                 ops::relu::cpu::relu_forward,
@@ -53,13 +59,13 @@ fn relu_cases(rng: &mut Rng) -> Vec<Case> {
 }
 
 fn sigmoid_cases(rng: &mut Rng) -> Vec<Case> {
-    [vec![1, 1], vec![3, 37], vec![64, 1000]]
+    ELEMENTWISE_SHAPES
         .into_iter()
         .map(|s| {
             let n = s.iter().product();
             unary_case(
                 "sigmoid",
-                s,
+                s.to_vec(),
                 rng.vec_f32(n, -6.0, 6.0),
                 ops::sigmoid::sigmoid,
                 ops::sigmoid::cpu::sigmoid_forward,
@@ -98,13 +104,20 @@ fn conv2d_cases(rng: &mut Rng) -> Vec<Case> {
         (1, 3, 350, 350, 16, 3, 1, Valid),
         // 48 input channels of a 5×5 kernel: the general forward splits
         // them into two chunks of its 64 KiB weight window (ci0 > 0)
-        (1, 48, 9, 9, 4, 5, 1, Valid),
+        // (20 outputs: two groups of 16, whose second the first's store
+        // loop must not reach while the chunks add into y)
+        (1, 48, 9, 9, 20, 5, 1, Valid),
         // width 15 with "same" padding: a strip of eight starts one column
         // left of the input and its twelve-column read ends one past the
         // right edge, which must read 0
         (1, 4, 6, 15, 3, 3, 1, Same),
         // and at stride 2, whose loop over the chunk's channels is its own
-        (1, 48, 11, 11, 4, 5, 2, Valid),
+        (1, 48, 11, 11, 20, 5, 2, Valid),
+        // 3,072 output pixels × 16 channels: in the small-limits pass's
+        // chunks of 64 pixels, 768 bias sums (conv2d_backward_bias: not a
+        // 3×3, whose weight kernels sum the bias), exactly 4 folded rows
+        // of three 64-invocation workgroups (no slack in the last row)
+        (1, 2, 48, 64, 16, 5, 1, Same),
     ]
     .into_iter()
     .map(|(n, cin, h, w, cout, k, s, pad)| (n, cin, h, w, cout, k, s, pad, Bias::Added))
@@ -119,7 +132,14 @@ fn conv2d_cases(rng: &mut Rng) -> Vec<Case> {
         (1, 64, 56, 56, 256, 1, 1, Explicit(0), Bias::None),
         (2, 5, 13, 11, 6, 3, 2, Explicit(1), Bias::None),
         (2, 3, 10, 21, 4, 7, 2, Explicit(3), Bias::Added),
+        // 646 input pixels: the direct strided input-gradient kernel's
+        // second tile of 512
+        (2, 3, 17, 19, 4, 3, 2, Explicit(1), Bias::Added),
         (2, 9, 7, 7, 18, 1, 1, Explicit(0), Bias::None),
+        // a strided 1×1 (the downsample): its input gradient spreads the
+        // GEMM's result over dx, 3,072 elements: 12 workgroups of
+        // conv2d_dilate, exactly 4 folded rows of 3 in the small-limits pass
+        (1, 3, 32, 32, 8, 1, 2, Explicit(0), Bias::None),
     ])
     .map(|(n, cin, h, w, cout, k, s, pad, bias)| {
         conv_case(rng, [n, cin, h, w], [cout, cin, k, k], s, pad, bias)

@@ -467,15 +467,16 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
     let mut rng = Rng::new(seed ^ 0xB7);
     let mut rows = Vec::new();
     use ops::BnInput::{AsIs, Relu};
-    for (shape, input) in [
-        (vec![2usize, 3, 7, 9], AsIs),
-        (vec![32, 128], AsIs),
-        (vec![2, 3, 7, 9], Relu),
+    // Keras's settings, and PyTorch's (momentum 0.9, ε 1e-5, the unbiased
+    // running variance: `moving_var_scale`)
+    let torch = ops::BatchNormConfig::TORCH;
+    for (shape, input, config) in [
+        (vec![2usize, 3, 7, 9], AsIs, Default::default()),
+        (vec![32, 128], AsIs, Default::default()),
+        (vec![2, 3, 7, 9], Relu, Default::default()),
+        (vec![2, 3, 7, 9], AsIs, torch),
     ] {
-        let config = ops::BatchNormConfig {
-            input,
-            ..Default::default()
-        };
+        let config = ops::BatchNormConfig { input, ..config };
         let eps = config.epsilon as f64;
         let (n, c, plane) = bn_layout(&shape);
         let count: usize = shape.iter().product();
@@ -560,9 +561,14 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
             ("dbeta (inference) vs f64 reference", &db, &db_ref),
         ] {
             let got = t.to_vec_f64(gpu)?;
+            let settings = if config.moving_variance == torch.moving_variance {
+                " torch"
+            } else {
+                ""
+            };
             let label = match input {
-                AsIs => format!("{} infer", shape_str(&shape)),
-                Relu => format!("{} infer relu", shape_str(&shape)),
+                AsIs => format!("{} infer{settings}", shape_str(&shape)),
+                Relu => format!("{} infer relu{settings}", shape_str(&shape)),
             };
             rows.push(Row::new("batchnorm", &label, check, &got, want, tol));
         }

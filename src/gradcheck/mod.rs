@@ -383,7 +383,9 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
             report
                 .rows
                 .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
-            report.rows.extend(folded(gpu, op, options, &wanted)?);
+            report
+                .rows
+                .extend(small_limits_pass(gpu, op, options, &wanted)?);
             continue;
         }
         if op == "bce" {
@@ -405,7 +407,9 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
             let rows = check::check_case_with(gpu, &case, options.seed, options.probe())?;
             report.rows.extend(rows);
         }
-        report.rows.extend(folded(gpu, op, options, &wanted)?);
+        report
+            .rows
+            .extend(small_limits_pass(gpu, op, options, &wanted)?);
         if op == "conv2d" {
             for set in crate::ops::conv2d::variant_sets(gpu) {
                 report
@@ -418,41 +422,83 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
 }
 
 /// The parameter counts `check_adam` updates.
-pub(crate) const ADAM_SIZES: [usize; 3] = [1, 1000, 40_000];
+/// (12,288: four per invocation, 12 workgroups, exactly 4 folded rows of 3 in the small-limits
+/// pass, no slack in the last row.)
+pub(crate) const ADAM_SIZES: [usize; 4] = [1, 1000, 12_288, 40_000];
 
-/// Workgroups per dimension past which grids fold in the folded-grid pass.
-const FOLD_AT: u32 = 3;
-/// The folded-grid pass takes the op's cases up to this many elements.
-const FOLD_MAX_ELEMENTS: usize = 100_000;
-/// What the folded-grid pass adds to a case's shape in the report.
-pub const FOLDED: &str = " (folded grid)";
+/// The small-limits pass takes the op's cases up to this many elements.
+const SMALL_MAX_ELEMENTS: usize = 100_000;
+/// What the small-limits pass adds to a case's shape in the report.
+pub const SMALL_LIMITS: &str = " (small limits)";
+/// What the split-batch pass adds to a case's shape in the report.
+pub const SPLIT_BATCH: &str = " (split batch)";
 
-/// The folded-grid pass: the op's cases of up to [`FOLD_MAX_ELEMENTS`]
-/// again with every 1-D grid folded into a second dimension past
-/// [`FOLD_AT`] workgroups (`Tuning::fold_groups`), so that the folded
-/// index (`gid.x + gid.y · num_workgroups.x · 256`) and the bounds of the
-/// last, partly idle row of workgroups run on tensors this small; on an
-/// adapter they are reached only past 65,535 workgroups.
-fn folded(
+/// The limits of the small-limits pass: what a large tensor meets on an
+/// adapter, met by small ones.
+pub fn small_limits(t: crate::gpu::Tuning) -> crate::gpu::Tuning {
+    crate::gpu::Tuning {
+        // 1-D grids fold into y past 3 workgroups (an adapter folds past
+        // 65,535), so the folded index `gid.x + gid.y · num_workgroups.x ·
+        // 256` and the partly idle last row run
+        fold_groups: Some(3),
+        // conv2d's split weight and bias sums in chunks of 64 output pixels
+        // and bnpool's in chunks of 4 quads: many chunks, a folded grid
+        weight_chunk: Some(64),
+        bnpool_chunk: Some(4),
+        // texture copies in 16-texel rows and 256-texel layers: a few
+        // thousand elements span rows and layers
+        texture_row_bits: Some(4),
+        // fresh tensors start as NaN: an element an index skips shows
+        poison: true,
+        ..t
+    }
+}
+
+/// The limits of the split-batch pass: storage bindings of at most 1 KiB
+/// at 256-byte offsets, so that ops split their batches into windows of a
+/// sample or a few hundred elements whose first elements (`x_base`,
+/// `y_base`) are non-zero and differ between tensors, as on a batch larger
+/// than a binding; and every gradient added into a zeroed buffer
+/// (`Tuning::accumulate_gradients`). (Not in [`small_limits`]: windows
+/// this small would never fill the folded grids that pass is for.)
+pub fn split_batch(t: crate::gpu::Tuning) -> crate::gpu::Tuning {
+    crate::gpu::Tuning {
+        max_binding_bytes: Some(1024),
+        // and every gradient added into a zeroed buffer: the adding paths
+        // of the ops that write a fresh gradient where they can
+        accumulate_gradients: true,
+        poison: true,
+        ..t
+    }
+}
+
+/// The small-limits and split-batch passes: the op's cases of up to
+/// [`SMALL_MAX_ELEMENTS`] again under [`small_limits`] and under
+/// [`split_batch`], so that the paths an adapter takes only for large
+/// tensors — folded grids, many reduction chunks, texture copies past one
+/// row and one layer, batches split across bindings — run on tensors this
+/// small.
+fn small_limits_pass(
     gpu: &Gpu,
     op: &str,
     options: &Options,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Row>> {
-    // fresh tensors start as NaN: an element the folded index skips shows
-    let fold = |t: crate::gpu::Tuning| crate::gpu::Tuning {
-        fold_groups: Some(FOLD_AT),
-        poison: true,
-        ..t
-    };
-    let rows = with_tuning(gpu, fold, || {
-        if op == "adam" {
-            check_adam(gpu, options.seed)
-        } else {
-            small_cases(gpu, op, FOLD_MAX_ELEMENTS, options)
-        }
-    })?;
-    Ok(labelled(rows, FOLDED, wanted))
+    let mut out = Vec::new();
+    for (limits, label) in [
+        (small_limits as fn(_) -> _, SMALL_LIMITS),
+        (split_batch, SPLIT_BATCH),
+    ] {
+        let rows = with_tuning(gpu, limits, || {
+            if op == "adam" {
+                check_adam(gpu, options.seed)
+            } else {
+                small_cases(gpu, op, SMALL_MAX_ELEMENTS, options)
+            }
+        })?;
+        out.extend(labelled(rows, label, wanted));
+    }
+    Ok(out)
 }
 
 /// conv2d's cases of up to [`VARIANT_MAX_ELEMENTS`] with the variants of
@@ -533,10 +579,12 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
         .flat_map(|op| -> Vec<(&'static str, String)> {
             if op == "adam" {
                 let plain = ADAM_SIZES.iter().map(|n| ("adam", format!("[{n}]")));
-                let folded = ADAM_SIZES
-                    .iter()
-                    .map(|n| ("adam", format!("[{n}]{FOLDED}")));
-                plain.chain(folded).collect()
+                let limited = [SMALL_LIMITS, SPLIT_BATCH].into_iter().flat_map(|label| {
+                    ADAM_SIZES
+                        .iter()
+                        .map(move |n| ("adam", format!("[{n}]{label}")))
+                });
+                plain.chain(limited).collect()
             } else {
                 let all = cases(op, seed);
                 let variants: Vec<String> = if op == "conv2d" {
@@ -551,16 +599,19 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
                 } else {
                     vec![]
                 };
-                let folded: Vec<String> = all
-                    .iter()
-                    .filter(|c| c.inputs[0].data.len() <= FOLD_MAX_ELEMENTS)
-                    .map(|c| format!("{}{FOLDED}", c.shape))
+                let small: Vec<String> = [SMALL_LIMITS, SPLIT_BATCH]
+                    .into_iter()
+                    .flat_map(|label| {
+                        all.iter()
+                            .filter(|c| c.inputs[0].data.len() <= SMALL_MAX_ELEMENTS)
+                            .map(move |c| format!("{}{label}", c.shape))
+                    })
                     .collect();
                 let clipped = (op == "bce").then(check::bce_clipped_shape);
                 all.into_iter()
                     .map(|c| c.shape)
                     .chain(clipped)
-                    .chain(folded)
+                    .chain(small)
                     .chain(variants)
                     .map(|s| (op, s))
                     .collect()

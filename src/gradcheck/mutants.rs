@@ -144,11 +144,26 @@ fn line_mutants(line: &str) -> Vec<String> {
 }
 
 /// Up to `n` distinct mutants of `kernel` (whose one-piece source is
-/// `source`), drawn with `seed`.
-pub fn mutants(kernel: &'static str, source: &str, n: usize, seed: u64) -> Vec<Mutant> {
+/// `source`), drawn with `seed` from the functions the kernel runs in
+/// `precision` (in f64 the texture reads of `lib/texels.wgsl` become
+/// storage reads, so its texture functions run in f32 only).
+pub fn mutants(
+    kernel: &'static str,
+    source: &str,
+    n: usize,
+    seed: u64,
+    precision: crate::shaders::Precision,
+) -> Vec<Mutant> {
     let lines: Vec<&str> = source.lines().collect();
+    // instantiating keeps the source's lines where they were (it rewrites
+    // within lines and appends its maths), so its live ranges are the source's
+    let instantiated = crate::shaders::instantiate(source, precision);
+    let run: Vec<&str> = instantiated.lines().collect();
     let mut all: Vec<Mutant> = Vec::new();
-    for (start, end) in live_functions(&lines) {
+    for (start, end) in live_functions(&run) {
+        if end >= lines.len() {
+            continue; // an appended f64 maths function: not in the source
+        }
         for (i, line) in lines.iter().enumerate().take(end + 1).skip(start) {
             for after in line_mutants(line) {
                 all.push(Mutant {
@@ -263,6 +278,7 @@ impl Equivalent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shaders::Precision::F32;
 
     #[test]
     fn a_line_yields_operator_literal_and_component_mutants() {
@@ -287,14 +303,14 @@ mod tests {
     #[test]
     fn mutants_are_seeded_and_apply_to_their_line() {
         let src = "@compute @workgroup_size(1)\nfn f(a: u32) -> u32 {\n    return g(a) + 1u;\n}\nfn g(a: u32) -> u32 {\n    return a * 2u;\n}\nfn unused(a: u32) -> u32 {\n    return a - 7u;\n}\n";
-        let a = mutants("f", src, 2, 1);
-        assert_eq!(a, mutants("f", src, 2, 1));
+        let a = mutants("f", src, 2, 1, F32);
+        assert_eq!(a, mutants("f", src, 2, 1, F32));
         assert_eq!(a.len(), 2);
         let applied = a[0].apply(src);
         assert_ne!(applied, src);
         assert_eq!(applied.lines().count(), src.lines().count());
         // every mutant lies in f or the g it calls, none in `unused`
-        let every = mutants("f", src, 100, 1);
+        let every = mutants("f", src, 100, 1, F32);
         assert!(every.iter().any(|m| m.line == 6), "{every:?}");
         assert!(every.iter().all(|m| m.line < 8), "{every:?}");
     }

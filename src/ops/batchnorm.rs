@@ -581,6 +581,12 @@ pub mod cpu {
         let (mean, var) = batch_stats(x, n, c, plane);
         let y = forward_with(x, gamma, beta, &mean, &var, config.epsilon as f64, c, plane);
         let mo = config.momentum as f64;
+        // PyTorch's running variance is the unbiased one: var · M/(M − 1)
+        let m = (n * plane) as f64;
+        let unbias = match config.moving_variance {
+            super::MovingVariance::Unbiased if m > 1.0 => m / (m - 1.0),
+            _ => 1.0,
+        };
         let mm = moving
             .0
             .iter()
@@ -591,7 +597,7 @@ pub mod cpu {
             .1
             .iter()
             .zip(&var)
-            .map(|(a, b)| mo * a + (1.0 - mo) * b)
+            .map(|(a, b)| mo * a + (1.0 - mo) * b * unbias)
             .collect();
         (y, mm, mv)
     }

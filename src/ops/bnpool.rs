@@ -72,6 +72,13 @@ crate::uniform! {
 /// Quads per chunk of `bnpool_backward_partials` (1,024 windows).
 const CHUNK: usize = 256;
 
+/// The chunk in force: [`CHUNK`], or the device's tuning
+/// (`Tuning::bnpool_chunk`: the gradient checks' small-limits pass makes
+/// chunks small enough that a small tensor's sums need a folded grid).
+fn chunk(gpu: &Gpu) -> usize {
+    gpu.tuning().bnpool_chunk.unwrap_or(CHUNK)
+}
+
 /// Bytes of the channel window: the kernels' `chan`, one uniform binding.
 const CHANNEL_WINDOW_BYTES: usize = 65536;
 
@@ -173,7 +180,7 @@ impl Geometry {
             relu_input: (config.batchnorm.input == BnInput::Relu) as u32,
             training: (mode == Mode::Training) as u32,
             count: (self.n * self.h * self.w) as u32,
-            chunk: CHUNK as u32,
+            chunk: 0, // set by bnpool_backward_partials, the kernel that reads it
             chunk_offset: 0,
             dz_base: 0,
             first: 0,
@@ -324,9 +331,10 @@ fn bnpool_backward_partials<'t>(
     let (zs, ps) = (g.z_per_sample(), g.p_per_sample());
     let ranges = g.ranges(gpu);
     // chunks of the split sums per range, and each range's first chunk
+    let chunk = chunk(gpu);
     let range_chunks: Vec<usize> = ranges
         .iter()
-        .map(|r| (r.len() * g.quads_per_plane()).div_ceil(CHUNK))
+        .map(|r| (r.len() * g.quads_per_plane()).div_ceil(chunk))
         .collect();
     let mut chunk_offsets = Vec::with_capacity(ranges.len());
     let mut chunks = 0;
@@ -346,6 +354,7 @@ fn bnpool_backward_partials<'t>(
             z_base: zt.base(),
             p_base: dpt.base(),
             first: (r.start * ps) as u32,
+            chunk: chunk as u32,
             chunk_offset: offset as u32,
             ..*base
         };
