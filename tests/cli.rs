@@ -301,10 +301,11 @@ fn gradcheck_says_exactly_what_failed_and_feeds_ci() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
-    // 12 rows, and the same 12 again in the folded-grid pass
-    assert_eq!(rows.len(), 24, "{out}");
+    // 16 rows (4 shapes), and the same 16 again in each of the
+    // small-limits and split-batch passes
+    assert_eq!(rows.len(), 48, "{out}");
     let failed: Vec<&serde_json::Value> = rows.iter().filter(|r| r["passed"] == false).collect();
-    assert_eq!(failed.len(), 8, "{out}");
+    assert_eq!(failed.len(), 18, "{out}");
     let reference = failed
         .iter()
         .find(|r| r["shape"] == "[3, 37]" && r["kind"] == "reference")
@@ -325,9 +326,9 @@ fn gradcheck_says_exactly_what_failed_and_feeds_ci() {
     );
     // JUnit: one test case per row, the failures with their message
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("tests=\"24\" failures=\"8\""), "{xml}");
-    assert_eq!(xml.matches("<testcase ").count(), 24);
-    assert_eq!(xml.matches("<failure message=\"worst at ").count(), 8);
+    assert!(xml.contains("tests=\"48\" failures=\"18\""), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 48);
+    assert_eq!(xml.matches("<failure message=\"worst at ").count(), 18);
     // the table's details say the same, and the re-run line runs one case
     let (ok, out, _) = postergrad(&["gradcheck", "--op", "relu", "--shader-dir", &d], &[]);
     assert!(!ok);
@@ -387,26 +388,42 @@ fn gradcheck_mutants_report_killed_survived_and_fail_on_an_unreviewed_survivor()
         assert_eq!(n.iter().sum::<usize>(), 3, "{row}");
     }
     assert!(out.contains("6 mutants: "), "{out}");
-    // batch norm's input gradient reads a texture layer the cases never pass
-    // (copies past 2^24 texels): a survivor, and a failing run
-    let (ok, out, _) = postergrad(
-        &[
-            "gradcheck",
-            "--mutants",
-            "2",
-            "--seed",
-            "1",
-            "--op",
-            "batchnorm",
-        ],
-        &[],
-    );
+    // sigmoid_forward's bound (`i > n`) survives, and is reviewed: with a
+    // list that does not hold it, the same run fails and names the list
+    let dir = std::env::temp_dir().join(format!("postergrad-eq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("none.txt");
+    std::fs::write(&empty, "# nothing reviewed\n").unwrap();
+    let e = empty.display().to_string();
+    let sigmoid = [
+        "gradcheck",
+        "--mutants",
+        "5",
+        "--seed",
+        "1",
+        "--op",
+        "sigmoid",
+    ];
+    let (ok, out, err) = postergrad(&sigmoid, &[]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("survivor (reviewed, equivalent: "), "{out}");
+    let (ok, out, _) = postergrad(&[&sigmoid[..], &["--equivalents", &e]].concat(), &[]);
     assert!(!ok, "{out}");
-    assert!(out.contains("SURVIVOR: batchnorm_backward_input:"), "{out}");
+    assert!(out.contains("SURVIVOR: sigmoid_forward:"), "{out}");
     assert!(
-        out.contains("not on the reviewed list (tests/equivalent_mutants.txt)"),
+        out.contains(&format!("not on the reviewed list ({e})")),
         "{out}"
     );
+    // a malformed list is refused, naming its file and line
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, "# a comment\nsigmoid_forward | a | b\n").unwrap();
+    let b = bad.display().to_string();
+    let (ok, _, err) = postergrad(&[&sigmoid[..], &["--equivalents", &b]].concat(), &[]);
+    assert!(
+        !ok && err.contains(&format!("{b}, line 2: expected")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -92,147 +92,150 @@ fn every_op_passes_in_f64_with_pytorch_gradcheck_tolerances() {
     }
 }
 
+/// One break of every backward kernel (and of the kernels the backward
+/// passes share): (shader, from, to, op, the gradient that must then fail).
+const BROKEN_BACKWARDS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "dense_backward_input",
+        "dx[idx] = dx[idx] + lo[j];",
+        "dx[idx] = dx[idx] - lo[j];",
+        "dense",
+        "dx",
+    ),
+    (
+        "dense_backward_weight",
+        "dw[idx] = dw[idx] + lo[j];",
+        "dw[idx] = dw[idx] - lo[j];",
+        "dense",
+        "dw",
+    ),
+    ("dense_backward_bias", "db[c] + acc", "db[c]", "dense", "db"),
+    (
+        "relu_backward",
+        "y[k] > real(0.0)",
+        "y[k] >= real(0.0)",
+        "relu",
+        "dx",
+    ),
+    (
+        "sigmoid_backward",
+        "s * (real(1.0) - s)",
+        "s * (real(1.0) + s)",
+        "sigmoid",
+        "dx",
+    ),
+    ("bce_backward", "(q - t[i])", "(t[i] - q)", "bce", "dp"),
+    (
+        "conv2d_dilate",
+        "j % s == 0u && i % s == 0u",
+        "true",
+        "conv2d",
+        "dx",
+    ),
+    (
+        "conv2d_backward_weight",
+        "a0 = a0 + x_lo.x * g;",
+        "a0 = a0 - x_lo.x * g;",
+        "conv2d",
+        "dw",
+    ),
+    (
+        "conv2d_backward_weight_3x3",
+        "let c1 = input12(xp, iy + 1, ix);",
+        "let c1 = input12(xp, iy + 1, ix + 1);",
+        "conv2d",
+        "dw",
+    ),
+    (
+        "conv2d_backward_weight_3x3",
+        "gs = gs + g0 + g1 + g2 + g3 + g4 + g5 + g6 + g7;",
+        "gs = gs - g0 - g1 - g2 - g3 - g4 - g5 - g6 - g7;",
+        "conv2d",
+        "db",
+    ),
+    (
+        "conv2d_backward_bias",
+        "acc = acc + dy[",
+        "acc = acc - dy[",
+        "conv2d",
+        "db",
+    ),
+    (
+        "conv2d_pack_weights",
+        "let flipped = (params.kh - 1u - ky) * params.kw + (params.kw - 1u - kx);",
+        "let flipped = ky * params.kw + kx;",
+        "conv2d",
+        "dx",
+    ),
+    (
+        "batchnorm_backward_input",
+        "kx = -k * sums[params.c + ch] / m * invstd;",
+        "kx = real(0.0);",
+        "batchnorm",
+        "dx",
+    ),
+    (
+        "batchnorm_backward_input",
+        "params.relu_input == 0u || v > real(0.0)",
+        "true",
+        "batchnorm",
+        "dx",
+    ),
+    (
+        "batchnorm_backward_params",
+        "dgamma[ch] + sums[params.c + ch]",
+        "dgamma[ch] + sums[ch]",
+        "batchnorm",
+        "dgamma",
+    ),
+    (
+        "batchnorm_backward_partials",
+        "s_dy = s_dy + g;",
+        "s_dy = s_dy - g;",
+        "batchnorm",
+        "dbeta",
+    ),
+    (
+        "maxpool_backward",
+        "if (window_argmax(plane, oy, ox) == params.x_base + i) {",
+        "if (window_argmax(plane, oy, ox) == params.x_base + i + 1u) {",
+        "maxpool",
+        "dx",
+    ),
+    (
+        "maxpool_backward_windows",
+        "arg = k;",
+        "arg = k + 1u;",
+        "maxpool",
+        "dx",
+    ),
+    (
+        "dropout_backward",
+        "keep(params.first + r)",
+        "keep(params.first + r + 1u)",
+        "dropout",
+        "dx",
+    ),
+    (
+        "bnpool_backward_input",
+        "arg = select(arg, vec4<u32>(2u), w2);",
+        "arg = select(arg, vec4<u32>(3u), w2);",
+        "bnpool",
+        "dz",
+    ),
+    (
+        "bnpool_backward_partials",
+        "s_dyx = s_dyx + g * win.xhat;",
+        "s_dyx = s_dyx + g;",
+        "bnpool",
+        "dgamma",
+    ),
+];
+
 #[test]
 fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
     let Some(gpu) = f64_gpu() else { return };
-    // (shader, from, to, op, gradient that must fail)
-    let mutations = [
-        (
-            "dense_backward_input",
-            "dx[idx] = dx[idx] + lo[j];",
-            "dx[idx] = dx[idx] - lo[j];",
-            "dense",
-            "dx",
-        ),
-        (
-            "dense_backward_weight",
-            "dw[idx] = dw[idx] + lo[j];",
-            "dw[idx] = dw[idx] - lo[j];",
-            "dense",
-            "dw",
-        ),
-        ("dense_backward_bias", "db[c] + acc", "db[c]", "dense", "db"),
-        (
-            "relu_backward",
-            "y[k] > real(0.0)",
-            "y[k] >= real(0.0)",
-            "relu",
-            "dx",
-        ),
-        (
-            "sigmoid_backward",
-            "s * (real(1.0) - s)",
-            "s * (real(1.0) + s)",
-            "sigmoid",
-            "dx",
-        ),
-        ("bce_backward", "(q - t[i])", "(t[i] - q)", "bce", "dp"),
-        (
-            "conv2d_dilate",
-            "j % s == 0u && i % s == 0u",
-            "true",
-            "conv2d",
-            "dx",
-        ),
-        (
-            "conv2d_backward_weight",
-            "a0 = a0 + x_lo.x * g;",
-            "a0 = a0 - x_lo.x * g;",
-            "conv2d",
-            "dw",
-        ),
-        (
-            "conv2d_backward_weight_3x3",
-            "let c1 = input12(xp, iy + 1, ix);",
-            "let c1 = input12(xp, iy + 1, ix + 1);",
-            "conv2d",
-            "dw",
-        ),
-        (
-            "conv2d_backward_weight_3x3",
-            "gs = gs + g0 + g1 + g2 + g3 + g4 + g5 + g6 + g7;",
-            "gs = gs - g0 - g1 - g2 - g3 - g4 - g5 - g6 - g7;",
-            "conv2d",
-            "db",
-        ),
-        (
-            "conv2d_backward_bias",
-            "acc = acc + dy[",
-            "acc = acc - dy[",
-            "conv2d",
-            "db",
-        ),
-        (
-            "conv2d_pack_weights",
-            "let flipped = (params.kh - 1u - ky) * params.kw + (params.kw - 1u - kx);",
-            "let flipped = ky * params.kw + kx;",
-            "conv2d",
-            "dx",
-        ),
-        (
-            "batchnorm_backward_input",
-            "kx = -k * sums[params.c + ch] / m * invstd;",
-            "kx = real(0.0);",
-            "batchnorm",
-            "dx",
-        ),
-        (
-            "batchnorm_backward_input",
-            "params.relu_input == 0u || v > real(0.0)",
-            "true",
-            "batchnorm",
-            "dx",
-        ),
-        (
-            "batchnorm_backward_params",
-            "dgamma[ch] + sums[params.c + ch]",
-            "dgamma[ch] + sums[ch]",
-            "batchnorm",
-            "dgamma",
-        ),
-        (
-            "batchnorm_backward_partials",
-            "s_dy = s_dy + g;",
-            "s_dy = s_dy - g;",
-            "batchnorm",
-            "dbeta",
-        ),
-        (
-            "maxpool_backward",
-            "if (window_argmax(plane, oy, ox) == params.x_base + i) {",
-            "if (window_argmax(plane, oy, ox) == params.x_base + i + 1u) {",
-            "maxpool",
-            "dx",
-        ),
-        (
-            "maxpool_backward_windows",
-            "arg = k;",
-            "arg = k + 1u;",
-            "maxpool",
-            "dx",
-        ),
-        (
-            "dropout_backward",
-            "keep(params.first + r)",
-            "keep(params.first + r + 1u)",
-            "dropout",
-            "dx",
-        ),
-        (
-            "bnpool_backward_input",
-            "arg = select(arg, vec4<u32>(2u), w2);",
-            "arg = select(arg, vec4<u32>(3u), w2);",
-            "bnpool",
-            "dz",
-        ),
-        (
-            "bnpool_backward_partials",
-            "s_dyx = s_dyx + g * win.xhat;",
-            "s_dyx = s_dyx + g;",
-            "bnpool",
-            "dgamma",
-        ),
-    ];
+    let mutations = BROKEN_BACKWARDS.iter().copied();
     // the subgroup weight gradient runs only where subgroups exist
     let subgroup = (
         "conv2d_backward_weight_3x3_subgroup",
@@ -245,11 +248,7 @@ fn the_f64_suite_fails_when_any_backward_shader_is_broken() {
     let picked = weight_kernels(&gpu);
     let runs =
         |shader: &str| !shader.starts_with("conv2d_backward_weight") || picked.contains(&shader);
-    for (shader, from, to, op, grad) in mutations
-        .into_iter()
-        .chain([subgroup])
-        .filter(|m| runs(m.0))
-    {
+    for (shader, from, to, op, grad) in mutations.chain([subgroup]).filter(|m| runs(m.0)) {
         let src = shaders::standalone(shader).unwrap();
         assert_eq!(
             src.matches(from).count(),
@@ -1285,9 +1284,9 @@ fn bce_on_sigmoid_of_extreme_logits_stays_finite() {
 
 #[test]
 fn the_folded_grid_pass_catches_a_wrong_folded_index() {
-    // past 65,535 workgroups a 1-D grid folds into y; the folded-grid pass
-    // folds past 2, so this index is checked on small tensors: a wrong
-    // second term fails only the folded rows
+    // past 65,535 workgroups a 1-D grid folds into y; the small-limits pass
+    // folds past 3, so this index is checked on small tensors: a wrong
+    // second term fails only that pass's rows
     let gpu = Gpu::new().unwrap();
     let src = shaders::standalone("relu_forward").unwrap();
     let from = "gid.y * nwg.x * 256u";
@@ -1308,4 +1307,137 @@ fn the_folded_grid_pass_catches_a_wrong_folded_index() {
     );
     // and the pass leaves the device's tuning as it found it
     assert_eq!(gpu.tuning(), postergrad::gpu::Tuning::default());
+}
+
+/// The checks of `op` that fail with `shader`'s `from` replaced by `to`
+/// (once, in its one-piece source), and the passes they belong to.
+fn failures_by_pass(shader: &str, from: &str, to: &str, op: &str) -> (usize, Vec<String>) {
+    let gpu = Gpu::new().unwrap();
+    let src = shaders::standalone(shader).unwrap();
+    assert_eq!(
+        src.matches(from).count(),
+        1,
+        "{shader} changed: update this mutation"
+    );
+    gpu.override_shader(shader, src.replacen(from, to, 1))
+        .unwrap();
+    let report = gradcheck::run(
+        &gpu,
+        &Options {
+            ops: Some(vec![op.to_string()]),
+            fast: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let failed = report.failures();
+    let mut passes: Vec<String> = failed
+        .iter()
+        .map(|r| {
+            [gradcheck::SMALL_LIMITS, gradcheck::SPLIT_BATCH]
+                .into_iter()
+                .find(|p| r.shape.ends_with(p))
+                .unwrap_or("plain")
+                .trim()
+                .to_string()
+        })
+        .collect();
+    passes.sort();
+    passes.dedup();
+    (failed.len(), passes)
+}
+
+#[test]
+fn the_small_limits_pass_catches_a_texel_address_without_its_layer() {
+    // a texture copy's layer is element / 4 / 2^24 (its 2^24 texels are 256
+    // MiB): no case is that large, but in 256-texel layers every case past
+    // 1,024 elements is (f32 only: in f64 the inputs are storage arrays)
+    let (n, passes) = failures_by_pass(
+        "batchnorm_backward_input",
+        "k >> (2u * TEX_ROW_BITS), 0)[i & 3u]);",
+        "k >> (2u / TEX_ROW_BITS), 0)[i & 3u]);",
+        "batchnorm",
+    );
+    assert!(n > 0);
+    // (on GL, whose copies have two layers, the plain cases' clamped layer
+    // is the wrong one too)
+    assert!(passes.iter().any(|p| p == "(small limits)"), "{passes:?}");
+}
+
+#[test]
+fn the_split_batch_pass_catches_swapped_window_bases() {
+    // x_base and y_base are 0 unless a batch is split across bindings
+    let (n, passes) = failures_by_pass(
+        "avgpool_forward",
+        "let origin = params.x_base + i * params.hw;",
+        "let origin = params.y_base + i * params.hw;",
+        "avgpool",
+    );
+    assert!(n > 0);
+    assert_eq!(passes, ["(split batch)"]);
+}
+
+#[test]
+fn the_split_batch_pass_checks_the_adding_path_of_a_writing_op() {
+    // conv2d's input gradient is written fresh (GradWrite::Write) in every
+    // plain case; a store loop that runs one column group too far spills
+    // into the next group's channels, which that group's first chunk then
+    // overwrites — unless the gradient is added (a tensor feeding two ops)
+    let (n, passes) = failures_by_pass(
+        "conv2d_forward",
+        "for (var q = 0u; q < 4u; q = q + 1u) {",
+        "for (var q = 0u; q <= 4u; q = q + 1u) {",
+        "conv2d",
+    );
+    assert!(n > 0);
+    assert_eq!(passes, ["(split batch)"]);
+}
+
+#[test]
+fn the_whole_model_check_fails_when_any_backward_kernel_it_runs_is_broken() {
+    // gradcheck --model poster --size 48 --batch 4, in f64: it passes, and
+    // each break above of a kernel the model's step runs fails it, naming
+    // parameter tensors
+    let Some(gpu) = f64_gpu() else { return };
+    let check = postergrad::nn::check::ModelCheck {
+        kind: postergrad::nn::ModelKind::Poster,
+        size: 48,
+        batch: 4,
+        labels: 5,
+        seed: 0,
+        directions: 2,
+    };
+    let report = postergrad::nn::check::check_model(&gpu, &check).unwrap();
+    assert!(report.passed(), "{report}");
+    let ran = gpu.kernels_compiled();
+    let mut broken = Vec::new();
+    for &(shader, from, to, _, _) in BROKEN_BACKWARDS.iter().filter(|m| ran.contains(&m.0)) {
+        let src = shaders::standalone(shader).unwrap();
+        gpu.override_shader(shader, src.replacen(from, to, 1))
+            .unwrap();
+        let report = postergrad::nn::check::check_model(&gpu, &check).unwrap();
+        let failed: Vec<&str> = report.failures().iter().map(|r| r.check.as_str()).collect();
+        assert!(
+            !failed.is_empty() && failed.iter().all(|c| c.starts_with('d') && c.contains(" along ")),
+            "{shader} with '{to}': the model check should fail, naming tensors; failing: {failed:?}"
+        );
+        gpu.override_shader(shader, src.to_string()).unwrap();
+        broken.push(shader);
+    }
+    // the poster model's step runs the dense, conv and bnpool backward
+    // kernels, and BCE's
+    for k in [
+        "dense_backward_input",
+        "dense_backward_weight",
+        "dense_backward_bias",
+        "bce_backward",
+        "conv2d_pack_weights",
+        "bnpool_backward_input",
+        "bnpool_backward_partials",
+    ] {
+        assert!(
+            broken.contains(&k),
+            "{k} not run by the model check: {broken:?}"
+        );
+    }
 }

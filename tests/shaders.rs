@@ -163,14 +163,15 @@ fn shared_helpers_live_once_in_the_library_and_each_is_imported() {
             );
         }
     }
-    // The layout's one number reaches the shader from the host.
+    // The layout's one number reaches the shader from the host, as the
+    // default of a pipeline constant (a tuning sets a smaller layout).
     let conv = resolve(
         "conv2d_forward",
         postergrad::shaders::source("conv2d_forward").unwrap(),
     )
     .unwrap();
     assert!(conv.contains(&format!(
-        "const TEX_ROW_BITS: u32 = {}u;",
+        "override TEX_ROW_BITS: u32 = {}u;",
         postergrad::shaders::TEX_ROW_BITS
     )));
     assert_eq!(

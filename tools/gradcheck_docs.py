@@ -47,20 +47,22 @@ def suite(dtype):
         if not line.strip() or re.match(r"\d+ checks:", line):
             break
         rows.setdefault(line.split()[0], []).append(line)
-    # the folded-grid and variant passes repeat the cases: the pages show
-    # the cases once and count the repeats in a last line
+    # the small-limits, split-batch and variant passes repeat the cases:
+    # the pages show the cases once and count the repeats in a last line
+    passes = [
+        ("(small limits)", "of the small-limits pass"),
+        ("(split batch)", "of the split-batch pass"),
+        ("(variants ", "of the variant passes"),
+    ]
     for op, all_rows in rows.items():
-        base = [r for r in all_rows if "(folded grid)" not in r and "(variants " not in r]
-        folded = [r for r in all_rows if "(folded grid)" in r]
-        variants = [r for r in all_rows if "(variants " in r]
-        extra = folded + variants
+        base = [r for r in all_rows if not any(tag in r for tag, _ in passes)]
+        counts = [(sum(1 for r in all_rows if tag in r), what) for tag, what in passes]
+        extra = [r for r in all_rows if r not in base]
         if extra:
             failed = sum(1 for r in extra if r.rstrip().endswith("FAIL"))
-            base.append(
-                f"(and {len(folded)} rows of the folded-grid pass"
-                + (f", {len(variants)} of the variant passes" if variants else "")
-                + f": {len(extra) - failed} pass, {failed} fail)"
-            )
+            said = [f"{n} {what}" for n, what in counts if n]
+            said[0] = said[0].replace(" of ", " rows of ", 1)
+            base.append(f"(and {', '.join(said)}: {len(extra) - failed} pass, {failed} fail)")
         rows[op] = base
     return header, rows, lines
 

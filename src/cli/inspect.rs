@@ -54,6 +54,12 @@ pub struct GradcheckArgs {
     /// survivor, and fails on a survivor not in tests/equivalent_mutants.txt.
     #[arg(long, value_name = "N")]
     pub mutants: Option<usize>,
+    /// With --mutants: the reviewed equivalent mutants to accept, one per
+    /// line as `kernel | line before | line after | why` (default: the list
+    /// built in, tests/equivalent_mutants.txt): a suite of modified kernels
+    /// keeps its own.
+    #[arg(long, value_name = "FILE", requires = "mutants")]
+    pub equivalents: Option<PathBuf>,
     /// Check a whole model instead of the ops: the loss's gradient with
     /// respect to every parameter tensor against central differences of the
     /// whole model, in f64 where the adapter has it (poster, poster5, mlp;
@@ -181,7 +187,7 @@ pub fn cmd_gradcheck(a: GradcheckArgs) -> anyhow::Result<ExitCode> {
                 .collect(),
             None => known,
         };
-        return crate::mutants::run(&gpu, &ops, n, a.seed, dtype);
+        return crate::mutants::run(&gpu, &ops, n, a.seed, dtype, a.equivalents.as_deref());
     }
     let started = std::time::Instant::now();
     let (report, what) = match &a.model {

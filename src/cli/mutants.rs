@@ -34,8 +34,19 @@ pub fn run(
     per_kernel: usize,
     seed: u64,
     dtype: &str,
+    equivalents: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let reviewed = mutants::equivalents(EQUIVALENTS);
+    let reviewed = match equivalents {
+        None => mutants::equivalents("tests/equivalent_mutants.txt", EQUIVALENTS)?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the reviewed list {}", path.display()))?;
+            mutants::equivalents(&path.display().to_string(), &text)?
+        }
+    };
+    let list = equivalents.map_or("tests/equivalent_mutants.txt".to_string(), |p| {
+        p.display().to_string()
+    });
     let exe = std::env::current_exe().context("finding the postergrad binary")?;
     let dir = std::env::temp_dir().join(format!("postergrad-mutants-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -115,8 +126,8 @@ pub fn run(
     }
     if unexplained > 0 {
         println!(
-            "{unexplained} survivor(s) not on the reviewed list (tests/equivalent_mutants.txt): \
-             a gap in the checks, or an equivalent mutant to review and list with its reason"
+            "{unexplained} survivor(s) not on the reviewed list ({list}): a gap in the \
+             checks, or an equivalent mutant to review and list with its reason"
         );
         return Ok(ExitCode::FAILURE);
     }

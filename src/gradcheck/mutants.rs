@@ -252,21 +252,35 @@ pub struct Equivalent {
 }
 
 /// Parses the reviewed list: one mutant per line, `kernel | before | after
-/// | reason`; `#` starts a comment.
-pub fn equivalents(text: &str) -> Vec<Equivalent> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.splitn(4, " | ").collect();
-            (f.len() == 4).then(|| Equivalent {
-                kernel: f[0].trim().into(),
-                before: f[1].trim().into(),
-                after: f[2].trim().into(),
-                reason: f[3].trim().into(),
-            })
-        })
-        .collect()
+/// | reason`; `#` starts a comment. A line without its four fields, or
+/// with an empty one, is an [`Error::Config`](crate::Error::Config) naming
+/// `file` and the line.
+pub fn equivalents(file: &str, text: &str) -> crate::Result<Vec<Equivalent>> {
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = l.splitn(4, " | ").map(str::trim).collect();
+        if f.len() != 4 || f.iter().any(|x| x.is_empty()) {
+            return Err(crate::Error::Config {
+                what: format!("{file}, line {}", i + 1),
+                message: format!(
+                    "expected `kernel | line before | line after | why it changes nothing` \
+                     (four fields separated by ' | '), found {} field(s)",
+                    f.iter().filter(|x| !x.is_empty()).count()
+                ),
+            });
+        }
+        out.push(Equivalent {
+            kernel: f[0].into(),
+            before: f[1].into(),
+            after: f[2].into(),
+            reason: f[3].into(),
+        });
+    }
+    Ok(out)
 }
 
 impl Equivalent {
@@ -316,9 +330,28 @@ mod tests {
     }
 
     #[test]
+    fn in_f64_the_texture_reads_are_not_mutated() {
+        // f64 turns tex_at(t, i) into a storage read: tex_at itself never runs
+        let src = "@group(0) @binding(1) var t: texture_2d_array<f32>;\n@compute @workgroup_size(1)\nfn f(@builtin(global_invocation_id) gid: vec3<u32>) {\n    let a = tex_at(t, gid.x + 1u);\n}\nfn tex_at(t: texture_2d_array<f32>, i: u32) -> real {\n    return real(textureLoad(t, vec2<u32>(i & 3u, 0u), i >> 2u, 0)[i & 3u]);\n}\n";
+        let f32 = mutants("f", src, 100, 1, F32);
+        assert!(f32.iter().any(|m| m.line == 7), "{f32:?}");
+        let f64 = mutants("f", src, 100, 1, crate::shaders::Precision::F64);
+        assert!(
+            !f64.is_empty() && f64.iter().all(|m| m.line == 4),
+            "{f64:?}"
+        );
+    }
+
+    #[test]
     fn the_reviewed_list_parses_and_matches() {
-        let e = equivalents("# comment\nk | a < b | a <= b | b is never equal to a\n");
+        let e = equivalents(
+            "list",
+            "# comment\nk | a < b | a <= b | b is never equal to a\n",
+        )
+        .unwrap();
         assert_eq!(e.len(), 1);
+        let bad = equivalents("list", "# comment\n\nk | a < b | a <= b\n").unwrap_err();
+        assert!(bad.to_string().contains("list, line 3"), "{bad}");
         let m = Mutant {
             kernel: "k",
             line: 3,
