@@ -239,11 +239,7 @@ impl Checkpoint {
                     format!("tensor {name} is {:?}; postergrad stores F32", view.dtype()),
                 ));
             }
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let values = crate::nn::weights::f32_le(view.data());
             tensors.insert(name, (view.shape().to_vec(), values));
         }
         Ok(Checkpoint {

@@ -227,15 +227,18 @@ impl Gpu {
         let row_len = 1usize << self.texture_row_bits();
         let layer_len = row_len * row_len;
         let rows = texels.div_ceil(row_len);
-        // GL makes a one-layer texture a TEXTURE_2D, which cannot be viewed
-        // as an array: there every copy gets at least two layers.
-        let min_layers = if self.summary.backend == "Gl" { 2 } else { 1 };
-        let layers = rows.div_ceil(row_len).max(min_layers);
-        let key = (
-            row_len as u32,
-            rows.min(row_len).next_power_of_two() as u32,
-            layers as u32,
-        );
+        // GL picks a texture's target from its shape, and two of them cannot
+        // be viewed as a 2-D array: one layer makes a TEXTURE_2D (so every
+        // copy gets at least two layers), and square layers whose count is
+        // a multiple of 6 make a cube map (wgpu's `is_cube_compatible`; so
+        // those get one more layer).
+        let gl = self.summary.backend == "Gl";
+        let height = rows.min(row_len).next_power_of_two();
+        let mut layers = rows.div_ceil(row_len).max(if gl { 2 } else { 1 });
+        if gl && height == row_len && layers % 6 == 0 {
+            layers += 1;
+        }
+        let key = (row_len as u32, height as u32, layers as u32);
         if layers as u32 > self.limits.max_texture_array_layers
             || key.1 > self.limits.max_texture_dimension_2d
             || key.0 > self.limits.max_texture_dimension_2d

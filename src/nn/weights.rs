@@ -154,12 +154,17 @@ fn sign_of(h: u16) -> f32 {
     }
 }
 
+/// Little-endian f32 values, as safetensors and torch.save store them
+/// (checkpoints and the feature cache read theirs with it too).
+pub(crate) fn f32_le(data: &[u8]) -> Vec<f32> {
+    data.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 fn decode(kind: Kind, data: &[u8]) -> Vec<f32> {
     match kind {
-        Kind::F32 => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
+        Kind::F32 => f32_le(data),
         Kind::F16 => data
             .chunks_exact(2)
             .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))

@@ -2,7 +2,7 @@
 //! `out += identity; out = relu(out)`) in one pass. Shaders
 //! `add_relu_forward`, `add_relu_backward`; page `docs/kernels/add_relu.md`.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::{elementwise, relu::relu_backward, Arg, ElementwiseParams};
 use crate::tape::{Tape, Var};
@@ -16,25 +16,12 @@ fn params(n: u32, base: u32) -> ElementwiseParams {
     }
 }
 
-fn same_shape(op: &'static str, what: &str, t: &Tensor, like: &Tensor) -> Result<()> {
-    if t.shape() != like.shape() {
-        return Err(Error::Shape {
-            op,
-            what: what.into(),
-            got: t.shape().clone(),
-            expected: like.shape().to_string(),
-        });
-    }
-    Ok(())
-}
-
 /// y = max(a + b, 0).
 pub fn add_relu_forward(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    same_shape(
+    b.expect_shape(
         "add_relu",
         "the shortcut b must match the block's output a",
-        b,
-        a,
+        a.dims(),
     )?;
     let y = Tensor::uninit(gpu, a.shape().clone(), "add_relu_forward")?;
     let args = [Arg::Ranged(a), Arg::Ranged(b), Arg::Ranged(&y)];
@@ -53,11 +40,11 @@ pub fn add_relu_backward(
     da: Option<&Tensor>,
     db: Option<&Tensor>,
 ) -> Result<()> {
-    same_shape("add_relu_backward", "dy must match the output", dy, y)?;
+    dy.expect_shape("add_relu_backward", "dy must match the output", y.dims())?;
     match (da, db) {
         (Some(da), Some(db)) if !da.same_buffer(db) => {
-            same_shape("add_relu_backward", "da must match the output", da, y)?;
-            same_shape("add_relu_backward", "db must match the output", db, y)?;
+            da.expect_shape("add_relu_backward", "da must match the output", y.dims())?;
+            db.expect_shape("add_relu_backward", "db must match the output", y.dims())?;
             let args = [
                 Arg::Ranged(y),
                 Arg::Ranged(dy),

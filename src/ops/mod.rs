@@ -158,16 +158,8 @@ pub(crate) fn unary_backward(
     dy: &Tensor,
     dx: &Tensor,
 ) -> Result<()> {
-    for (what, t) in [("dy", dy), ("dx", dx)] {
-        if t.shape() != y.shape() {
-            return Err(crate::Error::Shape {
-                op: kernel,
-                what: format!("{what} must match the forward output"),
-                got: t.shape().clone(),
-                expected: y.shape().to_string(),
-            });
-        }
-    }
+    dy.expect_shape(kernel, "dy must match the forward output", y.dims())?;
+    dx.expect_shape(kernel, "dx must match the forward output", y.dims())?;
     let args = [Arg::Ranged(y), Arg::Ranged(dy), Arg::Ranged(dx)];
     elementwise(gpu, kernel, y.numel(), &args, |n, base| ElementwiseParams {
         n,

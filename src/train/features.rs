@@ -182,11 +182,7 @@ fn read_cache(path: &Path, key: &str, dim: usize) -> Option<FeatureTable> {
     if view.shape() != [rows.len(), dim] || view.dtype() != safetensors::Dtype::F32 {
         return None;
     }
-    let values = view
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let values = crate::nn::weights::f32_le(view.data());
     Some(FeatureTable {
         dim,
         index: rows.iter().enumerate().map(|(k, &r)| (r, k)).collect(),

@@ -35,8 +35,52 @@ pub(super) fn backward_input(
     conv2d_backward_input_with(gpu, dy, w, dx, config, kernel, write)
 }
 
+/// How an input gradient is computed: one choice, which the op runs and
+/// the profiler names its row after.
+enum InputPath {
+    /// Wᵀ · dY per sample: a 1×1 at stride 1 without padding.
+    Gemm,
+    /// The forward `kernel` over dy, roles flipped: stride 1.
+    Flipped(Forward),
+    /// The forward `kernel` over dy dilated to `size`: strided.
+    Dilated {
+        size: (usize, usize),
+        kernel: Forward,
+    },
+    /// A strided 1×1: the GEMM on the output's grid, then spread.
+    Strided1x1,
+    /// The direct strided kernel (a variant: `Tuning::prefer`).
+    Direct,
+}
+
+/// The path for `g` when the stride-1 forward kernel is `kernel`.
+fn input_path(gpu: &Gpu, g: &ConvGeometry, kernel: Forward) -> InputPath {
+    // the GEMM variant fits only a same-size 1×1: flipped roles run strips
+    let not_gemm = |k| match k {
+        Forward::Gemm1x1 => Forward::Strips,
+        k => k,
+    };
+    if kernel == Forward::Gemm1x1 && gemm::fits(g) {
+        InputPath::Gemm
+    } else if g.stride == 1 {
+        // dx = full correlation of dy with the flipped, transposed kernel:
+        // the forward kernel with the roles swapped and padding KH − 1 − pt
+        InputPath::Flipped(not_gemm(kernel))
+    } else if gpu.tuning().prefers("conv2d_backward_input") {
+        InputPath::Direct
+    } else if strided_1x1(g) {
+        InputPath::Strided1x1
+    } else {
+        // dy spread out by the stride (conv2d_dilate), then the same
+        // stride-1 correlation over it
+        let size = ((g.oh - 1) * g.stride + 1, (g.ow - 1) * g.stride + 1);
+        let kernel = not_gemm(Forward::for_geometry(gpu, &flipped_roles(g, size)));
+        InputPath::Dilated { size, kernel }
+    }
+}
+
 /// [`conv2d_backward_input`] with a chosen stride-1 kernel (for benchmarks
-/// and tests; other strides run `conv2d_backward_input` whatever the
+/// and tests; strided geometries take their own path whatever the
 /// choice), adding into dx ([`GradWrite::Add`]) or writing every element of
 /// it ([`GradWrite::Write`], the tape's fresh buffer: no zeroing before and
 /// no read of dx in the kernel, which on lavapipe is a storage load per
@@ -56,31 +100,33 @@ pub fn conv2d_backward_input_with(
         "dy must match the output",
         &g.output_shape(),
     )?;
-    if kernel == Forward::Gemm1x1 && gemm::fits(&g) {
-        return gemm::backward_input(gpu, &g, dy, w, dx, write);
+    match input_path(gpu, &g, kernel) {
+        InputPath::Gemm => gemm::backward_input(gpu, &g, dy, w, dx, write),
+        InputPath::Flipped(kernel) => flipped(gpu, &g, dy, (g.oh, g.ow), w, dx, write, kernel),
+        InputPath::Dilated { size, kernel } => {
+            let d = dilate(gpu, &g, dy, size.0, size.1)?;
+            flipped(gpu, &g, &d, size, w, dx, write, kernel)
+        }
+        InputPath::Strided1x1 => strided_1x1_input(gpu, &g, dy, w, dx, write),
+        InputPath::Direct => direct_input(gpu, &g, dy, w, dx, write),
     }
-    if g.stride == 1 {
-        // dx = full correlation of dy with the flipped, transposed kernel:
-        // the forward kernel with the roles swapped and padding KH − 1 − pt.
-        return flipped(gpu, &g, dy, (g.oh, g.ow), w, dx, write, kernel);
-    }
-    if strided_1x1(&g) && !gpu.tuning().prefers("conv2d_backward_input") {
-        return strided_1x1_input(gpu, &g, dy, w, dx, write);
-    }
-    if !gpu.tuning().prefers("conv2d_backward_input") {
-        // Strided: dy spread out by the stride (conv2d_dilate), then the
-        // same stride-1 correlation over it.
-        let (dh, dw) = ((g.oh - 1) * g.stride + 1, (g.ow - 1) * g.stride + 1);
-        let d = dilate(gpu, &g, dy, dh, dw)?;
-        let kernel = Forward::for_geometry(gpu, &flipped_roles(&g, (dh, dw)));
-        return flipped(gpu, &g, &d, (dh, dw), w, dx, write, kernel);
-    }
+}
+
+/// The direct strided input gradient (`conv2d_backward_input`).
+fn direct_input(
+    gpu: &Gpu,
+    g: &ConvGeometry,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    write: GradWrite,
+) -> Result<()> {
     // the direct strided kernel adds into dx
     if write == GradWrite::Write {
         gpu.clear(dx);
     }
     let (xs, ys) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
-    for r in sample_ranges(gpu, &g) {
+    for r in sample_ranges(gpu, g) {
         let n = r.len();
         let (dxw, xb) = gpu.window(dx, r.start * xs, n * xs);
         let (dyw, yb) = gpu.window(dy, r.start * ys, n * ys);
@@ -100,26 +146,16 @@ pub fn conv2d_backward_input_with(
 /// (its useful FLOP are `g.flops()`; a strided one runs s² as many
 /// multiply-adds over the dilated dy).
 pub fn backward_input_row(gpu: &Gpu, g: &ConvGeometry) -> String {
-    let forward = Forward::for_geometry(gpu, g);
-    if forward == Forward::Gemm1x1 && gemm::fits(g) {
-        return crate::gpu::row_name("dense_backward_weight", Some(gemm::GEMM_1X1));
+    use crate::gpu::row_name;
+    match input_path(gpu, g, Forward::for_geometry(gpu, g)) {
+        InputPath::Gemm | InputPath::Strided1x1 => {
+            row_name("dense_backward_weight", Some(gemm::GEMM_1X1))
+        }
+        InputPath::Direct => "conv2d_backward_input".into(),
+        InputPath::Flipped(kernel) | InputPath::Dilated { kernel, .. } => {
+            row_name(kernel.kernel(), Some(BACKWARD_INPUT))
+        }
     }
-    if g.stride > 1 && gpu.tuning().prefers("conv2d_backward_input") {
-        return "conv2d_backward_input".into();
-    }
-    if strided_1x1(g) {
-        return crate::gpu::row_name("dense_backward_weight", Some(gemm::GEMM_1X1));
-    }
-    let size = if g.stride == 1 {
-        (g.oh, g.ow)
-    } else {
-        ((g.oh - 1) * g.stride + 1, (g.ow - 1) * g.stride + 1)
-    };
-    let kernel = match Forward::for_geometry(gpu, &flipped_roles(g, size)) {
-        Forward::Gemm1x1 => Forward::Strips,
-        k => k,
-    };
-    crate::gpu::row_name(kernel.kernel(), Some(BACKWARD_INPUT))
 }
 
 /// The geometry the forward kernels see when they compute an input
@@ -156,12 +192,6 @@ fn flipped(
     kernel: Forward,
 ) -> Result<()> {
     let roles = flipped_roles(g, dy_size);
-    // the GEMM variant fits only a same-size 1×1: the flipped roles of a
-    // dilated gradient run the strips kernel
-    let kernel = match kernel {
-        Forward::Gemm1x1 => Forward::Strips,
-        k => k,
-    };
     let accumulate = write == GradWrite::Add;
     gpu.in_pass(BACKWARD_INPUT, || {
         let packed = pack_weights(gpu, &roles, w, Packing::TransposedFlipped)?;
