@@ -38,7 +38,7 @@ struct BnParams {
     n: u32, c: u32, plane: u32, x_base: u32,
     y_base: u32, chunk: u32, chunk_offset: u32, chunks: u32,
     epsilon: f32, momentum: f32, training: u32, count: u32,
-    relu_input: u32, dx_base: u32, moving_var_scale: f32, _pad: u32,
+    relu_input: u32, dx_base: u32, unbiased: u32, _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BnParams;

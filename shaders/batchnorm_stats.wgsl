@@ -6,7 +6,8 @@
 // to the batch mean and the biased variance var = M2 / M (as Keras), writes
 // stats[ch] = mean, stats[C + ch] = 1/√(var + ε), and updates the moving
 // statistics in place: moving ← momentum·moving + (1 − momentum)·batch value
-// (the variance times moving_var_scale: 1, or M/(M − 1) for PyTorch's unbiased one).
+// (the variance as is, or times M/(M − 1) with params.unbiased = 1: PyTorch's
+// unbiased one, computed here in the kernel's precision).
 // Inference (params.training = 0): stats come from the moving statistics,
 // which are left unchanged.
 // Thread mapping: one invocation per channel, looping over the chunks.
@@ -18,7 +19,7 @@ struct BnParams {
     n: u32, c: u32, plane: u32, x_base: u32,
     y_base: u32, chunk: u32, chunk_offset: u32, chunks: u32,
     epsilon: f32, momentum: f32, training: u32, count: u32,
-    relu_input: u32, dx_base: u32, moving_var_scale: f32, _pad: u32,
+    relu_input: u32, dx_base: u32, unbiased: u32, _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BnParams;
@@ -56,8 +57,8 @@ fn batchnorm_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
     stats[params.c + ch] = real(1.0) / sqrt(variance + eps);
     let mo = real(params.momentum);
     moving_mean[ch] = mo * moving_mean[ch] + (real(1.0) - mo) * mean;
-    // the batch variance as Keras keeps it (scale 1) or unbiased, M/(M − 1),
-    // as PyTorch's running_var
-    let kept = variance * real(params.moving_var_scale);
+    // the batch variance as Keras keeps it, or unbiased (× M/(M − 1)) as
+    // PyTorch's running_var; n = M here
+    let kept = select(variance, m2 / (n - real(1.0)), params.unbiased == 1u && n > real(1.0));
     moving_var[ch] = mo * moving_var[ch] + (real(1.0) - mo) * kept;
 }

@@ -322,6 +322,44 @@ impl<'d> Probes<'d> {
     }
 }
 
+/// A case of `op` (maxpool or bnpool) whose windows hold their maximum
+/// more than once: values from four levels. The cases of the suite avoid
+/// ties (a finite-difference step across one meets a kink), so only here
+/// does the rule that a tie goes to the window's first maximum in scan
+/// order — the forward's, the reference's and the backward's — meet a
+/// check: against the f64 reference, with no central differences.
+pub(super) fn pool_ties_case(op: &str, seed: u64) -> Option<Case> {
+    let mut rng = Rng::new(seed ^ 0x7135);
+    let (mut case, levels) = match op {
+        // overlapping, padded windows (ResNet's pool), odd sides
+        "maxpool" => (
+            maxpool_case(&mut rng, [2, 3, 7, 9], ops::MaxPoolConfig::RESNET),
+            [-0.5f32, 0.0, 0.5, 1.0],
+        ),
+        // γ < 0 in every other channel: ties at the minima of z too
+        "bnpool" => (
+            bnpool_case(&mut rng, [2, 4, 6, 10], ops::BnInput::AsIs, None, true),
+            [0.25f32, 0.5, 0.75, 1.0],
+        ),
+        _ => return None,
+    };
+    let n = case.inputs[0].data.len();
+    case.inputs[0].data = (0..n).map(|_| levels[rng.below(levels.len())]).collect();
+    case.shape.push_str(" ties");
+    Some(case)
+}
+
+/// [`pool_ties_case`]'s rows against the f64 reference.
+pub fn check_pool_ties(gpu: &Gpu, op: &str, seed: u64) -> Result<Vec<Row>> {
+    let Some(case) = pool_ties_case(op, seed) else {
+        return Ok(vec![]);
+    };
+    Ok(check_case_with(gpu, &case, seed, Probe::Fast)?
+        .into_iter()
+        .filter(|r| r.check.ends_with("vs f64 reference"))
+        .collect())
+}
+
 /// Predictions in [`check_bce_saturated`].
 const BCE_CLIPPED: usize = 64;
 
@@ -468,7 +506,7 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     use ops::BnInput::{AsIs, Relu};
     // Keras's settings, and PyTorch's (momentum 0.9, ε 1e-5, the unbiased
-    // running variance: `moving_var_scale`)
+    // running variance: `BnParams::unbiased`)
     let torch = ops::BatchNormConfig::TORCH;
     for (shape, input, config) in [
         (vec![2usize, 3, 7, 9], AsIs, Default::default()),

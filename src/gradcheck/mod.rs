@@ -29,7 +29,9 @@ pub mod mutants;
 mod report;
 
 pub use cases::cases;
-pub use check::{check_adam, check_batchnorm_inference, check_bce_saturated, check_case};
+pub use check::{
+    check_adam, check_batchnorm_inference, check_bce_saturated, check_case, check_pool_ties,
+};
 pub use report::{Report, Shown};
 
 use std::fmt;
@@ -394,6 +396,12 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
                 .rows
                 .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
         }
+        if op == "maxpool" || op == "bnpool" {
+            let rows = check_pool_ties(gpu, op, options.seed)?;
+            report
+                .rows
+                .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
+        }
         if op == "batchnorm" {
             let rows = check_batchnorm_inference(gpu, options.seed)?;
             report
@@ -608,9 +616,11 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
                     })
                     .collect();
                 let clipped = (op == "bce").then(check::bce_clipped_shape);
+                let ties = check::pool_ties_case(op, seed).map(|c| c.shape);
                 all.into_iter()
                     .map(|c| c.shape)
                     .chain(clipped)
+                    .chain(ties)
                     .chain(small)
                     .chain(variants)
                     .map(|s| (op, s))

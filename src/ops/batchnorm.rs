@@ -137,9 +137,10 @@ crate::uniform! {
         /// First element of the dx window (`batchnorm_backward_input`, whose x
         /// may be a texture copy starting at 0).
         pub dx_base: u32,
-        /// The factor on the batch variance in the moving update: 1, or
-        /// M/(M − 1) ([`MovingVariance::Unbiased`]).
-        pub moving_var_scale: f32,
+        /// 1: the moving update keeps the unbiased batch variance, M2/(M − 1)
+        /// ([`MovingVariance::Unbiased`]; computed in the kernel, in its
+        /// precision); 0: the biased one, M2/M.
+        pub unbiased: u32,
         pub _pad: u32,
     }
 }
@@ -206,17 +207,7 @@ impl Plan {
             count: (self.n * self.plane) as u32,
             relu_input: (config.input == BnInput::Relu) as u32,
             dx_base: 0,
-            moving_var_scale: match config.moving_variance {
-                MovingVariance::Biased => 1.0,
-                MovingVariance::Unbiased => {
-                    let m = (self.n * self.plane) as f32;
-                    if m > 1.0 {
-                        m / (m - 1.0)
-                    } else {
-                        1.0
-                    }
-                }
-            },
+            unbiased: (config.moving_variance == MovingVariance::Unbiased) as u32,
             _pad: 0,
         }
     }
