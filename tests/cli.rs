@@ -483,3 +483,34 @@ fn the_whole_model_check_passes_and_names_the_tensor_a_broken_kernel_spoils() {
     );
     assert!(out.contains("re-run this case alone: postergrad gradcheck --model poster --size 48 --batch 4 --seed 0"), "{out}");
 }
+
+#[test]
+fn gradcheck_list_names_every_case_a_run_checks() {
+    // the ops with rows of their own beside the cases: BCE's clipped band,
+    // max-pool's ties, batch norm's inference rows, Adam's steps
+    let ops = "relu,bce,maxpool,batchnorm,adam";
+    let (ok, listed, err) = postergrad(&["gradcheck", "--list", "--op", ops], &[]);
+    assert!(ok, "{err}");
+    let listed: std::collections::BTreeSet<(String, String)> = listed
+        .lines()
+        .map(|l| {
+            let (op, shape) = l.split_once(' ').expect("op and shape");
+            (op.to_string(), shape.trim().to_string())
+        })
+        .collect();
+    let (ok, out, err) = postergrad(&["gradcheck", "--op", ops, "--fast", "--json"], &[]);
+    assert!(ok, "{out}{err}");
+    let run: std::collections::BTreeSet<(String, String)> = out
+        .lines()
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).expect("one JSON object per line");
+            (
+                row["op"].as_str().unwrap().to_string(),
+                row["shape"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, run);
+    assert!(run.iter().any(|(_, s)| s.ends_with(" ties")));
+    assert!(run.iter().any(|(_, s)| s.ends_with(" infer torch")));
+}

@@ -498,6 +498,43 @@ pub fn check_adam(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// [`check_batchnorm_inference`]'s cases: (shape, input, settings, the
+/// shape as its rows carry it and `--list` prints it).
+pub(super) fn batchnorm_inference_cases(
+) -> Vec<(Vec<usize>, ops::BnInput, ops::BatchNormConfig, String)> {
+    use ops::BnInput::{AsIs, Relu};
+    // Keras's settings, and PyTorch's (momentum 0.9, ε 1e-5, the unbiased
+    // running variance: `BnParams::unbiased`)
+    let torch = ops::BatchNormConfig::TORCH;
+    [
+        (vec![2usize, 3, 7, 9], AsIs, Default::default()),
+        (vec![32, 128], AsIs, Default::default()),
+        (vec![2, 3, 7, 9], Relu, Default::default()),
+        (vec![2, 3, 7, 9], AsIs, torch),
+    ]
+    .into_iter()
+    .map(
+        |(shape, input, config): (Vec<usize>, _, ops::BatchNormConfig)| {
+            let settings = if config.moving_variance == torch.moving_variance {
+                " torch"
+            } else {
+                ""
+            };
+            let label = match input {
+                AsIs => format!("{} infer{settings}", shape_str(&shape)),
+                Relu => format!("{} infer relu{settings}", shape_str(&shape)),
+            };
+            (
+                shape,
+                input,
+                ops::BatchNormConfig { input, ..config },
+                label,
+            )
+        },
+    )
+    .collect()
+}
+
 /// Batchnorm's state and inference mode: one training forward must update the
 /// moving statistics as the reference does; inference must then normalise
 /// with them, and its backward (dx = γ·dy/√(var + ε), dγ, dβ) must match.
@@ -505,16 +542,7 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
     let mut rng = Rng::new(seed ^ 0xB7);
     let mut rows = Vec::new();
     use ops::BnInput::{AsIs, Relu};
-    // Keras's settings, and PyTorch's (momentum 0.9, ε 1e-5, the unbiased
-    // running variance: `BnParams::unbiased`)
-    let torch = ops::BatchNormConfig::TORCH;
-    for (shape, input, config) in [
-        (vec![2usize, 3, 7, 9], AsIs, Default::default()),
-        (vec![32, 128], AsIs, Default::default()),
-        (vec![2, 3, 7, 9], Relu, Default::default()),
-        (vec![2, 3, 7, 9], AsIs, torch),
-    ] {
-        let config = ops::BatchNormConfig { input, ..config };
+    for (shape, input, config, label) in batchnorm_inference_cases() {
         let eps = config.epsilon as f64;
         let (n, c, plane) = bn_layout(&shape);
         let count: usize = shape.iter().product();
@@ -599,15 +627,6 @@ pub fn check_batchnorm_inference(gpu: &Gpu, seed: u64) -> Result<Vec<Row>> {
             ("dbeta (inference) vs f64 reference", &db, &db_ref),
         ] {
             let got = t.to_vec_f64(gpu)?;
-            let settings = if config.moving_variance == torch.moving_variance {
-                " torch"
-            } else {
-                ""
-            };
-            let label = match input {
-                AsIs => format!("{} infer{settings}", shape_str(&shape)),
-                Relu => format!("{} infer relu{settings}", shape_str(&shape)),
-            };
             rows.push(Row::new("batchnorm", &label, check, &got, want, tol));
         }
     }

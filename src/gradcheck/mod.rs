@@ -617,10 +617,19 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
                     .collect();
                 let clipped = (op == "bce").then(check::bce_clipped_shape);
                 let ties = check::pool_ties_case(op, seed).map(|c| c.shape);
+                let inference: Vec<String> = if op == "batchnorm" {
+                    check::batchnorm_inference_cases()
+                        .into_iter()
+                        .map(|c| c.3)
+                        .collect()
+                } else {
+                    vec![]
+                };
                 all.into_iter()
                     .map(|c| c.shape)
                     .chain(clipped)
                     .chain(ties)
+                    .chain(inference)
                     .chain(small)
                     .chain(variants)
                     .map(|s| (op, s))
