@@ -232,8 +232,11 @@ pub fn check_case_with(gpu: &Gpu, case: &Case, seed: u64, probe: Probe) -> Resul
             fd_tol,
         )));
         // The f64 reference computes each output exactly enough; its noise is
-        // the rounding of the probed dot product over all outputs.
-        let noise = fd_noise(U64, case.reduction.max(y64.len()), &v64, &y64, REF_FD_EPS);
+        // the rounding of the probed dot product over all outputs, four times
+        // the independent-error model: a batch norm's outputs share their
+        // channel's statistics, so their rounding errors are correlated and
+        // reach 2.5× the model (`[2, 2, 70, 70] train relu`, seeds 3 and 7).
+        let noise = 4.0 * fd_noise(U64, case.reduction.max(y64.len()), &v64, &y64, REF_FD_EPS);
         let ref_fd_tol = Tolerance {
             atol: REF_FD_TOL.atol.max(noise),
             rtol: REF_FD_TOL.rtol,
