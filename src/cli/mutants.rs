@@ -36,17 +36,18 @@ pub fn run(
     dtype: &str,
     equivalents: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let reviewed = match equivalents {
-        None => mutants::equivalents("tests/equivalent_mutants.txt", EQUIVALENTS)?,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the reviewed list {}", path.display()))?;
-            mutants::equivalents(&path.display().to_string(), &text)?
-        }
+    let (list, text) = match equivalents {
+        None => (
+            "tests/equivalent_mutants.txt".to_string(),
+            EQUIVALENTS.to_string(),
+        ),
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the reviewed list {}", path.display()))?,
+        ),
     };
-    let list = equivalents.map_or("tests/equivalent_mutants.txt".to_string(), |p| {
-        p.display().to_string()
-    });
+    let reviewed = mutants::equivalents(&list, &text)?;
     let exe = std::env::current_exe().context("finding the postergrad binary")?;
     let dir = std::env::temp_dir().join(format!("postergrad-mutants-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

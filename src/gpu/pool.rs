@@ -39,7 +39,7 @@ impl<A: DeviceArray + ?Sized> DeviceArray for &A {
 #[derive(Default)]
 pub(crate) struct Pool {
     pub(super) free: HashMap<u64, Vec<wgpu::Buffer>>,
-    /// Texture copies by (rows, layers).
+    /// Texture copies by (row length, rows, layers).
     pub(super) textures: HashMap<(u32, u32, u32), Vec<wgpu::Texture>>,
 }
 

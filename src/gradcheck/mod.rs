@@ -380,34 +380,17 @@ pub fn run(gpu: &Gpu, options: &Options) -> Result<Report> {
     };
     let wanted = |shape: &str| options.case.as_deref().is_none_or(|c| c == shape);
     for op in selected {
-        if op == "adam" {
-            let rows = check_adam(gpu, options.seed)?;
-            report
-                .rows
-                .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
-            report
-                .rows
-                .extend(small_limits_pass(gpu, op, options, &wanted)?);
-            continue;
-        }
-        if op == "bce" {
-            let rows = check_bce_saturated(gpu, options.seed)?;
-            report
-                .rows
-                .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
-        }
-        if op == "maxpool" || op == "bnpool" {
-            let rows = check_pool_ties(gpu, op, options.seed)?;
-            report
-                .rows
-                .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
-        }
-        if op == "batchnorm" {
-            let rows = check_batchnorm_inference(gpu, options.seed)?;
-            report
-                .rows
-                .extend(rows.into_iter().filter(|r| wanted(&r.shape)));
-        }
+        // the rows an op has beside its cases (Adam has only these)
+        let own = match op {
+            "adam" => check_adam(gpu, options.seed)?,
+            "bce" => check_bce_saturated(gpu, options.seed)?,
+            "maxpool" | "bnpool" => check_pool_ties(gpu, op, options.seed)?,
+            "batchnorm" => check_batchnorm_inference(gpu, options.seed)?,
+            _ => vec![],
+        };
+        report
+            .rows
+            .extend(own.into_iter().filter(|r| wanted(&r.shape)));
         for case in cases(op, options.seed) {
             if !wanted(&case.shape) {
                 continue;
@@ -440,6 +423,12 @@ const SMALL_MAX_ELEMENTS: usize = 100_000;
 pub const SMALL_LIMITS: &str = " (small limits)";
 /// What the split-batch pass adds to a case's shape in the report.
 pub const SPLIT_BATCH: &str = " (split batch)";
+
+/// The passes that repeat the small cases under other limits: each with
+/// what it adds to a case's shape in the report.
+type Limits = fn(crate::gpu::Tuning) -> crate::gpu::Tuning;
+const LIMIT_PASSES: [(Limits, &str); 2] =
+    [(small_limits, SMALL_LIMITS), (split_batch, SPLIT_BATCH)];
 
 /// The limits of the small-limits pass: what a large tensor meets on an
 /// adapter, met by small ones.
@@ -493,10 +482,7 @@ fn small_limits_pass(
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Row>> {
     let mut out = Vec::new();
-    for (limits, label) in [
-        (small_limits as fn(_) -> _, SMALL_LIMITS),
-        (split_batch, SPLIT_BATCH),
-    ] {
+    for (limits, label) in LIMIT_PASSES {
         let rows = with_tuning(gpu, limits, || {
             if op == "adam" {
                 check_adam(gpu, options.seed)
@@ -587,7 +573,7 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
         .flat_map(|op| -> Vec<(&'static str, String)> {
             if op == "adam" {
                 let plain = ADAM_SIZES.iter().map(|n| ("adam", format!("[{n}]")));
-                let limited = [SMALL_LIMITS, SPLIT_BATCH].into_iter().flat_map(|label| {
+                let limited = LIMIT_PASSES.into_iter().flat_map(|(_, label)| {
                     ADAM_SIZES
                         .iter()
                         .map(move |n| ("adam", format!("[{n}]{label}")))
@@ -607,9 +593,9 @@ pub fn list(ops: Option<&[String]>, seed: u64) -> Vec<(&'static str, String)> {
                 } else {
                     vec![]
                 };
-                let small: Vec<String> = [SMALL_LIMITS, SPLIT_BATCH]
+                let small: Vec<String> = LIMIT_PASSES
                     .into_iter()
-                    .flat_map(|label| {
+                    .flat_map(|(_, label)| {
                         all.iter()
                             .filter(|c| c.inputs[0].data.len() <= SMALL_MAX_ELEMENTS)
                             .map(move |c| format!("{}{label}", c.shape))
